@@ -1,0 +1,1 @@
+"""tilld's APIs: thin adapters over one table of operations (operations.py)."""

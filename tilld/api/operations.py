@@ -1,0 +1,234 @@
+"""The one table of operations every API serves: name, parameters, role, handler.
+
+Adapters look operations up here and never add behaviour of their own, so
+the socket and D-Bus can never disagree about what an operation does or who
+may call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from ..events import TOPICS
+from ..rules import PAYMENT_METHODS
+from ..sales import MAX_QUANTITY
+from ..till import Till
+from .roles import Role
+
+# The literals come from the modules that own the names, so there is one list of each.
+Method = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
+Topic = Literal[TOPICS]  # type: ignore[valid-type]
+
+
+class Params(BaseModel):
+    # Strict: 10.5 or "100" is not an amount in öre, true is not a quantity.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+class SearchParams(Params):
+    query: str = Field(default="", max_length=200)
+    limit: StrictInt = Field(default=50, ge=1, le=500)
+
+
+class SaleRef(Params):
+    sale_id: str = Field(min_length=1, max_length=64)
+
+
+class AddParams(SaleRef):
+    plu: str | None = Field(default=None, min_length=1, max_length=64)
+    barcode: str | None = Field(default=None, min_length=1, max_length=128)
+    quantity: StrictInt = Field(default=1, ge=1, le=MAX_QUANTITY)
+
+    @model_validator(mode="after")
+    def _one_article_key(self) -> AddParams:
+        if (self.plu is None) == (self.barcode is None):
+            raise ValueError("give exactly one of plu or barcode")
+        return self
+
+
+class RemoveParams(SaleRef):
+    line_id: StrictInt = Field(ge=1)
+
+
+class VoidParams(SaleRef):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class PayParams(SaleRef):
+    method: Method
+    amount: StrictInt = Field(ge=0, le=100_000_000)
+    reference: str | None = Field(default=None, max_length=100)
+
+
+class RefundLineParams(Params):
+    line_id: StrictInt = Field(ge=1)
+    quantity: StrictInt | None = Field(default=None, ge=1, le=MAX_QUANTITY)
+
+
+class RefundParams(Params):
+    receipt_no: StrictInt = Field(ge=1)
+    lines: list[RefundLineParams] | None = Field(default=None, min_length=1)
+    method: Method
+    reason: str = Field(default="", max_length=200)
+
+
+class PendingParams(Params):
+    limit: StrictInt = Field(default=100, ge=1, le=1000)
+
+
+class ExportParams(Params):
+    since_seq: StrictInt = Field(default=0, ge=0)
+    format: Literal["jsonl", "csv"] = "jsonl"
+    limit: StrictInt = Field(default=1000, ge=1, le=10_000)
+
+
+class ReportParams(Params):
+    kind: Literal["x", "z"]
+
+
+class SubscribeParams(Params):
+    topics: list[Topic] | None = None
+
+
+Handler = Callable[[Till, Any], Awaitable[dict[str, Any]] | dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    params: type[Params]
+    role: Role
+    summary: str
+    handler: Handler | None  # None: served by the adapter itself (a subscription)
+
+
+def _refund_lines(p: RefundParams) -> dict[int, int | None] | None:
+    if p.lines is None:
+        return None
+    return {line.line_id: line.quantity for line in p.lines}
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "status.get",
+        NoParams,
+        Role.CASHIER,
+        "Mode, connectivity, pending counts, payment methods, devices.",
+        lambda till, p: till.status(),
+    ),
+    Operation(
+        "catalog.search",
+        SearchParams,
+        Role.CASHIER,
+        "Articles by exact PLU, exact barcode or name (case and diacritics ignored).",
+        lambda till, p: till.search(p.query, p.limit),
+    ),
+    Operation(
+        "sale.open",
+        NoParams,
+        Role.CASHIER,
+        "Open a new sale.",
+        lambda till, p: till.open_sale(),
+    ),
+    Operation(
+        "sale.list",
+        NoParams,
+        Role.CASHIER,
+        "Open sales (also those restored after a restart).",
+        lambda till, p: till.list_sales(),
+    ),
+    Operation(
+        "sale.add",
+        AddParams,
+        Role.CASHIER,
+        "Add an article by PLU or barcode.",
+        lambda till, p: till.add(p.sale_id, plu=p.plu, barcode=p.barcode, quantity=p.quantity),
+    ),
+    Operation(
+        "sale.remove",
+        RemoveParams,
+        Role.CASHIER,
+        "Remove a line from an unpaid sale.",
+        lambda till, p: till.remove(p.sale_id, p.line_id),
+    ),
+    Operation(
+        "sale.get",
+        SaleRef,
+        Role.CASHIER,
+        "An open, completed or voided sale.",
+        lambda till, p: till.get(p.sale_id),
+    ),
+    Operation(
+        "sale.void",
+        VoidParams,
+        Role.CASHIER,
+        "Cancel an open sale (journaled; money taken is listed to give back).",
+        lambda till, p: till.void(p.sale_id, p.reason),
+    ),
+    Operation(
+        "sale.pay",
+        PayParams,
+        Role.CASHIER,
+        "Take a payment in öre; completes the sale when fully paid.",
+        lambda till, p: till.pay(p.sale_id, p.method, p.amount, p.reference),
+    ),
+    Operation(
+        "sale.refund",
+        RefundParams,
+        Role.CASHIER,
+        "Refund a completed receipt, whole or by line (a new receipt).",
+        lambda till, p: till.refund(p.receipt_no, _refund_lines(p), p.method, p.reason),
+    ),
+    Operation(
+        "sync.pending",
+        PendingParams,
+        Role.CASHIER,
+        "Entries and tickets not yet accepted by the back-end.",
+        lambda till, p: till.pending(p.limit),
+    ),
+    Operation(
+        "events.subscribe",
+        SubscribeParams,
+        Role.CASHIER,
+        "Receive `event` notifications for the given topics on this connection.",
+        None,
+    ),
+    Operation(
+        "admin.journal_verify",
+        NoParams,
+        Role.TECH,
+        "Check the journal's hash chain; names the first bad seq.",
+        lambda till, p: till.journal_verify(),
+    ),
+    Operation(
+        "admin.journal_export",
+        ExportParams,
+        Role.TECH,
+        "A page of journal entries as JSON lines or CSV.",
+        lambda till, p: till.journal_export(p.since_seq, p.format, p.limit),
+    ),
+    Operation(
+        "admin.report",
+        ReportParams,
+        Role.TECH,
+        "X report (a look) or Z report (closes the day, journaled).",
+        lambda till, p: till.report(p.kind),
+    ),
+    Operation(
+        "admin.devices",
+        NoParams,
+        Role.TECH,
+        "Configured devices and their state.",
+        lambda till, p: {"devices": till.status()["devices"]},
+    ),
+)
+
+BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}

@@ -1,0 +1,204 @@
+"""The Unix-socket adapter: JSON-RPC 2.0, one JSON value per line.
+
+A client can never take the daemon down: over-long lines are discarded up to
+the next newline and answered with an error, undecodable input gets a parse
+error, a client that vanishes mid-request is simply forgotten, and a
+subscriber that stops reading is dropped before its queue grows unbounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from ..errors import StartupError
+from ..events import EventBus, Subscription
+from .jsonrpc import INVALID_REQUEST, PARSE_ERROR, Dispatcher, error
+from .operations import SubscribeParams
+from .roles import Caller, Role, RoleMap, peer_caller
+
+log = logging.getLogger("tilld.api")
+
+MAX_REQUEST = 1 << 20  # 1 MiB, CONTRACT.md
+READ_CHUNK = 64 * 1024
+
+
+class SocketServer:
+    def __init__(
+        self, path: Path, dispatcher: Dispatcher, events: EventBus, roles: RoleMap, max_clients: int
+    ) -> None:
+        self.path = path
+        self.dispatcher = dispatcher
+        self.events = events
+        self.roles = roles
+        self.max_clients = max_clients
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._claim_path()
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        # Anyone may connect; the peer-credential check decides who may do what.
+        os.chmod(self.path, 0o666)
+        log.info("listening on %s", self.path)
+
+    def _claim_path(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create the socket directory {self.path.parent}: {exc}")
+        if not self.path.exists():
+            return
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(str(self.path))
+        except OSError:
+            self.path.unlink()  # stale: left by a daemon that was killed
+        else:
+            raise StartupError(
+                f"another tilld is already serving {self.path}; stop it first "
+                "(systemctl stop tilld) or set api.socket_path to another path."
+            )
+        finally:
+            probe.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._connections) >= self.max_clients:
+            writer.write(_encode(error(None, INVALID_REQUEST, "too many clients; try again")))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        self._connections.add(task)
+        try:
+            await Connection(self, reader, writer).run()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+
+class Connection:
+    def __init__(
+        self, server: SocketServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.caller: Caller = peer_caller(writer.get_extra_info("socket"))
+        self.role: Role = server.roles.role_of(self.caller)
+        self._write_lock = asyncio.Lock()
+        self._subscription: Subscription | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            async for line in self._lines():
+                await self._answer(line)
+        finally:
+            if self._pump is not None:
+                self._pump.cancel()
+            if self._subscription is not None:
+                self.server.events.unsubscribe(self._subscription)
+
+    async def _lines(self):
+        """Yield complete lines; an over-long line becomes None (already discarded)."""
+        buffer = bytearray()
+        discarding = False
+        while True:
+            chunk = await self.reader.read(READ_CHUNK)
+            if not chunk:
+                return  # a half-written last line from a vanished client is dropped
+            buffer += chunk
+            while True:
+                end = buffer.find(b"\n")
+                if end < 0:
+                    if len(buffer) > MAX_REQUEST:
+                        discarding = True
+                        buffer.clear()
+                    break
+                line = bytes(buffer[:end])
+                del buffer[: end + 1]
+                if discarding or len(line) > MAX_REQUEST:
+                    discarding = False
+                    yield None
+                else:
+                    yield line
+
+    async def _answer(self, line: bytes | None) -> None:
+        if line is None:
+            await self._send(error(None, INVALID_REQUEST, "request larger than 1 MiB; not read"))
+            return
+        if not line.strip():
+            return
+        try:
+            message = json.loads(line)
+        except (UnicodeDecodeError, ValueError) as exc:
+            await self._send(error(None, PARSE_ERROR, f"not valid JSON: {exc}"))
+            return
+        reply = await self.server.dispatcher.handle(
+            message, self.caller, self.role, self._subscribe
+        )
+        if reply is not None:
+            await self._send(reply)
+
+    def _subscribe(self, params: SubscribeParams) -> dict[str, Any]:
+        if self._subscription is not None:
+            self.server.events.unsubscribe(self._subscription)
+        self._subscription = self.server.events.subscribe(params.topics)
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._pump_events())
+        return {"topics": sorted(self._subscription.topics)}
+
+    async def _pump_events(self) -> None:
+        while True:
+            subscription = self._subscription
+            assert subscription is not None
+            if subscription.overflowed:
+                await self._send(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "event",
+                        "params": {
+                            "topic": "overflow",
+                            "message": "events dropped: read faster "
+                            "and call events.subscribe again",
+                        },
+                    }
+                )
+                self.writer.close()
+                return
+            try:
+                event = await asyncio.wait_for(subscription.queue.get(), timeout=1.0)
+            except TimeoutError:
+                continue
+            await self._send({"jsonrpc": "2.0", "method": "event", "params": event})
+
+    async def _send(self, message: Any) -> None:
+        async with self._write_lock:
+            self.writer.write(_encode(message))
+            await self.writer.drain()
+
+
+def _encode(message: Any) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``tilld`` (the daemon) and ``tillctl`` (its technician client)."""

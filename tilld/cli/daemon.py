@@ -1,0 +1,101 @@
+"""``tilld``: run the daemon, check its configuration, or run the demo.
+
+Exit codes follow sysexits(3) so systemd units can tell a broken
+configuration (78, do not restart) from a transient failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..config import effective_toml, load_settings
+from ..errors import ConfigError, StartupError
+from ..logs import setup_logging
+
+EX_OK = 0
+EX_INVALID = 1
+EX_CANTCREAT = 73
+EX_CONFIG = 78
+
+log = logging.getLogger("tilld")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tilld", description="tilld: a till daemon that keeps selling when the network fails."
+    )
+    parser.add_argument("--version", action="version", version=f"tilld {__version__}")
+    parser.add_argument("--config", help="configuration file (default /etc/tilld/tilld.toml)")
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="run the daemon in the foreground (the default)")
+    run.add_argument("--config", dest="run_config", help=argparse.SUPPRESS)
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="print the effective configuration or errors")
+    check.add_argument("--config", dest="check_config", help="configuration file to check")
+    demo = commands.add_parser("demo", help="run the embedded demo till in the foreground")
+    demo.add_argument("--state-dir", default="./.tilld-demo", help="demo state folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config_file = getattr(args, "run_config", None) or getattr(args, "check_config", None)
+    config_file = config_file or args.config
+    if args.command == "config":
+        return config_check(config_file)
+    if args.command == "demo":
+        setup_logging("info")
+        from ..demo import run_demo
+
+        try:
+            return run_demo(Path(args.state_dir))
+        except StartupError as exc:
+            log.critical("cannot start the demo: %s", exc)
+            return EX_CANTCREAT
+    return run_daemon(config_file)
+
+
+def config_check(config_file: str | None) -> int:
+    try:
+        settings, path = load_settings(config_file)
+    except ConfigError as exc:
+        print("configuration is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EX_INVALID
+    print(f"# effective configuration (file: {path or 'none, built-in defaults'})")
+    print(effective_toml(settings), end="")
+    return EX_OK
+
+
+def run_daemon(config_file: str | None) -> int:
+    try:
+        settings, path = load_settings(config_file)
+    except ConfigError as exc:
+        setup_logging("info")
+        for problem in exc.problems:
+            log.critical("configuration: %s", problem)
+        log.critical("not starting: fix the configuration (tilld config check shows it)")
+        return EX_CONFIG
+    setup_logging(settings.log.level)
+    log.info("tilld %s, configuration %s", __version__, path or "built-in defaults")
+    from ..app import Daemon
+
+    try:
+        asyncio.run(Daemon(settings).run())
+    except StartupError as exc:
+        log.critical("cannot start: %s", exc)
+        return EX_CANTCREAT
+    except KeyboardInterrupt:
+        pass
+    return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

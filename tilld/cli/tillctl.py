@@ -1,0 +1,326 @@
+"""``tillctl``: the technician's client for a running tilld.
+
+A thin client of the socket API: every command is one or more JSON-RPC calls
+and a rendering of the answer, never a second implementation of the logic.
+Exit codes: 0 success, 1 the daemon refused or reported a problem, 2 usage,
+3 the daemon cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from typing import Any
+
+from ..money import format_sek
+
+DEFAULT_SOCKET = "/run/tilld/tilld.sock"
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 3
+
+
+class Unreachable(Exception):
+    pass
+
+
+class RpcError(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", "error"))
+        self.error = error
+
+    def one_line(self) -> str:
+        data = self.error.get("data") or {}
+        reason = data.get("reason") if isinstance(data, dict) else None
+        message = (data.get("message") if isinstance(data, dict) else None) or self.error.get(
+            "message"
+        )
+        if reason:
+            return f"refused ({reason}): {message}"
+        return f"error {self.error.get('code')}: {message}"
+
+
+class Client:
+    def __init__(self, path: str, timeout: float | None = 60) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except OSError as exc:
+            raise Unreachable(
+                f"cannot reach tilld at {path}: {exc.strerror or exc}. Is it running? "
+                "(systemctl status tilld; or pass --socket / set TILLD_SOCKET)"
+            ) from None
+        self.file = self.sock.makefile("rwb")
+        self.next_id = 0
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        self.next_id += 1
+        request = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}}
+        self.file.write(json.dumps(request).encode() + b"\n")
+        self.file.flush()
+        while True:
+            reply = self.read()
+            if reply.get("id") == self.next_id:
+                break
+        if "error" in reply:
+            raise RpcError(reply["error"])
+        return reply["result"]
+
+    def read(self) -> dict[str, Any]:
+        line = self.file.readline()
+        if not line:
+            raise Unreachable(f"tilld at {self.path} closed the connection")
+        return json.loads(line)
+
+
+# -- rendering --------------------------------------------------------------
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def render_status(st: dict[str, Any]) -> str:
+    pending = st["pending"]
+    lines = [
+        f"till        {st['till_id']}  (tilld {st['version']})",
+        f"mode        {st['mode']}  (server {'up' if st['server'] else 'down'}, "
+        f"internet {'up' if st['internet'] else 'down'})",
+        f"pending     {pending['entries']} entries, {pending['tickets']} tickets, "
+        f"{pending['scans']} scans",
+        f"offline card {st['offline_card']['stored']} of {st['offline_card']['limit']}",
+    ]
+    if "catalog" in st:
+        cat = st["catalog"]
+        lines.append(
+            f"catalog     {cat['version']} ({cat['articles']} articles from {cat['source']})"
+        )
+    lines.append("payments")
+    for method, state in st["payment_methods"].items():
+        mark = "available" if state["available"] else f"refused: {state.get('reason')}"
+        lines.append(f"  {method:<13} {mark}")
+    devices = st.get("devices") or {}
+    lines.append("devices" + ("" if devices else "     none configured"))
+    for name, dev in devices.items():
+        lines.append(f"  {name:<13} {dev.get('state')} {dev.get('detail') or ''}".rstrip())
+    return "\n".join(lines)
+
+
+def render_pending(p: dict[str, Any]) -> str:
+    counts = p["counts"]
+    out = [
+        f"{counts['entries']} entries, {counts['tickets']} tickets not yet synced",
+        "",
+        table(p["entries"], ["seq", "type", "created_at", "receipt_no", "total", "sync_status"]),
+    ]
+    if p["tickets"]:
+        out += ["", table(p["tickets"], ["code", "receipt_no", "name", "state", "created_at"])]
+    return "\n".join(out)
+
+
+def render_report(r: dict[str, Any]) -> str:
+    title = f"Z report {r['z_no']}" if r["kind"] == "z" else "X report (the day so far)"
+    lines = [
+        title,
+        f"till {r['till_id']}  {r['seller']} {r.get('org_number') or ''}".rstrip(),
+        f"period {r['period_start'] or '-'} .. {r['period_end'] or '-'}",
+        f"receipts {r['first_receipt_no'] or '-'} .. {r['last_receipt_no'] or '-'}",
+        f"sales    {r['sales']:>6}  {format_sek(r['gross_sales']):>14}",
+        f"refunds  {r['refunds']:>6}  {format_sek(-r['gross_refunds']):>14}",
+        f"net               {format_sek(r['net']):>14}",
+        f"voided sales {r['voids']}, tickets {r['tickets']}",
+        "payments",
+    ]
+    lines += [f"  {m:<13} {format_sek(a):>14}" for m, a in r["payments"].items()]
+    lines.append("VAT")
+    lines += [
+        f"  {v['rate']:>3} %  net {format_sek(v['net']):>12}  VAT {format_sek(v['vat']):>10}"
+        for v in r["vat"]
+    ]
+    lines.append(f"grand total       {format_sek(r['grand_total']):>14}")
+    return "\n".join(lines)
+
+
+# -- commands ---------------------------------------------------------------
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """Either one JSON object, or key=value (string) and key:=json pairs."""
+    if len(items) == 1 and items[0].lstrip().startswith("{"):
+        params = json.loads(items[0])
+        if not isinstance(params, dict):
+            raise ValueError("params must be a JSON object")
+        return params
+    params: dict[str, Any] = {}
+    for item in items:
+        if ":=" in item:
+            key, raw = item.split(":=", 1)
+            params[key] = json.loads(raw)
+        elif "=" in item:
+            key, value = item.split("=", 1)
+            params[key] = value
+        else:
+            raise ValueError(f"{item!r}: use key=value, key:=json or one JSON object")
+    return params
+
+
+def emit(args: argparse.Namespace, result: Any, human: str | None = None) -> None:
+    if args.json or human is None:
+        print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    else:
+        print(human)
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    st = client.call("status.get")
+    emit(args, st, render_status(st))
+    return 0
+
+
+def cmd_pending(client: Client, args: argparse.Namespace) -> int:
+    p = client.call("sync.pending", {"limit": args.limit})
+    emit(args, p, render_pending(p))
+    return 0
+
+
+def cmd_journal(client: Client, args: argparse.Namespace) -> int:
+    if args.journal_command == "verify":
+        v = client.call("admin.journal_verify")
+        human = (
+            f"ok: {v['entries']} entries, hash chain intact"
+            if v["ok"]
+            else f"BROKEN: {v['entries']} entries, first bad seq {v['first_bad_seq']}"
+        )
+        emit(args, v, human)
+        return 0 if v["ok"] else EXIT_REFUSED
+    since = args.since_seq
+    while True:
+        page = client.call(
+            "admin.journal_export", {"since_seq": since, "format": args.format, "limit": 5000}
+        )
+        sys.stdout.write(page["content"])
+        if page["next_since_seq"] is None:
+            return 0
+        since = page["next_since_seq"]
+
+
+def cmd_report(client: Client, args: argparse.Namespace) -> int:
+    r = client.call("admin.report", {"kind": args.kind})
+    emit(args, r, render_report(r))
+    return 0
+
+
+def cmd_devices(client: Client, args: argparse.Namespace) -> int:
+    d = client.call("admin.devices")["devices"]
+    rows = [{"device": n, **v} for n, v in d.items()]
+    emit(args, d, table(rows, ["device", "state", "detail"]))
+    return 0
+
+
+def cmd_watch(client: Client, args: argparse.Namespace) -> int:
+    params = {"topics": args.topics} if args.topics else {}
+    client.call("events.subscribe", params)
+    client.sock.settimeout(None)
+    try:
+        while True:
+            message = client.read()
+            if message.get("method") == "event":
+                event = message["params"]
+                if args.json:
+                    print(json.dumps(event, ensure_ascii=False), flush=True)
+                else:
+                    rest = {k: v for k, v in event.items() if k != "topic"}
+                    print(f"{event['topic']:<7} {json.dumps(rest, ensure_ascii=False)}", flush=True)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_call(client: Client, args: argparse.Namespace) -> int:
+    try:
+        params = parse_params(args.params)
+    except ValueError as exc:
+        print(f"tillctl: bad params: {exc}", file=sys.stderr)
+        return 2
+    result = client.call(args.method, params)
+    if args.get:
+        value = result
+        for key in args.get.split("."):
+            value = value[key]
+        print(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        return 0
+    emit(args, result)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tillctl", description="Talk to a running tilld.")
+    parser.add_argument(
+        "--socket",
+        default=os.environ.get("TILLD_SOCKET", DEFAULT_SOCKET),
+        help=f"tilld's socket (default $TILLD_SOCKET or {DEFAULT_SOCKET})",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="mode, pending counts, payment methods").set_defaults(
+        run=cmd_status
+    )
+    pending = sub.add_parser("pending", help="entries and tickets not yet synced")
+    pending.add_argument("--limit", type=int, default=100)
+    pending.set_defaults(run=cmd_pending)
+    journal = sub.add_parser("journal", help="verify or export the journal")
+    jsub = journal.add_subparsers(dest="journal_command", required=True)
+    jsub.add_parser("verify", help="check the hash chain")
+    export = jsub.add_parser("export", help="write the journal to stdout")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--since-seq", type=int, default=0)
+    journal.set_defaults(run=cmd_journal)
+    report = sub.add_parser("report", help="X report (a look) or Z report (closes the day)")
+    report.add_argument("kind", choices=["x", "z"])
+    report.set_defaults(run=cmd_report)
+    sub.add_parser("devices", help="devices and their state").set_defaults(run=cmd_devices)
+    watch = sub.add_parser("watch", help="print live events until Ctrl-C")
+    watch.add_argument("topics", nargs="*", help="mode, scan, sale, sync, device (default all)")
+    watch.set_defaults(run=cmd_watch)
+    call = sub.add_parser("call", help="call any API method")
+    call.add_argument("method")
+    call.add_argument("params", nargs="*", help="one JSON object, or key=value / key:=json pairs")
+    call.add_argument("--get", help="print only this field of the result (a.b for nested)")
+    call.set_defaults(run=cmd_call)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        client = Client(args.socket)
+        return args.run(client, args)
+    except Unreachable as exc:
+        print(f"tillctl: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except RpcError as exc:
+        print(f"tillctl: {exc.one_line()}", file=sys.stderr)
+        return EXIT_REFUSED
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

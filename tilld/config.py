@@ -1,0 +1,232 @@
+"""tilld's configuration: one schema, read from TOML and overridden by TILLD_* variables.
+
+The file is ``/etc/tilld/tilld.toml`` unless ``--config`` or ``TILLD_CONFIG``
+names another; a missing default file means built-in defaults, a missing named
+file is an error. ``TILLD_<SECTION>__<KEY>`` variables win over the file, so a
+technician can change one key for one run without editing it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+from .rules import PAYMENT_METHODS
+
+DEFAULT_CONFIG_PATH = Path("/etc/tilld/tilld.toml")
+
+
+class Section(BaseModel):
+    # A misspelt key must be reported, not silently ignored: a till that
+    # quietly runs on a default limit is worse than one that refuses to start.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TillSection(Section):
+    id: str = Field(default="till-1", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    seller_name: str = "tilld demo venue"
+    org_number: str = ""
+    address: str = ""
+
+
+class PathsSection(Section):
+    state_dir: Path = Path("/var/lib/tilld")
+
+
+class ApiSection(Section):
+    socket_path: Path = Path("/run/tilld/tilld.sock")
+    dbus: str = "system"
+    cashier_group: str = "tilld-cashier"
+    tech_group: str = "tilld-tech"
+    max_clients: int = Field(default=256, ge=1)
+
+
+class CatalogSection(Section):
+    file: str = ""
+
+
+class BackendSection(Section):
+    url: str = ""
+    token_file: str = ""
+    timeout_s: float = Field(default=5, gt=0)
+
+
+class ConnectivitySection(Section):
+    internet_probes: list[str] = []
+    probe_interval_s: float = Field(default=2, gt=0)
+    backoff_cap_s: float = Field(default=10, gt=0)
+
+
+class SyncSection(Section):
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+
+
+class CardSection(Section):
+    offline_limit: int = Field(default=250, ge=0)
+    offline_brands: list[str] = ["visa", "mastercard"]
+
+    @field_validator("offline_brands")
+    @classmethod
+    def _lower_case(cls, brands: list[str]) -> list[str]:
+        return [b.strip().lower() for b in brands]
+
+
+class PaymentsSection(Section):
+    # The till's own switch per method, on top of the catalog's.
+    enabled: list[str] = list(PAYMENT_METHODS)
+
+    @field_validator("enabled")
+    @classmethod
+    def _known_methods(cls, methods: list[str]) -> list[str]:
+        unknown = sorted(set(methods) - set(PAYMENT_METHODS))
+        if unknown:
+            raise ValueError(f"unknown payment methods {unknown}; known: {list(PAYMENT_METHODS)}")
+        return methods
+
+
+# Device drivers are not part of this build yet: only "none" is accepted so a
+# till configured for hardware fails loudly instead of pretending to drive it.
+class ScannerSection(Section):
+    kind: Literal["none"] = "none"
+    port: str = ""
+    baudrate: int = 9600
+    device: str = ""
+    vendor_id: int = 0
+    product_id: int = 0
+
+
+class PrinterSection(Section):
+    kind: Literal["none"] = "none"
+    address: str = ""
+    port: str = ""
+    baudrate: int = 19200
+    vendor_id: int = 0
+    product_id: int = 0
+
+
+class TerminalSection(Section):
+    kind: Literal["none"] = "none"
+    address: str = ""
+    port: str = ""
+    password: SecretStr = SecretStr("000000")
+
+
+class DevicesSection(Section):
+    scanner: ScannerSection = ScannerSection()
+    printer: PrinterSection = PrinterSection()
+    terminal: TerminalSection = TerminalSection()
+
+
+class LogSection(Section):
+    level: Literal["debug", "info", "notice", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TILLD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    till: TillSection = TillSection()
+    paths: PathsSection = PathsSection()
+    api: ApiSection = ApiSection()
+    catalog: CatalogSection = CatalogSection()
+    backend: BackendSection = BackendSection()
+    connectivity: ConnectivitySection = ConnectivitySection()
+    sync: SyncSection = SyncSection()
+    card: CardSection = CardSection()
+    payments: PaymentsSection = PaymentsSection()
+    devices: DevicesSection = DevicesSection()
+    log: LogSection = LogSection()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init arguments; environment variables win.
+        return (env_settings, init_settings)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.paths.state_dir / "journal.sqlite"
+
+
+def config_path(explicit: str | None) -> tuple[Path, bool]:
+    """The file to read and whether the user named it (then it must exist)."""
+    if explicit:
+        return Path(explicit), True
+    from_env = os.environ.get("TILLD_CONFIG")
+    if from_env:
+        return Path(from_env), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_settings(explicit: str | None = None) -> tuple[Settings, Path | None]:
+    """Read the effective configuration; ConfigError lists every bad key and why."""
+    path, named = config_path(explicit)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    elif named:
+        raise ConfigError([f"{path}: no such file (named by --config or TILLD_CONFIG)"])
+    try:
+        return Settings(**data), (path if path.exists() else None)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: Any) -> str:
+    key = ".".join(str(part) for part in err["loc"]) or "(file)"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key (misspelt? see docs/configuration.md)"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{key}: {err['msg']}{shown}"
+
+
+def effective_toml(settings: Settings) -> str:
+    """The configuration as TOML, secrets masked, for ``tilld config check``."""
+    lines: list[str] = []
+    _emit(settings.model_dump(mode="python"), settings, [], lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _emit(data: dict[str, Any], model: BaseModel, path: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    if path and scalars:
+        lines.append(f"\n[{'.'.join(path)}]")
+    for key, value in scalars.items():
+        raw = getattr(model, key)
+        shown = '"********"' if isinstance(raw, SecretStr) else _toml_value(value)
+        lines.append(f"{key} = {shown}")
+    for key, value in tables.items():
+        _emit(value, getattr(model, key), [*path, key], lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

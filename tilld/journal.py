@@ -1,0 +1,612 @@
+"""The durable journal: an append-only, hash-chained record of everything the till did.
+
+Guarantees, and how they are kept:
+- Nothing acknowledged is lost. Every append runs in ``BEGIN IMMEDIATE`` and
+  the caller's await returns only after COMMIT, with the database in WAL mode
+  and ``synchronous=FULL`` so COMMIT waits for fsync of the WAL. Both settings
+  are read back at open and the daemon refuses to start if SQLite did not
+  take them (some filesystems cannot do WAL).
+- Entries are never edited. Corrections are new entries; triggers reject
+  UPDATE and DELETE on ``entries`` so a bug cannot rewrite history either.
+- Receipt numbers form one unbroken series: the next number is read inside
+  the same write transaction that stores the entry, so a failed commit never
+  burns a number.
+
+One thread owns the write connection; the asyncio loop never blocks on
+fsync. A second thread with its own read connection serves long reads
+(verify, export, reports) so they do not hold up a sale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
+from .errors import Refused, StartupError
+
+log = logging.getLogger("tilld.journal")
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+# Numbered series and the entry types that draw from them. Sales and refunds
+# share the receipt series (a refund is a receipt too); Z reports count apart.
+NUMBER_SERIES: dict[str, tuple[str, ...]] = {
+    "receipt_no": ("sale", "refund"),
+    "z_no": ("z-report",),
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'journal entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'journal entries are append-only'); END;
+CREATE INDEX IF NOT EXISTS entries_receipt_no ON entries (json_extract(body, '$.receipt_no'))
+    WHERE type IN ('sale', 'refund');
+CREATE INDEX IF NOT EXISTS entries_z_no ON entries (json_extract(body, '$.z_no'))
+    WHERE type IN ('z-report');
+CREATE INDEX IF NOT EXISTS entries_refund_of
+    ON entries (json_extract(body, '$.original_receipt_no')) WHERE type = 'refund';
+CREATE INDEX IF NOT EXISTS entries_sale_id ON entries (json_extract(body, '$.sale_id'))
+    WHERE type IN ('sale', 'void');
+CREATE INDEX IF NOT EXISTS entries_type ON entries (type, seq);
+CREATE TABLE IF NOT EXISTS sync_results (
+    seq INTEGER PRIMARY KEY REFERENCES entries (seq),
+    status TEXT NOT NULL,
+    reason TEXT,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    code TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL REFERENCES entries (seq),
+    receipt_no INTEGER NOT NULL,
+    plu TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
+CREATE TABLE IF NOT EXISTS open_sales (
+    sale_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS catalog_cache (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    document TEXT NOT NULL,
+    etag TEXT,
+    source TEXT NOT NULL,
+    stored_at TEXT NOT NULL
+);
+"""
+
+# SQLite result codes (sqlite3.h) that mean the storage itself failed.
+SQLITE_FULL = 13
+SQLITE_IOERR = 10
+
+
+def now_with_offset() -> str:
+    """The local time with its UTC offset, e.g. 2026-11-26T18:01:02.123+01:00."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    uuid: str
+    type: str
+    created_at: str
+    body: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "uuid": self.uuid,
+            "type": self.type,
+            "created_at": self.created_at,
+            "body": self.body,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | tuple) -> Entry:
+        seq, uuid, type_, created_at, body, prev_hash, hash_ = row
+        return cls(seq, uuid, type_, created_at, json.loads(body), prev_hash, hash_)
+
+
+@dataclass(frozen=True)
+class TicketRecord:
+    code: str
+    plu: str
+    name: str
+
+
+# Work done inside an append's transaction, after the entry is inserted.
+SideEffect = Callable[[sqlite3.Connection, Entry], None]
+
+
+def store_tickets(tickets: list[TicketRecord], state: str = "pending") -> SideEffect:
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        db.executemany(
+            "INSERT INTO tickets (code, seq, receipt_no, plu, name, state, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    t.code,
+                    entry.seq,
+                    entry.body["receipt_no"],
+                    t.plu,
+                    t.name,
+                    state,
+                    entry.created_at,
+                )
+                for t in tickets
+            ],
+        )
+
+    return effect
+
+
+def set_ticket_state(codes: list[str], state: str) -> SideEffect:
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        db.executemany("UPDATE tickets SET state = ? WHERE code = ?", [(state, c) for c in codes])
+
+    return effect
+
+
+def forget_open_sale(sale_id: str) -> SideEffect:
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        db.execute("DELETE FROM open_sales WHERE sale_id = ?", (sale_id,))
+
+    return effect
+
+
+COLUMNS = "seq, uuid, type, created_at, body, prev_hash, hash"
+
+
+class Journal:
+    def __init__(self, path: Path, till_id: str) -> None:
+        self.path = path
+        self.till_id = till_id
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-reader")
+        self._db: sqlite3.Connection | None = None
+        self._read_db: sqlite3.Connection | None = None
+        self.head_seq = 0
+        self.head_hash = GENESIS_HASH
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._on_writer(self._open_writer)
+        await self._on_reader(self._open_reader)
+
+    async def close(self) -> None:
+        def close_writer() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        def close_reader() -> None:
+            if self._read_db is not None:
+                self._read_db.close()
+                self._read_db = None
+
+        await self._on_writer(close_writer)
+        await self._on_reader(close_reader)
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        db.execute("PRAGMA busy_timeout = 10000")
+        return db
+
+    def _open_writer(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = self._connect()
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            db.execute("PRAGMA synchronous = FULL")
+            synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StartupError(
+                f"cannot open the journal {self.path}: {exc}. Check that the state directory "
+                "exists, is writable by the tilld user and the disk is not full."
+            ) from exc
+        if mode.lower() != "wal" or synchronous != 2:
+            db.close()
+            raise StartupError(
+                f"the journal {self.path} cannot be made durable here (journal_mode={mode}, "
+                f"synchronous={synchronous}; need wal and 2=FULL). Put the state directory on "
+                "a local filesystem that supports SQLite WAL."
+            )
+        db.execute("PRAGMA foreign_keys = ON")
+        db.executescript(SCHEMA)
+        self._db = db
+        self._check_owner(db)
+        row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        if row:
+            self.head_seq, self.head_hash = row
+
+    def _check_owner(self, db: sqlite3.Connection) -> None:
+        """A journal belongs to one till: its seq series means nothing to another."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if not rows:
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("till_id", self.till_id), ("schema_version", str(SCHEMA_VERSION))],
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        owner = rows.get("till_id", self.till_id)
+        if owner != self.till_id:
+            raise StartupError(
+                f"the journal {self.path} belongs to till '{owner}', but this configuration "
+                f"says till.id = '{self.till_id}'. Fix till.id, or move the state directory "
+                "aside if the till really was renamed (sync it first)."
+            )
+
+    def _open_reader(self) -> None:
+        db = self._connect()
+        db.execute("PRAGMA query_only = ON")
+        self._read_db = db
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    # -- writing -----------------------------------------------------------
+
+    async def append(
+        self,
+        type_: str,
+        body: dict[str, Any],
+        *,
+        number: str | None = None,
+        effects: tuple[SideEffect, ...] = (),
+    ) -> Entry:
+        """Append one entry and return it once committed.
+
+        ``number`` names a series in NUMBER_SERIES: the next number is put into
+        the body under that key before the entry is hashed.
+        """
+        return await self._on_writer(self._append, type_, body, number, effects)
+
+    def _append(
+        self,
+        type_: str,
+        body: dict[str, Any],
+        number: str | None,
+        effects: tuple[SideEffect, ...],
+    ) -> Entry:
+        db = self._require_writer()
+        with self._transaction(db):
+            if number is not None:
+                body = {**body, number: self._next_number(db, number)}
+            entry = self._build_entry(type_, body)
+            db.execute(
+                f"INSERT INTO entries ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.seq,
+                    entry.uuid,
+                    entry.type,
+                    entry.created_at,
+                    canonical_json(entry.body),
+                    entry.prev_hash,
+                    entry.hash,
+                ),
+            )
+            for effect in effects:
+                effect(db, entry)
+        self.head_seq, self.head_hash = entry.seq, entry.hash
+        return entry
+
+    def _build_entry(self, type_: str, body: dict[str, Any]) -> Entry:
+        fields = {
+            "uuid": str(uuidlib.uuid4()),
+            "seq": self.head_seq + 1,
+            "type": type_,
+            "created_at": now_with_offset(),
+            "prev_hash": self.head_hash,
+            # Round-trip through JSON so the hashed body is exactly what is stored.
+            "body": json.loads(canonical_json(body)),
+        }
+        return Entry(hash=entry_hash(fields), **fields)
+
+    @staticmethod
+    def _next_number(db: sqlite3.Connection, series: str) -> int:
+        types = NUMBER_SERIES[series]
+        marks = ", ".join("?" * len(types))
+        row = db.execute(
+            f"SELECT max(json_extract(body, '$.{series}')) FROM entries WHERE type IN ({marks})",
+            types,
+        ).fetchone()
+        return (row[0] or 0) + 1
+
+    class _transaction:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; storage errors become refusals."""
+
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _storage_refusal(exc) from exc
+            return self.db
+
+        def __exit__(self, exc_type, exc, tb) -> bool:
+            if exc_type is None:
+                try:
+                    self.db.execute("COMMIT")
+                    return False
+                except sqlite3.Error as commit_error:
+                    self._rollback()
+                    raise _storage_refusal(commit_error) from commit_error
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_refusal(exc) from exc
+            return False
+
+        def _rollback(self) -> None:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+    def _require_writer(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("journal is not open")
+        return self._db
+
+    async def save_open_sale(self, sale_id: str, state: dict[str, Any]) -> None:
+        """Durably keep a sale that has taken money but is not complete yet."""
+
+        def save() -> None:
+            db = self._require_writer()
+            with self._transaction(db):
+                db.execute(
+                    "INSERT INTO open_sales (sale_id, state, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (sale_id) DO UPDATE SET state = excluded.state,"
+                    " updated_at = excluded.updated_at",
+                    (sale_id, canonical_json(state), now_with_offset()),
+                )
+
+        await self._on_writer(save)
+
+    async def store_catalog(self, document_json: str, source: str, etag: str | None) -> None:
+        def store() -> None:
+            db = self._require_writer()
+            with self._transaction(db):
+                db.execute(
+                    "INSERT INTO catalog_cache (id, document, etag, source, stored_at)"
+                    " VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " document = excluded.document, etag = excluded.etag,"
+                    " source = excluded.source, stored_at = excluded.stored_at",
+                    (document_json, etag, source, now_with_offset()),
+                )
+
+        await self._on_writer(store)
+
+    # -- reading -----------------------------------------------------------
+
+    async def cached_catalog(self) -> tuple[str, str | None, str] | None:
+        def read() -> tuple[str, str | None, str] | None:
+            return (
+                self._require_writer()
+                .execute("SELECT document, etag, source FROM catalog_cache WHERE id = 1")
+                .fetchone()
+            )
+
+        return await self._on_writer(read)
+
+    async def open_sales(self) -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            rows = self._require_writer().execute("SELECT state FROM open_sales").fetchall()
+            return [json.loads(state) for (state,) in rows]
+
+        return await self._on_writer(read)
+
+    async def pending_counts(self) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            db = self._require_writer()
+            unsynced = db.execute(
+                "SELECT count(*) FROM entries WHERE seq NOT IN"
+                " (SELECT seq FROM sync_results WHERE status IN ('accepted', 'duplicate'))"
+            ).fetchone()[0]
+            tickets = db.execute("SELECT count(*) FROM tickets WHERE state = 'pending'").fetchone()
+            return {"entries": unsynced, "tickets": tickets[0], "scans": 0}
+
+        return await self._on_writer(read)
+
+    async def pending(self, limit: int) -> dict[str, list[dict[str, Any]]]:
+        """The oldest unsynced entries and pending tickets, as the offline icon lists them."""
+
+        def read() -> dict[str, list[dict[str, Any]]]:
+            db = self._read()
+            entries = [
+                _summary(Entry.from_row(row), status, reason)
+                for *row, status, reason in db.execute(
+                    f"SELECT {', '.join('e.' + c for c in COLUMNS.split(', '))},"
+                    " r.status, r.reason FROM entries e LEFT JOIN sync_results r USING (seq)"
+                    " WHERE r.status IS NULL OR r.status NOT IN ('accepted', 'duplicate')"
+                    " ORDER BY e.seq LIMIT ?",
+                    (limit,),
+                )
+            ]
+            tickets = [
+                dict(zip(("code", "receipt_no", "plu", "name", "state", "created_at"), row))
+                for row in db.execute(
+                    "SELECT code, receipt_no, plu, name, state, created_at FROM tickets"
+                    " WHERE state = 'pending' ORDER BY seq LIMIT ?",
+                    (limit,),
+                )
+            ]
+            return {"entries": entries, "tickets": tickets}
+
+        return await self._on_reader(read)
+
+    async def find_receipt(self, receipt_no: int) -> Entry | None:
+        def read() -> Entry | None:
+            row = (
+                self._read()
+                .execute(
+                    f"SELECT {COLUMNS} FROM entries WHERE type IN ('sale', 'refund')"
+                    " AND json_extract(body, '$.receipt_no') = ?",
+                    (receipt_no,),
+                )
+                .fetchone()
+            )
+            return Entry.from_row(row) if row else None
+
+        return await self._on_reader(read)
+
+    async def find_sale(self, sale_id: str) -> Entry | None:
+        """The completed or voided sale with this id, if the journal has one."""
+
+        def read() -> Entry | None:
+            row = (
+                self._read()
+                .execute(
+                    f"SELECT {COLUMNS} FROM entries WHERE type IN ('sale', 'void')"
+                    " AND json_extract(body, '$.sale_id') = ?",
+                    (sale_id,),
+                )
+                .fetchone()
+            )
+            return Entry.from_row(row) if row else None
+
+        return await self._on_reader(read)
+
+    async def last_of(self, type_: str) -> Entry | None:
+        def read() -> Entry | None:
+            row = (
+                self._read()
+                .execute(
+                    f"SELECT {COLUMNS} FROM entries WHERE type = ? ORDER BY seq DESC LIMIT 1",
+                    (type_,),
+                )
+                .fetchone()
+            )
+            return Entry.from_row(row) if row else None
+
+        return await self._on_reader(read)
+
+    async def refunds_of(self, receipt_no: int) -> list[Entry]:
+        def read() -> list[Entry]:
+            rows = self._read().execute(
+                f"SELECT {COLUMNS} FROM entries WHERE type = 'refund'"
+                " AND json_extract(body, '$.original_receipt_no') = ? ORDER BY seq",
+                (receipt_no,),
+            )
+            return [Entry.from_row(row) for row in rows]
+
+        return await self._on_reader(read)
+
+    async def since_last(self, type_: str) -> list[Entry]:
+        """Every entry after the last one of ``type_`` (e.g. since the last Z report)."""
+
+        def read() -> list[Entry]:
+            db = self._read()
+            row = db.execute("SELECT max(seq) FROM entries WHERE type = ?", (type_,)).fetchone()
+            after = row[0] or 0
+            rows = db.execute(f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq", (after,))
+            return [Entry.from_row(r) for r in rows]
+
+        return await self._on_reader(read)
+
+    async def verify(self) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            count = 0
+
+            def walk() -> Iterator[dict[str, Any]]:
+                nonlocal count
+                for row in self._read().execute(f"SELECT {COLUMNS} FROM entries ORDER BY seq"):
+                    count += 1
+                    yield Entry.from_row(row).as_dict()
+
+            bad = first_broken_seq(walk())
+            result: dict[str, Any] = {"ok": bad is None, "entries": count}
+            if bad is not None:
+                result["first_bad_seq"] = bad
+            return result
+
+        return await self._on_reader(run)
+
+    async def page(self, since_seq: int, limit: int) -> list[Entry]:
+        def read() -> list[Entry]:
+            rows = self._read().execute(
+                f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (since_seq, limit),
+            )
+            return [Entry.from_row(r) for r in rows]
+
+        return await self._on_reader(read)
+
+    def _read(self) -> sqlite3.Connection:
+        if self._read_db is None:
+            raise RuntimeError("journal is not open")
+        return self._read_db
+
+
+def _summary(entry: Entry, status: str | None, reason: str | None) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "seq": entry.seq,
+        "uuid": entry.uuid,
+        "type": entry.type,
+        "created_at": entry.created_at,
+        "sync_status": status or "pending",
+    }
+    if reason:
+        summary["sync_reason"] = reason
+    for key in ("sale_id", "receipt_no", "total", "z_no"):
+        if key in entry.body:
+            summary[key] = entry.body[key]
+    return summary
+
+
+def _storage_refusal(exc: sqlite3.Error) -> Exception:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == SQLITE_FULL or "full" in str(exc).lower():
+        return Refused(
+            "storage-full",
+            "The till's storage is full, so nothing was recorded. Ask a technician to free "
+            "space on the state directory's disk, then try again.",
+        )
+    if code is not None and code & 0xFF == SQLITE_IOERR:
+        return Refused(
+            "storage-failed",
+            f"The till could not write its journal ({exc}); nothing was recorded. "
+            "Ask a technician to check the disk.",
+        )
+    return exc

@@ -1,0 +1,194 @@
+"""The outage routine as data: which payment methods and articles a till may sell in each mode.
+
+Pure functions over values, no I/O. Every refusal the till makes because of
+connectivity, card brand or offline limits is decided here and nowhere else;
+``status.get`` reports method availability by asking the same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    ONLINE = "online"
+    SERVER_UNREACHABLE = "server-unreachable"
+    NO_INTERNET = "no-internet"
+    SERVER_ONLY = "server-only"
+
+
+# (server reachable, internet reachable) -> mode, as CONTRACT.md's table.
+MODE_TABLE: Mapping[tuple[bool, bool], Mode] = {
+    (True, True): Mode.ONLINE,
+    (False, True): Mode.SERVER_UNREACHABLE,
+    (False, False): Mode.NO_INTERNET,
+    (True, False): Mode.SERVER_ONLY,
+}
+
+PAYMENT_METHODS = ("cash", "swish-manual", "swish", "card")
+ARTICLE_KINDS = ("goods", "ticket", "event-ticket")
+
+
+class Need(StrEnum):
+    """What a payment method or article kind depends on beyond the till itself."""
+
+    NOTHING = "nothing"
+    SERVER = "server"
+    CARD_AUTHORISATION = "card-authorisation"  # the internet, or the terminal's offline allowance
+
+
+METHOD_NEEDS: Mapping[str, Need] = {
+    "cash": Need.NOTHING,
+    "swish-manual": Need.NOTHING,  # static number or QR; the cashier confirms the payment
+    "swish": Need.SERVER,  # integrated Swish is proxied by the back-end
+    "card": Need.CARD_AUTHORISATION,
+}
+
+ARTICLE_NEEDS: Mapping[str, Need] = {
+    "goods": Need.NOTHING,
+    "ticket": Need.NOTHING,  # sold offline it stays pending (not valid at gates) until synced
+    "event-ticket": Need.SERVER,  # seats are reserved by the server
+}
+
+
+@dataclass(frozen=True)
+class Connectivity:
+    server: bool
+    internet: bool
+
+    @property
+    def mode(self) -> Mode:
+        return MODE_TABLE[(self.server, self.internet)]
+
+
+@dataclass(frozen=True)
+class CardPolicy:
+    """The card rules that configuration may change (defaults from the outage routine)."""
+
+    offline_limit: int = 250
+    offline_brands: frozenset[str] = frozenset({"visa", "mastercard"})
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What is known about a card payment when the rule is asked.
+
+    ``brand`` is None before the terminal has read the card: the offline limit
+    can be checked then, the brand only afterwards.
+    """
+
+    offline_stored: int = 0
+    brand: str | None = None
+    terminal_ready: bool = True
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str | None = None
+    message: str | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        if self.allowed:
+            return {"available": True}
+        return {"available": False, "reason": self.reason, "message": self.message}
+
+
+ALLOWED = Decision(allowed=True)
+
+
+def _refuse(reason: str, message: str, **details: object) -> Decision:
+    return Decision(allowed=False, reason=reason, message=message, details=details)
+
+
+def check_payment(
+    method: str,
+    connectivity: Connectivity,
+    *,
+    enabled: Mapping[str, bool] | None = None,
+    card: CardFacts | None = None,
+    policy: CardPolicy = CardPolicy(),
+) -> Decision:
+    """May ``method`` be taken now? ``enabled`` is the catalog's per-method switch."""
+    need = METHOD_NEEDS.get(method)
+    if need is None:
+        return _refuse(
+            "unknown-method",
+            f"'{method}' is not a payment method; use one of {', '.join(PAYMENT_METHODS)}.",
+        )
+    if enabled is not None and not enabled.get(method, False):
+        return _refuse(
+            "method-disabled",
+            f"Payment by {method} is switched off for this till in the catalog.",
+        )
+    if need is Need.SERVER and not connectivity.server:
+        return _refuse(
+            "method-unavailable-offline",
+            f"Payment by {method} goes through the ticket server, which is unreachable. "
+            "Take cash, card or manual Swish instead.",
+        )
+    if need is Need.CARD_AUTHORISATION:
+        return _check_card(connectivity, card or CardFacts(), policy)
+    return ALLOWED
+
+
+def _check_card(connectivity: Connectivity, card: CardFacts, policy: CardPolicy) -> Decision:
+    if not card.terminal_ready:
+        return _refuse(
+            "terminal-unavailable",
+            "No card terminal is connected to this till. Take another payment method "
+            "and ask a technician to check the terminal.",
+        )
+    if connectivity.internet:
+        return ALLOWED
+    if card.offline_stored >= policy.offline_limit:
+        return _refuse(
+            "offline-card-limit-reached",
+            f"The terminal already holds {card.offline_stored} offline card payments "
+            f"(limit {policy.offline_limit}). Take cash or manual Swish until the internet is back.",
+            stored=card.offline_stored,
+            limit=policy.offline_limit,
+        )
+    if card.brand is not None and card.brand.lower() not in policy.offline_brands:
+        allowed = ", ".join(sorted(policy.offline_brands)) or "none"
+        return _refuse(
+            "card-brand-online-only",
+            f"{card.brand} cards need the internet. Without it only these brands work: "
+            f"{allowed}. Ask for another card, cash or manual Swish.",
+            brand=card.brand,
+        )
+    return ALLOWED
+
+
+@dataclass(frozen=True)
+class Fallback:
+    plu: str
+    name: str
+
+
+def check_article(
+    kind: str, connectivity: Connectivity, *, name: str = "", fallback: Fallback | None = None
+) -> Decision:
+    """May an article of ``kind`` be sold now? Event tickets name their fallback article."""
+    need = ARTICLE_NEEDS.get(kind)
+    if need is None:
+        return _refuse("unknown-article-kind", f"Article kind '{kind}' is not sold by this till.")
+    if need is Need.SERVER and not connectivity.server:
+        label = f"'{name}'" if name else "Event tickets"
+        if fallback is None:
+            return _refuse(
+                "event-ticket-offline",
+                f"{label} cannot be sold while the ticket server is unreachable, "
+                "and no admission ticket is set up to sell instead.",
+            )
+        return _refuse(
+            "event-ticket-offline",
+            f"{label} cannot be sold while the ticket server is unreachable. "
+            f"Sell '{fallback.name}' (PLU {fallback.plu}) instead.",
+            fallback_plu=fallback.plu,
+            fallback_name=fallback.name,
+        )
+    return ALLOWED
