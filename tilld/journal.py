@@ -186,6 +186,7 @@ def forget_open_sale(sale_id: str) -> SideEffect:
 
 
 COLUMNS = "seq, uuid, type, created_at, body, prev_hash, hash"
+TICKET_COLUMNS = ("code", "receipt_no", "plu", "name", "state", "created_at")
 
 
 class Journal:
@@ -465,9 +466,9 @@ class Journal:
                 )
             ]
             tickets = [
-                dict(zip(("code", "receipt_no", "plu", "name", "state", "created_at"), row))
+                dict(zip(TICKET_COLUMNS, row, strict=True))
                 for row in db.execute(
-                    "SELECT code, receipt_no, plu, name, state, created_at FROM tickets"
+                    f"SELECT {', '.join(TICKET_COLUMNS)} FROM tickets"
                     " WHERE state = 'pending' ORDER BY seq LIMIT ?",
                     (limit,),
                 )

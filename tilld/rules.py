@@ -148,7 +148,8 @@ def _check_card(connectivity: Connectivity, card: CardFacts, policy: CardPolicy)
         return _refuse(
             "offline-card-limit-reached",
             f"The terminal already holds {card.offline_stored} offline card payments "
-            f"(limit {policy.offline_limit}). Take cash or manual Swish until the internet is back.",
+            f"(limit {policy.offline_limit}). Take cash or manual Swish until the internet "
+            "is back.",
             stored=card.offline_stored,
             limit=policy.offline_limit,
         )

@@ -52,7 +52,9 @@ class SocketServer:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StartupError(f"cannot create the socket directory {self.path.parent}: {exc}")
+            raise StartupError(
+                f"cannot create the socket directory {self.path.parent}: {exc}"
+            ) from exc
         if not self.path.exists():
             return
         probe = socket.socket(socket.AF_UNIX)

@@ -46,12 +46,10 @@ def run_demo(state_dir: Path) -> int:
         print(
             "\ntilld demo is running (Ctrl-C stops it). In another terminal try:\n"
             f"  {ctl} status\n"
-            f'  {ctl} call catalog.search \'{{"query": "ost"}}\'\n'
-            f"  SALE=$({ctl} --json call sale.open | python3 -c 'import json,sys; "
-            'print(json.load(sys.stdin)["sale_id"])\')\n'
-            f'  {ctl} call sale.add "{{\\"sale_id\\": \\"$SALE\\", \\"plu\\": \\"300\\"}}"\n'
-            f'  {ctl} call sale.pay "{{\\"sale_id\\": \\"$SALE\\", \\"method\\": \\"cash\\", '
-            '\\"amount\\": 5000}"\n'
+            f"  {ctl} call catalog.search query=ost\n"
+            f"  SALE=$({ctl} call sale.open --get sale_id)\n"
+            f"  {ctl} call sale.add sale_id=$SALE plu=300\n"
+            f"  {ctl} call sale.pay sale_id=$SALE method=cash amount:=5000\n"
             f"  {ctl} pending\n"
             f"  {ctl} journal verify\n"
             f"  {ctl} watch        # live events\n",
