@@ -1,0 +1,46 @@
+# tilld: the two commands a newcomer needs are `make demo` and `make test`.
+# Both build their own virtual environment in .venv and install the Debian
+# packages they need when they are missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint format bench system-deps clean
+
+demo: $(STAMP)
+	$(BIN)/tilld demo --state-dir .tilld-demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python tests/bench/sale_latency.py --write docs/benchmarks.md
+
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian/Ubuntu packages: python3-venv for the virtual environment.
+system-deps:
+	@if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+		echo "installing python3-venv"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv python3-pip; \
+	fi
+
+clean:
+	rm -rf $(VENV) .tilld-demo .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,181 @@
+"""Shared fixtures: tilld as a real subprocess on a private state folder, and a socket client."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_CATALOG = REPO / "tilld" / "demo" / "catalog.json"
+START_TIMEOUT = 20.0
+
+
+class RpcError(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(json.dumps(error, ensure_ascii=False))
+        self.code = error["code"]
+        self.error = error
+        data = error.get("data")
+        self.reason = data.get("reason") if isinstance(data, dict) else None
+
+
+class Client:
+    """A plain JSON-RPC client over the real Unix socket (no tilld code involved)."""
+
+    def __init__(self, path: Path, timeout: float = 30) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rwb")
+        self.next_id = 0
+        self.notifications: list[dict[str, Any]] = []
+
+    def send_raw(self, data: bytes) -> None:
+        self.file.write(data)
+        self.file.flush()
+
+    def read(self) -> dict[str, Any]:
+        line = self.file.readline()
+        if not line:
+            raise ConnectionError("tilld closed the connection")
+        return json.loads(line)
+
+    def request(self, rpc_method: str, /, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        message = {"jsonrpc": "2.0", "id": self.next_id, "method": rpc_method, "params": params}
+        self.send_raw(json.dumps(message).encode() + b"\n")
+        while True:
+            reply = self.read()
+            if "id" not in reply:
+                self.notifications.append(reply)
+                continue
+            assert reply["id"] == self.next_id, reply
+            return reply
+
+    def call(self, rpc_method: str, /, **params: Any) -> Any:
+        reply = self.request(rpc_method, **params)
+        if "error" in reply:
+            raise RpcError(reply["error"])
+        return reply["result"]
+
+    def next_event(self) -> dict[str, Any]:
+        if self.notifications:
+            return self.notifications.pop(0)["params"]
+        message = self.read()
+        assert message.get("method") == "event", message
+        return message["params"]
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+class TillProcess:
+    """tilld run as a subprocess with a TOML configuration of its own."""
+
+    def __init__(self, base: Path, config: dict[str, dict[str, Any]] | None = None) -> None:
+        self.base = base
+        self.state_dir = base / "state"
+        self.socket_path = base / "tilld.sock"
+        self.config_path = base / "tilld.toml"
+        self.log_path = base / "tilld.log"
+        sections: dict[str, dict[str, Any]] = {
+            "till": {"id": "till-test"},
+            "paths": {"state_dir": str(self.state_dir)},
+            "api": {"socket_path": str(self.socket_path), "dbus": "none"},
+            "catalog": {"file": str(DEMO_CATALOG)},
+        }
+        for section, values in (config or {}).items():
+            sections.setdefault(section, {}).update(values)
+        self.config_path.write_text(to_toml(sections), encoding="utf-8")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> TillProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TILLD_")}
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tilld.cli.daemon", "--config", str(self.config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"tilld exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                client = Client(self.socket_path, timeout=5)
+                client.call("status.get")
+                client.close()
+                return
+            except (OSError, ConnectionError):
+                time.sleep(0.02)
+        raise AssertionError(f"tilld did not become ready:\n{self.log()}")
+
+    def client(self) -> Client:
+        return Client(self.socket_path)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 10) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout)
+        self._log.close()
+        return self.proc.returncode
+
+
+def to_toml(sections: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def short_tmp():
+    """A short directory: a Unix socket path must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="tilld-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def till(short_tmp):
+    process = TillProcess(short_tmp).start()
+    yield process
+    process.kill()
+
+
+@pytest.fixture
+def client(till):
+    c = till.client()
+    yield c
+    c.close()
