@@ -237,7 +237,8 @@ def cmd_devices(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_watch(client: Client, args: argparse.Namespace) -> int:
     params = {"topics": args.topics} if args.topics else {}
-    client.call("events.subscribe", params)
+    topics = client.call("events.subscribe", params)["topics"]
+    print(f"tillctl: watching {', '.join(topics)} (Ctrl-C stops)", file=sys.stderr, flush=True)
     client.sock.settimeout(None)
     try:
         while True:
