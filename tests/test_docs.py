@@ -1,0 +1,44 @@
+"""The docs name everything the code offers: every config key, operation and refusal reason."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import REPO
+from pydantic import BaseModel
+
+from tilld.api.operations import OPERATIONS
+from tilld.config import Settings
+
+
+def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += config_keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def test_every_configuration_key_is_documented():
+    doc = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    missing = [key for key in config_keys(Settings) if f"`{key}`" not in doc]
+    assert not missing, f"docs/configuration.md lacks {missing}"
+
+
+def test_every_operation_is_documented():
+    doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    missing = [op.name for op in OPERATIONS if f"### `{op.name}`" not in doc]
+    assert not missing, f"docs/api.md lacks {missing}"
+
+
+def test_every_refusal_reason_in_the_code_is_documented():
+    doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    reasons = set()
+    for path in (REPO / "tilld").rglob("*.py"):
+        reasons |= set(re.findall(r'(?:Refused|_refuse)\(\s*"([a-z-]+)"', path.read_text()))
+    assert len(reasons) > 15, reasons
+    missing = sorted(r for r in reasons if f"`{r}`" not in doc)
+    assert not missing, f"docs/api.md lacks refusal reasons {missing}"
