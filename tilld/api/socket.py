@@ -40,6 +40,9 @@ class SocketServer:
         self.max_clients = max_clients
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> None:
         self._claim_path()
@@ -70,9 +73,27 @@ class SocketServer:
         finally:
             probe.close()
 
-    async def stop(self) -> None:
+    @contextlib.asynccontextmanager
+    async def request_slot(self):
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop listening, let requests in flight get their answers, then hang up."""
         if self._server is not None:
             self._server.close()
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            log.warning(
+                "%d request(s) still running after %.0f s; closing", self._in_flight, drain_timeout
+            )
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
@@ -95,6 +116,8 @@ class SocketServer:
             await Connection(self, reader, writer).run()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception:
+            log.exception("connection handler failed; the client was disconnected")
         finally:
             self._connections.discard(task)
             writer.close()
@@ -158,11 +181,12 @@ class Connection:
         except (UnicodeDecodeError, ValueError) as exc:
             await self._send(error(None, PARSE_ERROR, f"not valid JSON: {exc}"))
             return
-        reply = await self.server.dispatcher.handle(
-            message, self.caller, self.role, self._subscribe
-        )
-        if reply is not None:
-            await self._send(reply)
+        async with self.server.request_slot():
+            reply = await self.server.dispatcher.handle(
+                message, self.caller, self.role, self._subscribe
+            )
+            if reply is not None:
+                await self._send(reply)
 
     def _subscribe(self, params: SubscribeParams) -> dict[str, Any]:
         if self._subscription is not None:
