@@ -17,10 +17,14 @@ from collections.abc import Callable
 from .api.jsonrpc import Dispatcher
 from .api.roles import RoleMap
 from .api.socket import SocketServer
+from .backend import BackendClient
 from .config import Settings
+from .connectivity import ConnectivityMonitor
 from .errors import StartupError
 from .events import EventBus
 from .journal import Journal
+from .swish import SwishPayments
+from .sync import SyncEngine
 from .till import Till
 
 log = logging.getLogger("tilld")
@@ -48,7 +52,41 @@ class Daemon:
         self.settings = settings
         self.events = EventBus()
         self.journal = Journal(settings.journal_path, settings.till.id)
-        self.till = Till(settings, self.journal, self.events)
+        self.backend = BackendClient(
+            settings.backend.url,
+            settings.till.id,
+            token_file=settings.backend.token_file,
+            timeout_s=settings.backend.timeout_s,
+            report=lambda ok, error: self.monitor.report_server(ok, error),
+        )
+        self.monitor = ConnectivityMonitor(
+            server_probe=(
+                (lambda: self.backend.health(settings.connectivity.probe_timeout_s))
+                if self.backend.configured
+                else None
+            ),
+            internet_probes=settings.connectivity.internet_probes,
+            interval_s=settings.connectivity.probe_interval_s,
+            backoff_cap_s=settings.connectivity.backoff_cap_s,
+            probe_timeout_s=settings.connectivity.probe_timeout_s,
+            on_change=lambda state: self.till.mode_changed(state),
+        )
+        self.till = Till(settings, self.journal, self.events, self.backend, self.monitor)
+        self.till.sync = self.sync = SyncEngine(
+            self.till,
+            self.journal,
+            self.backend,
+            batch_size=settings.sync.batch_size,
+            backoff_cap_s=settings.connectivity.backoff_cap_s,
+            catalog_refresh_s=settings.sync.catalog_refresh_s,
+            server_up=lambda: self.monitor.server.up,
+        )
+        self.till.swish = self.swish = SwishPayments(
+            self.till,
+            self.backend,
+            poll_interval_s=settings.swish.poll_interval_s,
+            timeout_s=settings.swish.timeout_s,
+        )
         self.api = SocketServer(
             settings.api.socket_path,
             Dispatcher(self.till),
@@ -65,6 +103,12 @@ class Daemon:
         try:
             await self.till.start()
             await self.api.start()
+            # Everything that talks to the network starts after the API serves:
+            # a till with its server gone is ready as soon as its journal is.
+            await self.backend.start()
+            await self.monitor.start()
+            await self.sync.start()
+            await self.swish.resume()
             try:
                 log.info(
                     "till %s ready in %.0f ms: mode %s, journal at seq %d",
@@ -80,7 +124,11 @@ class Daemon:
                 log.info("stopping: no new sales")
                 self.till.accepting_sales = False
             finally:
+                await self.swish.stop()
+                await self.sync.stop()
+                await self.monitor.stop()
                 await self.api.stop()
+                await self.backend.close()
         finally:
             # The journal's writer finishes what it was given before closing,
             # so a sale being committed is either fully stored or not at all.

@@ -12,6 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -60,11 +61,29 @@ class BackendSection(Section):
 class ConnectivitySection(Section):
     internet_probes: list[str] = []
     probe_interval_s: float = Field(default=2, gt=0)
+    probe_timeout_s: float = Field(default=1, gt=0)
     backoff_cap_s: float = Field(default=10, gt=0)
+
+    @field_validator("internet_probes")
+    @classmethod
+    def _probe_targets(cls, targets: list[str]) -> list[str]:
+        for target in targets:
+            parts = urlsplit(target)
+            tcp = parts.scheme == "tcp" and parts.hostname and parts.port
+            http = parts.scheme in ("http", "https") and parts.hostname
+            if not (tcp or http):
+                raise ValueError(f"{target!r}: use tcp://HOST:PORT or http(s)://HOST/PATH")
+        return targets
 
 
 class SyncSection(Section):
     batch_size: int = Field(default=200, ge=1, le=10_000)
+    catalog_refresh_s: float = Field(default=60, gt=0)
+
+
+class SwishSection(Section):
+    poll_interval_s: float = Field(default=1, gt=0)
+    timeout_s: float = Field(default=180, gt=0)
 
 
 class CardSection(Section):
@@ -141,6 +160,7 @@ class Settings(BaseSettings):
     backend: BackendSection = BackendSection()
     connectivity: ConnectivitySection = ConnectivitySection()
     sync: SyncSection = SyncSection()
+    swish: SwishSection = SwishSection()
     card: CardSection = CardSection()
     payments: PaymentsSection = PaymentsSection()
     devices: DevicesSection = DevicesSection()

@@ -77,6 +77,14 @@ CREATE TABLE IF NOT EXISTS sync_results (
     reason TEXT,
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS scan_results (
+    seq INTEGER PRIMARY KEY REFERENCES entries (seq),
+    status TEXT NOT NULL,
+    detail TEXT,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_scan_code ON entries (json_extract(body, '$.code'))
+    WHERE type = 'scan';
 CREATE TABLE IF NOT EXISTS tickets (
     code TEXT PRIMARY KEY,
     seq INTEGER NOT NULL REFERENCES entries (seq),
@@ -441,17 +449,147 @@ class Journal:
 
         return await self._on_writer(read)
 
-    async def pending_counts(self) -> dict[str, int]:
-        def read() -> dict[str, int]:
+    async def sync_marks(self) -> tuple[int, int]:
+        """How far sync got: the last entry with a result and the last scan with one.
+
+        Results are recorded a whole batch at a time in seq order, so every
+        entry up to the first mark has a result and none after it does; the
+        same holds for scans and the second mark.
+        """
+
+        def read() -> tuple[int, int]:
             db = self._require_writer()
-            unsynced = db.execute(
-                "SELECT count(*) FROM entries WHERE seq NOT IN"
-                " (SELECT seq FROM sync_results WHERE status IN ('accepted', 'duplicate'))"
-            ).fetchone()[0]
-            tickets = db.execute("SELECT count(*) FROM tickets WHERE state = 'pending'").fetchone()
-            return {"entries": unsynced, "tickets": tickets[0], "scans": 0}
+            entries = db.execute("SELECT max(seq) FROM sync_results").fetchone()[0] or 0
+            scans = db.execute("SELECT max(seq) FROM scan_results").fetchone()[0] or 0
+            return entries, scans
 
         return await self._on_writer(read)
+
+    async def pending_counts(self, entry_mark: int, scan_mark: int) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            db = self._require_writer()
+            unsent = db.execute("SELECT count(*) FROM entries WHERE seq > ?", (entry_mark,))
+            rejected = db.execute("SELECT count(*) FROM sync_results WHERE status = 'rejected'")
+            tickets = db.execute("SELECT count(*) FROM tickets WHERE state = 'pending'")
+            scans = db.execute(
+                "SELECT count(*) FROM entries WHERE type = 'scan' AND seq > ?", (scan_mark,)
+            )
+            return {
+                "entries": unsent.fetchone()[0] + rejected.fetchone()[0],
+                "tickets": tickets.fetchone()[0],
+                "scans": scans.fetchone()[0],
+            }
+
+        return await self._on_writer(read)
+
+    async def outbox(self, after_seq: int, limit: int, type_: str | None = None) -> list[Entry]:
+        """Entries after ``after_seq`` in seq order (only scans when ``type_`` is 'scan')."""
+
+        def read() -> list[Entry]:
+            where = "seq > ?" + (" AND type = ?" if type_ else "")
+            args = (after_seq, type_, limit) if type_ else (after_seq, limit)
+            rows = self._read().execute(
+                f"SELECT {COLUMNS} FROM entries WHERE {where} ORDER BY seq LIMIT ?", args
+            )
+            return [Entry.from_row(r) for r in rows]
+
+        return await self._on_reader(read)
+
+    async def record_sync_results(
+        self, results: list[tuple[int, str, str | None]], valid_tickets: list[str]
+    ) -> None:
+        """Store the back-end's answer for a batch, and mark its accepted tickets valid."""
+
+        def write() -> None:
+            db = self._require_writer()
+            at = now_with_offset()
+            with self._transaction(db):
+                db.executemany(
+                    "INSERT OR REPLACE INTO sync_results (seq, status, reason, at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(seq, status, reason, at) for seq, status, reason in results],
+                )
+                db.executemany(
+                    "UPDATE tickets SET state = 'valid' WHERE code = ? AND state = 'pending'",
+                    [(code,) for code in valid_tickets],
+                )
+
+        await self._on_writer(write)
+
+    async def record_scan_results(self, results: list[tuple[int, str, str | None]]) -> None:
+        def write() -> None:
+            db = self._require_writer()
+            at = now_with_offset()
+            with self._transaction(db):
+                db.executemany(
+                    "INSERT OR REPLACE INTO scan_results (seq, status, detail, at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(seq, status, detail, at) for seq, status, detail in results],
+                )
+
+        await self._on_writer(write)
+
+    async def ticket_state(self, code: str) -> str | None:
+        def read() -> str | None:
+            row = (
+                self._require_writer()
+                .execute("SELECT state FROM tickets WHERE code = ?", (code,))
+                .fetchone()
+            )
+            return row[0] if row else None
+
+        return await self._on_writer(read)
+
+    async def scan_count(self, code: str) -> int:
+        """How many times ``code`` has been scanned at this till before."""
+
+        def read() -> int:
+            return (
+                self._require_writer()
+                .execute(
+                    "SELECT count(*) FROM entries WHERE type = 'scan'"
+                    " AND json_extract(body, '$.code') = ?",
+                    (code,),
+                )
+                .fetchone()[0]
+            )
+
+        return await self._on_writer(read)
+
+    async def scans(self, state: str | None, limit: int) -> list[dict[str, Any]]:
+        """Scans, newest first, with their registration result (None while pending)."""
+
+        def read() -> list[dict[str, Any]]:
+            where = {
+                None: "",
+                "pending": " AND r.status IS NULL",
+                "registered": " AND r.status = 'registered'",
+                "rejected": " AND r.status IS NOT NULL AND r.status != 'registered'",
+            }[state]
+            rows = self._read().execute(
+                "SELECT e.seq, e.uuid, e.body, r.status, r.detail, r.at FROM entries e"
+                " LEFT JOIN scan_results r USING (seq) WHERE e.type = 'scan'"
+                f"{where} ORDER BY e.seq DESC LIMIT ?",
+                (limit,),
+            )
+            scans = []
+            for seq, uuid, body, status, detail, at in rows:
+                data = json.loads(body)
+                scans.append(
+                    {
+                        "seq": seq,
+                        "scan_id": uuid,
+                        "code": data["code"],
+                        "scanned_at": data["scanned_at"],
+                        "local_check": data.get("local_check"),
+                        "state": "pending" if status is None else status,
+                        "detail": detail,
+                        "registered_at": at,
+                    }
+                )
+            return scans
+
+        return await self._on_reader(read)
 
     async def pending(self, limit: int) -> dict[str, list[dict[str, Any]]]:
         """The oldest unsynced entries and pending tickets, as the offline icon lists them."""

@@ -29,6 +29,7 @@ class Line:
     vat_rate: int
     event_id: str | None = None
     ticket_codes: list[str] = field(default_factory=list)
+    reservation_ids: list[str] = field(default_factory=list)
 
     @property
     def amount(self) -> int:
@@ -41,6 +42,7 @@ class Line:
             del data["ticket_codes"]
         if self.event_id is None:
             del data["event_id"]
+            del data["reservation_ids"]
         return data
 
 
@@ -52,6 +54,10 @@ class Payment:
     tendered: int
     change: int = 0
     reference: str | None = None
+    # Integrated Swish is "pending" until the customer pays in the app.
+    status: str = "paid"
+    swish_id: str | None = None
+    swish_token: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -59,6 +65,10 @@ class Payment:
             "method": self.method,
             "amount": self.amount,
         }
+        if self.status != "paid":
+            data["status"] = self.status
+        if self.swish_id:
+            data["swish"] = {"id": self.swish_id, "token": self.swish_token}
         if self.method == "cash":
             data["tendered"] = self.tendered
             data["change"] = self.change
@@ -85,13 +95,27 @@ class Sale:
 
     @property
     def paid(self) -> int:
-        return sum(p.amount for p in self.payments)
+        return sum(p.amount for p in self.payments if p.status == "paid")
+
+    @property
+    def pending_payment(self) -> Payment | None:
+        return next((p for p in self.payments if p.status == "pending"), None)
+
+    def require_no_pending_payment(self) -> None:
+        pending = self.pending_payment
+        if pending is not None:
+            raise Refused(
+                "payment-pending",
+                f"A {pending.method} payment of {pending.amount} öre is waiting for the "
+                "customer. Wait for it, or cancel it with sale.cancel_payment first.",
+                payment_id=pending.payment_id,
+            )
 
     @property
     def due(self) -> int:
         return self.total - self.paid
 
-    def _require_unpaid(self) -> None:
+    def require_unpaid(self) -> None:
         # Once money is taken the basket is what the customer paid for; changing
         # it would make the recorded payment wrong. Voiding starts over cleanly.
         if self.payments:
@@ -102,7 +126,7 @@ class Sale:
             )
 
     def add(self, article: Article, quantity: int) -> Line:
-        self._require_unpaid()
+        self.require_unpaid()
         for line in self.lines:
             if line.plu == article.plu and line.unit_price == article.price:
                 if line.quantity + quantity > MAX_QUANTITY:
@@ -126,7 +150,7 @@ class Sale:
         return line
 
     def remove(self, line_id: int) -> Line:
-        self._require_unpaid()
+        self.require_unpaid()
         for index, line in enumerate(self.lines):
             if line.line_id == line_id:
                 return self.lines.pop(index)
@@ -140,6 +164,7 @@ class Sale:
         """Work out a payment of ``amount`` (not yet recorded: the caller appends it)."""
         if not self.lines:
             raise Refused("sale-empty", "This sale has no lines yet; add an article first.")
+        self.require_no_pending_payment()
         due = self.due
         if amount == 0 and due != 0:
             raise Refused("invalid-amount", "A payment must be more than 0 öre.")

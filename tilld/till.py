@@ -12,13 +12,16 @@ import csv
 import io
 import json
 import logging
+import uuid as uuidlib
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .catalog import Catalog, CatalogDocument, parse_catalog
+from .backend import BackendClient, BackendError
+from .catalog import Article, Catalog, CatalogDocument, parse_catalog
 from .config import Settings
+from .connectivity import ConnectivityMonitor
 from .errors import ConfigError, Refused
 from .events import EventBus
 from .journal import (
@@ -43,22 +46,43 @@ from .rules import (
 from .sales import Sale, plan_refund, refund_body
 from .ticketcodes import UnsupportedPattern, make_ticket_code
 
+if TYPE_CHECKING:
+    from .swish import SwishPayments
+    from .sync import SyncEngine
+
 log = logging.getLogger("tilld.till")
 
 EMPTY_CATALOG = CatalogDocument(version="none", articles=[])
+
+# What a captured scan's local check tells the person at the entrance.
+LOCAL_CHECK_WORDS = {
+    "sold-here": "Sold at this till; will be registered when the server is back.",
+    "not-known-locally": "Sold elsewhere; cannot be checked until the server is back.",
+    "already-scanned": "ALREADY SCANNED at this till: check the guest's ticket.",
+    "refunded": "REFUNDED at this till: this ticket is not valid.",
+}
 RECENT_SALES = 64
 
 
 class Till:
-    def __init__(self, settings: Settings, journal: Journal, events: EventBus) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        events: EventBus,
+        backend: BackendClient,
+        monitor: ConnectivityMonitor,
+    ) -> None:
         self.settings = settings
         self.journal = journal
         self.events = events
+        self.backend = backend
+        self.monitor = monitor
+        self.sync: SyncEngine | None = None  # wired by the composition root
+        self.swish: SwishPayments | None = None
         self.catalog = Catalog(EMPTY_CATALOG)
         self.catalog_source = "none"
-        # No connectivity monitor runs yet: with no back-end the server is never
-        # reachable and, with no probes, the internet counts as down with it.
-        self.connectivity = Connectivity(server=False, internet=False)
+        self.catalog_etag: str | None = None
         self.card_policy = CardPolicy(
             offline_limit=settings.card.offline_limit,
             offline_brands=frozenset(settings.card.offline_brands),
@@ -72,6 +96,10 @@ class Till:
 
     # -- start-up ------------------------------------------------------------
 
+    @property
+    def connectivity(self) -> Connectivity:
+        return self.monitor.state
+
     async def start(self) -> None:
         await self._load_catalog()
         for state in await self.journal.open_sales():
@@ -79,7 +107,10 @@ class Till:
             self._open[sale.sale_id] = sale
         if self._open:
             log.warning("restored %d open sale(s) that had taken payments", len(self._open))
-        self._pending = await self.journal.pending_counts()
+        self._pending = await self.journal.pending_counts(*await self.journal.sync_marks())
+
+    def open_sales_with_pending_payments(self) -> list[Sale]:
+        return [sale for sale in self._open.values() if sale.pending_payment is not None]
 
     async def _load_catalog(self) -> None:
         cached = await self.journal.cached_catalog()
@@ -97,10 +128,24 @@ class Till:
                 self._use_catalog(document, path)
                 return
         if cached is not None:
-            document_json, _etag, source = cached
+            document_json, etag, source = cached
             self._use_catalog(CatalogDocument.model_validate_json(document_json), source)
+            self.catalog_etag = etag
             return
         log.warning("no catalog: configure catalog.file or a back-end; nothing can be sold")
+
+    async def use_fetched_catalog(self, raw: bytes, etag: str | None) -> None:
+        """A catalog from the back-end: cached first, then used for selling."""
+        try:
+            document = parse_catalog(raw, "back-end catalog")
+        except ConfigError as exc:
+            log.error(
+                "the back-end sent an unusable catalog, keeping %s: %s", self.catalog.version, exc
+            )
+            return
+        await self.journal.store_catalog(document.model_dump_json(), "back-end", etag)
+        self._use_catalog(document, "back-end")
+        self.catalog_etag = etag
 
     def _use_catalog(self, document: CatalogDocument, source: str) -> None:
         self.catalog = Catalog(document)
@@ -132,9 +177,12 @@ class Till:
 
     def status(self) -> dict[str, Any]:
         conn = self.connectivity
+        described = self.monitor.describe()
         return {
             "till_id": self.settings.till.id,
             "mode": conn.mode.value,
+            "mode_since": described["since"],
+            "last_error": described["last_error"],
             "server": conn.server,
             "internet": conn.internet,
             "pending": dict(self._pending),
@@ -151,6 +199,7 @@ class Till:
             },
             "open_sales": len(self._open),
             "journal": {"last_seq": self.journal.head_seq},
+            "sync": self.sync_status(),
             "version": __version__,
         }
 
@@ -180,7 +229,7 @@ class Till:
             )
         return sale
 
-    def _lock(self, sale_id: str) -> asyncio.Lock:
+    def sale_lock(self, sale_id: str) -> asyncio.Lock:
         return self._locks.setdefault(sale_id, asyncio.Lock())
 
     def _close(self, sale: Sale, view: dict[str, Any]) -> None:
@@ -203,7 +252,7 @@ class Till:
         self, sale_id: str, *, plu: str | None, barcode: str | None, quantity: int
     ) -> dict[str, Any]:
         self._require_accepting()
-        async with self._lock(sale_id):
+        async with self.sale_lock(sale_id):
             sale = self._sale(sale_id)
             article = self.catalog.find(plu=plu, barcode=barcode)
             if article is None:
@@ -220,11 +269,45 @@ class Till:
                 fallback=self.catalog.fallback_for(article),
             )
             _raise_if_refused(decision)
+            reservation = None
+            if article.kind == "event-ticket":
+                sale.require_unpaid()
+                reservation = await self._reserve(article, quantity)
             line = sale.add(article, quantity)
+            if reservation is not None:
+                line.reservation_ids.append(reservation)
             return {"line_id": line.line_id, "sale": sale.view()}
 
+    async def _reserve(self, article: Article, quantity: int) -> str:
+        """Seats for an event ticket, reserved at the server before the line is added."""
+        assert article.event_id is not None
+        try:
+            reply = await self.backend.reserve(article.event_id, str(uuidlib.uuid4()), quantity)
+        except BackendError as exc:
+            if exc.transient:
+                # The server went away between the rule check and the request.
+                offline = check_article(
+                    article.kind,
+                    Connectivity(server=False, internet=self.connectivity.internet),
+                    name=article.name,
+                    fallback=self.catalog.fallback_for(article),
+                )
+                _raise_if_refused(offline)
+            raise Refused(
+                "reservation-failed",
+                f"The ticket server would not reserve seats for '{article.name}': "
+                f"{exc.message}. Try again or ask a technician.",
+            ) from None
+        if reply is None:
+            raise Refused(
+                "sold-out",
+                f"'{article.name}' is sold out (asked for {quantity}).",
+                event_id=article.event_id,
+            )
+        return str(reply["reservation_id"])
+
     async def remove(self, sale_id: str, line_id: int) -> dict[str, Any]:
-        async with self._lock(sale_id):
+        async with self.sale_lock(sale_id):
             sale = self._sale(sale_id)
             sale.remove(line_id)
             return {"sale": sale.view()}
@@ -240,8 +323,9 @@ class Till:
         return _view_of_entry(entry)
 
     async def void(self, sale_id: str, reason: str) -> dict[str, Any]:
-        async with self._lock(sale_id):
+        async with self.sale_lock(sale_id):
             sale = self._sale(sale_id)
+            sale.require_no_pending_payment()
             entry = await self.journal.append(
                 "void",
                 sale.void_body(reason, self.connectivity.mode.value),
@@ -263,9 +347,11 @@ class Till:
         self, sale_id: str, method: str, amount: int, reference: str | None
     ) -> dict[str, Any]:
         self._require_accepting()
-        async with self._lock(sale_id):
+        async with self.sale_lock(sale_id):
             sale = self._sale(sale_id)
             _raise_if_refused(self.payment_decision(method))
+            if method == "swish" and self.swish is not None:
+                return await self.swish.start(sale, amount)
             if method not in ("cash", "swish-manual"):
                 raise Refused(
                     "method-not-supported",
@@ -274,20 +360,23 @@ class Till:
             payment = sale.tender(method, amount, reference)
             sale.payments.append(payment)
             try:
-                if sale.due > 0:
-                    await self.journal.save_open_sale(sale.sale_id, sale.state())
-                    return {
-                        "payment_id": payment.payment_id,
-                        "status": "accepted",
-                        "change": payment.change,
-                        "sale": sale.view(),
-                    }
-                entry = await self._complete(sale)
+                outcome = await self.settle(sale)
             except BaseException:
                 sale.payments.remove(payment)
                 raise
-            view = _view_of_entry(entry)
-            self._close(sale, view)
+        return {"payment_id": payment.payment_id, "change": payment.change, **outcome}
+
+    async def settle(self, sale: Sale) -> dict[str, Any]:
+        """Make the sale's payments durable: complete it if fully paid, else keep it open.
+
+        The caller holds the sale's lock and has already added the payment.
+        """
+        if sale.due > 0 or sale.pending_payment is not None:
+            await self.journal.save_open_sale(sale.sale_id, sale.state())
+            return {"status": "accepted", "sale": sale.view()}
+        entry = await self._complete(sale)
+        view = _view_of_entry(entry)
+        self._close(sale, view)
         self._after_append()
         self.events.publish(
             "sale",
@@ -297,13 +386,18 @@ class Till:
             total=sale.total,
             mode=entry.body["mode"],
         )
-        return {
-            "payment_id": payment.payment_id,
-            "status": "completed",
-            "change": payment.change,
-            "receipt_no": entry.body["receipt_no"],
-            "sale": view,
-        }
+        return {"status": "completed", "receipt_no": entry.body["receipt_no"], "sale": view}
+
+    async def cancel_payment(self, sale_id: str, payment_id: str) -> dict[str, Any]:
+        async with self.sale_lock(sale_id):
+            sale = self._sale(sale_id)
+            pending = sale.pending_payment
+            if pending is None or pending.payment_id != payment_id or self.swish is None:
+                raise Refused(
+                    "unknown-payment",
+                    f"Sale {sale_id} has no payment {payment_id} waiting for the customer.",
+                )
+        return await self.swish.cancel(sale, pending)
 
     async def _complete(self, sale: Sale) -> Entry:
         tickets: list[TicketRecord] = []
@@ -341,7 +435,7 @@ class Till:
                 f"There is no sale with receipt number {receipt_no} in this till's journal.",
                 receipt_no=receipt_no,
             )
-        async with self._lock(f"receipt:{receipt_no}"):
+        async with self.sale_lock(f"receipt:{receipt_no}"):
             earlier = [e.body for e in await self.journal.refunds_of(receipt_no)]
             plan = plan_refund(original.body, earlier, lines)
             body = refund_body(original.body, plan, method, self.connectivity.mode.value, reason)
@@ -361,6 +455,156 @@ class Till:
 
     def _after_append(self) -> None:
         self._pending["entries"] += 1
+        if self.sync is not None:
+            self.sync.kick()
+
+    # -- connectivity and sync callbacks -------------------------------------
+
+    def mode_changed(self, connectivity: Connectivity) -> None:
+        described = self.monitor.describe()
+        self.events.publish(
+            "mode",
+            mode=connectivity.mode.value,
+            server=connectivity.server,
+            internet=connectivity.internet,
+            since=described["since"],
+            last_error=described["last_error"],
+        )
+        if connectivity.server and self.sync is not None:
+            self.sync.kick()
+
+    @property
+    def pending_scans(self) -> int:
+        return self._pending["scans"]
+
+    def sync_status(self) -> dict[str, Any]:
+        if self.sync is None:
+            return {"configured": False}
+        return {
+            "configured": self.backend.configured,
+            "unsent": self.sync.unsent,
+            "last_error": self.sync.last_error,
+            "last_success": self.sync.last_success,
+        }
+
+    def entries_synced(self, done: int, tickets_valid: int) -> None:
+        self._pending["entries"] -= done
+        self._pending["tickets"] -= tickets_valid
+        self._publish_sync()
+
+    def scans_registered(self, scans: list[Entry], results: list[dict[str, Any]]) -> None:
+        self._pending["scans"] -= len(scans)
+        for entry, result in zip(scans, results, strict=True):
+            self.events.publish(
+                "scan",
+                event="registered",
+                scan_id=entry.uuid,
+                code=entry.body["code"],
+                scanned_at=entry.body["scanned_at"],
+                status=result["status"],
+                detail=result.get("detail"),
+            )
+        self._publish_sync()
+
+    def sync_progress(self, error: str | None) -> None:
+        self._publish_sync(error=error)
+
+    def _publish_sync(self, error: str | None = None) -> None:
+        assert self.sync is not None
+        self.events.publish(
+            "sync",
+            pending=dict(self._pending),
+            unsent=self.sync.unsent,
+            error=error,
+        )
+
+    async def sync_now(self, wait: bool, timeout: float) -> dict[str, Any]:
+        if self.sync is None or not self.backend.configured:
+            raise Refused(
+                "no-backend",
+                "No back-end is configured (backend.url), so there is nothing to sync to.",
+            )
+        self.sync.kick()
+        drained = await self.sync.wait_drained(timeout) if wait else False
+        result: dict[str, Any] = {
+            "drained": drained if wait else None,
+            "pending": dict(self._pending),
+            **self.sync_status(),
+        }
+        if wait and not drained:
+            conn = self.connectivity
+            result["why"] = (
+                f"the back-end is unreachable ({self.monitor.describe()['last_error']})"
+                if not conn.server
+                else self.sync.last_error or f"still sending after {timeout:g} s"
+            )
+        return result
+
+    # -- scans ------------------------------------------------------------
+
+    async def scan(self, code: str, source: str) -> dict[str, Any]:
+        """Route a scanned code: an article barcode, a ticket to register, or unknown."""
+        code = code.strip()
+        article = self.catalog.by_barcode.get(code)
+        if article is not None:
+            result: dict[str, Any] = {"code": code, "kind": "article", "article": article.summary()}
+        elif self.catalog.ticket_code_re.fullmatch(code):
+            result = await self._ticket_scan(code, source)
+        else:
+            result = {
+                "code": code,
+                "kind": "unknown",
+                "message": "Neither an article barcode nor a ticket code of this venue.",
+            }
+        self.events.publish("scan", event="scanned", source=source, **result)
+        return result
+
+    async def _ticket_scan(self, code: str, source: str) -> dict[str, Any]:
+        local_check = await self._local_ticket_check(code)
+        entry = await self.journal.append(
+            "scan",
+            {
+                "code": code,
+                "scanned_at": now_with_offset(),
+                "local_check": local_check,
+                "source": source,
+                "mode": self.connectivity.mode.value,
+            },
+        )
+        self._pending["scans"] += 1
+        self._after_append()
+        result: dict[str, Any] = {
+            "code": code,
+            "kind": "ticket",
+            "scan_id": entry.uuid,
+            "scanned_at": entry.body["scanned_at"],
+            "local_check": local_check,
+        }
+        registered = None
+        if self.sync is not None:
+            try:
+                registered = await self.sync.register_now(entry)
+            except BackendError as exc:
+                log.info("live scan kept for later: %s", exc.message)
+        if registered is not None:
+            result.update(status=registered["status"], detail=registered.get("detail"))
+        else:
+            result.update(status="captured", detail=LOCAL_CHECK_WORDS[local_check])
+        return result
+
+    async def _local_ticket_check(self, code: str) -> str:
+        """What the till itself knows of a ticket, for the cashier while offline."""
+        if await self.journal.scan_count(code) > 0:
+            return "already-scanned"
+        state = await self.journal.ticket_state(code)
+        if state == "refunded":
+            return "refunded"
+        if state is not None:
+            return "sold-here"
+        return "not-known-locally"
+
+    async def scans_list(self, state: str | None, limit: int) -> dict[str, Any]:
+        return {"scans": await self.journal.scans(state, limit), "pending": self.pending_scans}
 
     # -- journal, reports, sync status ---------------------------------------
 

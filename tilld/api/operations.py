@@ -94,6 +94,24 @@ class ReportParams(Params):
     kind: Literal["x", "z"]
 
 
+class CancelPaymentParams(SaleRef):
+    payment_id: str = Field(min_length=1, max_length=64)
+
+
+class ScanParams(Params):
+    code: str = Field(min_length=1, max_length=512)
+
+
+class ScansListParams(Params):
+    state: Literal["pending", "registered", "rejected"] | None = None
+    limit: StrictInt = Field(default=100, ge=1, le=10_000)
+
+
+class SyncNowParams(Params):
+    wait: bool = False
+    timeout_s: StrictInt = Field(default=60, ge=1, le=3600)
+
+
 class SubscribeParams(Params):
     topics: list[Topic] | None = None
 
@@ -181,6 +199,13 @@ OPERATIONS: tuple[Operation, ...] = (
         lambda till, p: till.pay(p.sale_id, p.method, p.amount, p.reference),
     ),
     Operation(
+        "sale.cancel_payment",
+        CancelPaymentParams,
+        Role.CASHIER,
+        "Cancel a payment still waiting for the customer (integrated Swish).",
+        lambda till, p: till.cancel_payment(p.sale_id, p.payment_id),
+    ),
+    Operation(
         "sale.refund",
         RefundParams,
         Role.CASHIER,
@@ -195,11 +220,32 @@ OPERATIONS: tuple[Operation, ...] = (
         lambda till, p: till.pending(p.limit),
     ),
     Operation(
+        "scan.submit",
+        ScanParams,
+        Role.CASHIER,
+        "A code scanned by a UI: an article, a ticket passage, or unknown.",
+        lambda till, p: till.scan(p.code, source="api"),
+    ),
+    Operation(
+        "scans.list",
+        ScansListParams,
+        Role.CASHIER,
+        "Ticket scans, newest first, with their registration result.",
+        lambda till, p: till.scans_list(p.state, p.limit),
+    ),
+    Operation(
         "events.subscribe",
         SubscribeParams,
         Role.CASHIER,
         "Receive `event` notifications for the given topics on this connection.",
         None,
+    ),
+    Operation(
+        "admin.sync_now",
+        SyncNowParams,
+        Role.TECH,
+        "Sync now; with wait, answer when drained or say why not.",
+        lambda till, p: till.sync_now(p.wait, p.timeout_s),
     ),
     Operation(
         "admin.journal_verify",

@@ -1,0 +1,184 @@
+"""Two facts, probed on their own: is the back-end reachable, is the internet reachable.
+
+Each fact has hysteresis: one lost probe is confirmed by a quick second one
+before the fact flips to down, so a dropped packet does not send the till
+offline. While a fact is down it is probed with exponential backoff and full
+jitter (a random wait between 0 and the capped exponential), so a fleet of
+tills does not stampede a server that is coming back. A failed real request
+counts as a probe: selling notices an outage before the next probe does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .journal import now_with_offset
+from .rules import Connectivity
+
+log = logging.getLogger("tilld.connectivity")
+
+FAILURES_TO_FLIP = 2  # hysteresis: a single lost probe does not flip the mode
+CONFIRM_DELAY_S = 0.2  # how soon a first failure is re-probed
+
+
+@dataclass
+class Fact:
+    name: str
+    up: bool = False
+    since: str = ""
+    last_error: str | None = None
+    failures: int = 0
+
+    def record(self, ok: bool, error: str | None = None) -> bool:
+        """Take one probe result; True if the fact flipped."""
+        if ok:
+            self.failures = 0
+            if not self.up:
+                self.up, self.since = True, now_with_offset()
+                return True
+            return False
+        self.failures += 1
+        self.last_error = error
+        if self.up and self.failures >= FAILURES_TO_FLIP:
+            self.up, self.since = False, now_with_offset()
+            return True
+        if not self.since:
+            self.since = now_with_offset()
+        return False
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
+
+
+Probe = Callable[[], Awaitable[None]]
+
+
+class ConnectivityMonitor:
+    def __init__(
+        self,
+        *,
+        server_probe: Probe | None,
+        internet_probes: list[str],
+        interval_s: float,
+        backoff_cap_s: float,
+        probe_timeout_s: float,
+        on_change: Callable[[Connectivity], None],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.server = Fact("server")
+        self.internet = Fact("internet")
+        self._server_probe = server_probe
+        self._internet_targets = internet_probes
+        self.interval_s = interval_s
+        self.backoff_cap_s = backoff_cap_s
+        self.probe_timeout_s = probe_timeout_s
+        self._on_change = on_change
+        self._rng = rng or random.Random()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = {"server": asyncio.Event(), "internet": asyncio.Event()}
+        self._session: aiohttp.ClientSession | None = None
+        if server_probe is None:
+            self.server.last_error = "no back-end configured (backend.url is empty)"
+
+    @property
+    def state(self) -> Connectivity:
+        internet = self.internet.up if self._internet_targets else self.server.up
+        return Connectivity(server=self.server.up, internet=internet)
+
+    def describe(self) -> dict[str, object]:
+        facts = [self.server] + ([self.internet] if self._internet_targets else [])
+        errors = {f.name: f.last_error for f in facts if not f.up and f.last_error}
+        since = max((f.since for f in facts if f.since), default="")
+        return {"since": since or None, "last_error": errors or None}
+
+    async def start(self) -> None:
+        if self._internet_targets:
+            self._session = aiohttp.ClientSession()
+        if self._server_probe is not None:
+            self._tasks.append(asyncio.create_task(self._watch(self.server, self._probe_server)))
+        if self._internet_targets:
+            self._tasks.append(
+                asyncio.create_task(self._watch(self.internet, self._probe_internet))
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def report_server(self, ok: bool, error: str | None) -> None:
+        """A real request to the back-end succeeded or failed: treat it as a probe."""
+        self._record(self.server, ok, error)
+        if not ok:
+            self._wake["server"].set()  # confirm soon rather than at the next interval
+
+    def _record(self, fact: Fact, ok: bool, error: str | None) -> None:
+        before = self.state
+        if fact.record(ok, error) and fact.up is False:
+            log.warning("%s unreachable: %s", fact.name, error)
+        elif not ok and fact.failures == 1 and fact.up:
+            log.info("%s probe failed once (%s); confirming", fact.name, error)
+        after = self.state
+        if after != before:
+            log.warning("mode %s -> %s", before.mode.value, after.mode.value)
+            self._on_change(after)
+
+    async def _watch(self, fact: Fact, probe: Callable[[], Awaitable[None]]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await asyncio.wait_for(probe(), self.probe_timeout_s)
+                ok, error = True, None
+            except TimeoutError:
+                ok, error = False, f"no answer within {self.probe_timeout_s:g} s"
+            except Exception as exc:  # any failure of a probe is an unreachable fact
+                ok, error = False, str(exc) or type(exc).__name__
+            self._record(fact, ok, error)
+            if fact.up and fact.failures == 0:
+                attempt, delay = 0, self.interval_s
+            elif fact.up:
+                delay = CONFIRM_DELAY_S
+            else:
+                delay = backoff_delay(attempt, self.interval_s, self.backoff_cap_s, self._rng)
+                attempt += 1
+            wake = self._wake[fact.name]
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+
+    async def _probe_server(self) -> None:
+        assert self._server_probe is not None
+        await self._server_probe()
+
+    async def _probe_internet(self) -> None:
+        """Reachable if any target answers: a TCP connect, or any HTTP response."""
+        errors = []
+        for target in self._internet_targets:
+            try:
+                await self._probe_target(target)
+                return
+            except Exception as exc:
+                errors.append(f"{target}: {exc or type(exc).__name__}")
+        raise ConnectionError("; ".join(errors))
+
+    async def _probe_target(self, target: str) -> None:
+        parts = urlsplit(target)
+        if parts.scheme == "tcp":
+            _reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+            writer.close()
+            return
+        assert self._session is not None
+        async with self._session.get(target, allow_redirects=False) as response:
+            await response.read()

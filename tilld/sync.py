@@ -1,0 +1,244 @@
+"""The sync engine: hands the journal to the back-end, exactly once, and replays scans.
+
+- Entries go in seq order, in batches, each carrying its client-made uuid.
+  The back-end treats a repeated uuid as the same request, so a batch resent
+  after a crash or a lost reply is answered `duplicate`, never stored twice.
+- Each entry's result is recorded; a `rejected` entry keeps its reason, stays
+  visible in `sync.pending`, and is never resent unchanged. A whole-request
+  400 is split in halves until the malformed entry is isolated and rejected
+  alone, so one bad entry cannot block the ones after it.
+- Scans are registered after the entries (a ticket sold offline must reach
+  the back-end before its first passage), in the order they were made and
+  with their original scan times.
+- Transient failures (no connection, timeouts, 5xx) are retried with backoff
+  and full jitter; selling never waits for any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .backend import BackendClient, BackendError
+from .journal import Entry, Journal
+
+if TYPE_CHECKING:
+    from .till import Till
+
+log = logging.getLogger("tilld.sync")
+
+ENTRY_STATUSES = ("accepted", "duplicate", "rejected")
+SCAN_STATUSES = ("registered", "already-used", "invalid", "unknown")
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        till: Till,
+        journal: Journal,
+        backend: BackendClient,
+        *,
+        batch_size: int,
+        backoff_cap_s: float,
+        catalog_refresh_s: float,
+        server_up: Callable[[], bool],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.till = till
+        self.journal = journal
+        self.backend = backend
+        self.batch_size = batch_size
+        self.backoff_cap_s = backoff_cap_s
+        self.catalog_refresh_s = catalog_refresh_s
+        self.server_up = server_up
+        self.entry_mark = 0
+        self.scan_mark = 0
+        self.last_error: str | None = None
+        self.last_success: str | None = None
+        self.scan_lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._rng = rng or random.Random()
+        self._task: asyncio.Task[None] | None = None
+        self._catalog_due = 0.0
+
+    async def start(self) -> None:
+        self.entry_mark, self.scan_mark = await self.journal.sync_marks()
+        if self.backend.configured:
+            self._task = asyncio.create_task(self._run())
+            self.kick()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def kick(self) -> None:
+        """Something may be worth sending: a new entry, the server back, a technician's request."""
+        self._drained.clear()
+        self._wanted.set()
+
+    @property
+    def unsent(self) -> int:
+        return self.journal.head_seq - self.entry_mark
+
+    async def wait_drained(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    # -- the loop ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            if not self.server_up():
+                continue  # the mode change back to reachable kicks us
+            try:
+                await self._refresh_catalog_if_due()
+                while await self._send_entries():
+                    pass
+                while await self._replay_scans():
+                    pass
+            except BackendError as exc:
+                self.last_error = exc.message
+                delay = self._retry_delay(attempt, exc)
+                attempt += 1
+                log.warning("sync paused: %s; retrying in %.1f s", exc.message, delay)
+                self.till.sync_progress(error=exc.message)
+                await asyncio.sleep(delay)
+                self._wanted.set()
+                continue
+            except Exception:
+                log.exception("sync failed unexpectedly; retrying")
+                await asyncio.sleep(self.backoff_cap_s)
+                self._wanted.set()
+                continue
+            attempt = 0
+            self.last_error = None
+            if self.unsent == 0 and self.till.pending_scans == 0:
+                self._drained.set()
+            self._schedule_catalog_refresh()
+
+    def _retry_delay(self, attempt: int, exc: BackendError) -> float:
+        if not exc.transient:
+            return self.backoff_cap_s  # a configuration problem: do not hammer the server
+        ceiling = min(self.backoff_cap_s, 0.5 * 2 ** min(attempt, 20))
+        return self._rng.uniform(0, ceiling)
+
+    def _schedule_catalog_refresh(self) -> None:
+        remaining = self._catalog_due - time.monotonic()
+        if remaining > 0:
+            asyncio.get_running_loop().call_later(remaining, self._wanted.set)
+
+    # -- entries -----------------------------------------------------------
+
+    async def _send_entries(self) -> bool:
+        entries = await self.journal.outbox(self.entry_mark, self.batch_size)
+        if not entries:
+            return False
+        results = await self._post_entries(entries)
+        recorded: list[tuple[int, str, str | None]] = []
+        valid_tickets: list[str] = []
+        for entry, result in zip(entries, results, strict=True):
+            status = result["status"]
+            recorded.append((entry.seq, status, result.get("reason")))
+            if status == "rejected":
+                log.error(
+                    "back-end rejected entry %d (%s): %s",
+                    entry.seq,
+                    entry.type,
+                    result.get("reason"),
+                )
+            elif entry.type == "sale":
+                valid_tickets += [
+                    c for ln in entry.body["lines"] for c in ln.get("ticket_codes", ())
+                ]
+        await self.journal.record_sync_results(recorded, valid_tickets)
+        self.entry_mark = entries[-1].seq
+        done = sum(1 for _, status, _ in recorded if status != "rejected")
+        self.last_success = entries[-1].created_at
+        self.till.entries_synced(done, len(valid_tickets))
+        return len(entries) == self.batch_size
+
+    async def _post_entries(self, entries: list[Entry]) -> list[dict[str, Any]]:
+        try:
+            results = await self.backend.post_journal([e.as_dict() for e in entries])
+        except BackendError as exc:
+            if exc.status != 400:
+                raise
+            if len(entries) == 1:
+                return [{"uuid": entries[0].uuid, "status": "rejected", "reason": exc.message}]
+            half = len(entries) // 2
+            return await self._post_entries(entries[:half]) + await self._post_entries(
+                entries[half:]
+            )
+        for entry, result in zip(entries, results, strict=True):
+            if result.get("uuid") != entry.uuid or result.get("status") not in ENTRY_STATUSES:
+                raise BackendError(
+                    f"the back-end's result for entry {entry.seq} does not match it: {result}",
+                    transient=True,
+                )
+        return results
+
+    # -- scans -------------------------------------------------------------
+
+    async def _replay_scans(self) -> bool:
+        async with self.scan_lock:
+            scans = await self.journal.outbox(self.scan_mark, self.batch_size, type_="scan")
+            if not scans:
+                return False
+            await self._register(scans)
+            return len(scans) == self.batch_size
+
+    async def register_now(self, entry: Entry) -> dict[str, Any] | None:
+        """Register one fresh scan at once, if no older scan is still waiting.
+
+        Older scans go first so that every passage is registered in the order
+        it happened; while they wait, a new scan waits with them (None).
+        """
+        if not self.server_up():
+            return None
+        async with self.scan_lock:
+            waiting = await self.journal.outbox(self.scan_mark, 1, type_="scan")
+            if not waiting or waiting[0].seq != entry.seq:
+                return None
+            return (await self._register([entry]))[0]
+
+    async def _register(self, scans: list[Entry]) -> list[dict[str, Any]]:
+        payload = [
+            {"uuid": e.uuid, "code": e.body["code"], "scanned_at": e.body["scanned_at"]}
+            for e in scans
+        ]
+        results = await self.backend.post_scans(payload)
+        for entry, result in zip(scans, results, strict=True):
+            if result.get("uuid") != entry.uuid or result.get("status") not in SCAN_STATUSES:
+                raise BackendError(
+                    f"the back-end's result for scan {entry.seq} does not match it: {result}",
+                    transient=True,
+                )
+        await self.journal.record_scan_results(
+            [(e.seq, r["status"], r.get("detail")) for e, r in zip(scans, results, strict=True)]
+        )
+        self.scan_mark = scans[-1].seq
+        self.till.scans_registered(scans, results)
+        return results
+
+    # -- catalog -----------------------------------------------------------
+
+    async def _refresh_catalog_if_due(self) -> None:
+        if time.monotonic() < self._catalog_due:
+            return
+        fetched = await self.backend.catalog(self.till.catalog_etag)
+        self._catalog_due = time.monotonic() + self.catalog_refresh_s
+        if fetched is not None:
+            raw, etag = fetched
+            await self.till.use_fetched_catalog(raw, etag)
