@@ -47,6 +47,7 @@ from .sales import Sale, plan_refund, refund_body
 from .ticketcodes import UnsupportedPattern, make_ticket_code
 
 if TYPE_CHECKING:
+    from .demo import DemoSwitches
     from .swish import SwishPayments
     from .sync import SyncEngine
 
@@ -80,6 +81,7 @@ class Till:
         self.monitor = monitor
         self.sync: SyncEngine | None = None  # wired by the composition root
         self.swish: SwishPayments | None = None
+        self.demo: DemoSwitches | None = None  # only under `tilld demo`
         self.catalog = Catalog(EMPTY_CATALOG)
         self.catalog_source = "none"
         self.catalog_etag: str | None = None
@@ -539,6 +541,13 @@ class Till:
                 else self.sync.last_error or f"still sending after {timeout:g} s"
             )
         return result
+
+    async def demo_set(self, target: str, state: str) -> dict[str, Any]:
+        if self.demo is None:
+            raise Refused(
+                "not-a-demo", "Only the demo till (tilld demo) has server and internet switches."
+            )
+        return await self.demo.set(target, state)
 
     # -- scans ------------------------------------------------------------
 

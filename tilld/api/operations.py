@@ -112,6 +112,11 @@ class SyncNowParams(Params):
     timeout_s: StrictInt = Field(default=60, ge=1, le=3600)
 
 
+class DemoSwitchParams(Params):
+    target: Literal["server", "internet"]
+    state: Literal["up", "down", "blackhole"]
+
+
 class SubscribeParams(Params):
     topics: list[Topic] | None = None
 
@@ -246,6 +251,13 @@ OPERATIONS: tuple[Operation, ...] = (
         Role.TECH,
         "Sync now; with wait, answer when drained or say why not.",
         lambda till, p: till.sync_now(p.wait, p.timeout_s),
+    ),
+    Operation(
+        "demo.set",
+        DemoSwitchParams,
+        Role.CASHIER,
+        "The demo only: take its server or internet down, up or into a black hole.",
+        lambda till, p: till.demo_set(p.target, p.state),
     ),
     Operation(
         "admin.journal_verify",

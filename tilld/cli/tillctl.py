@@ -254,6 +254,80 @@ def cmd_watch(client: Client, args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_sync(client: Client, args: argparse.Namespace) -> int:
+    if not args.wait:
+        result = client.call("admin.sync_now", {"wait": False})
+        emit(args, result, f"sync started: {_pending_words(result['pending'])}")
+        return 0
+    # Follow progress through events while the daemon drains, then ask for
+    # the verdict: the events draw the bar, admin.sync_now gives the answer.
+    watcher = Client(client.path)
+    watcher.call("events.subscribe", {"topics": ["sync", "mode"]})
+    start = client.call("admin.sync_now", {"wait": False})
+    total = max(1, start["unsent"] + start["pending"]["scans"])
+    show_bar = sys.stderr.isatty() and not args.json
+    watcher.sock.settimeout(args.timeout)
+    result = None
+    try:
+        while True:
+            if start["unsent"] == 0 and start["pending"]["scans"] == 0:
+                break
+            event = watcher.read()
+            if event.get("method") != "event":
+                continue
+            params = event["params"]
+            if params["topic"] == "sync":
+                left = params["unsent"] + params["pending"]["scans"]
+                if show_bar:
+                    _draw_bar(total - left, total)
+                if left == 0 or params.get("error"):
+                    break
+            elif params["topic"] == "mode" and not params["server"]:
+                break
+    except TimeoutError:
+        pass
+    finally:
+        if show_bar:
+            print(file=sys.stderr)
+    result = client.call("admin.sync_now", {"wait": True, "timeout_s": 1})
+    if result["drained"]:
+        emit(args, result, f"synced: {_pending_words(result['pending'])}")
+        return 0
+    emit(args, result, f"not drained: {result.get('why')}; {_pending_words(result['pending'])}")
+    return EXIT_REFUSED
+
+
+def _pending_words(pending: dict[str, int]) -> str:
+    return (
+        f"{pending['entries']} entries, {pending['tickets']} tickets, "
+        f"{pending['scans']} scans pending"
+    )
+
+
+def _draw_bar(done: int, total: int, width: int = 40) -> None:
+    filled = width * done // total
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    sys.stderr.flush()
+
+
+def cmd_scans(client: Client, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.pending:
+        params["state"] = "pending"
+    result = client.call("scans.list", params)
+    human = f"{result['pending']} scans waiting to be registered\n\n" + table(
+        result["scans"], ["seq", "code", "scanned_at", "local_check", "state", "detail"]
+    )
+    emit(args, result, human)
+    return 0
+
+
+def cmd_demo(client: Client, args: argparse.Namespace) -> int:
+    result = client.call("demo.set", {"target": args.target, "state": args.state})
+    emit(args, result, f"demo {args.target} is now {result['state']}")
+    return 0
+
+
 def cmd_call(client: Client, args: argparse.Namespace) -> int:
     try:
         params = parse_params(args.params)
@@ -297,6 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("kind", choices=["x", "z"])
     report.set_defaults(run=cmd_report)
     sub.add_parser("devices", help="devices and their state").set_defaults(run=cmd_devices)
+    sync = sub.add_parser("sync", help="sync with the back-end now")
+    sync.add_argument("--wait", action="store_true", help="show progress until drained")
+    sync.add_argument("--timeout", type=float, default=120, help="give up waiting after S")
+    sync.set_defaults(run=cmd_sync)
+    scans = sub.add_parser("scans", help="ticket scans and their registration")
+    scans.add_argument("--pending", action="store_true", help="only those not yet registered")
+    scans.add_argument("--limit", type=int, default=100)
+    scans.set_defaults(run=cmd_scans)
+    demo = sub.add_parser("demo", help="take the demo's server or internet down and up")
+    demo.add_argument("target", choices=["server", "internet"])
+    demo.add_argument("state", choices=["up", "down", "blackhole"])
+    demo.set_defaults(run=cmd_demo)
     watch = sub.add_parser("watch", help="print live events until Ctrl-C")
     watch.add_argument("topics", nargs="*", help="mode, scan, sale, sync, device (default all)")
     watch.set_defaults(run=cmd_watch)

@@ -1,25 +1,100 @@
-"""``tilld demo``: the embedded default, a till on a state folder of its own.
+"""``tilld demo``: the embedded default, a whole till installation on one machine.
 
-It runs the daemon with the demo catalog that ships in this package, on
-``DIR/tilld.sock``, and prints how to talk to it. Nothing outside DIR is
-touched, so deleting DIR resets the demo.
+It starts the reference back-end, a switchable proxy in front of it (the
+"server" a technician can take down), a switchable listener standing in for
+the internet, and the daemon itself, all on loopback with state in one
+folder. ``tillctl demo server down`` and friends flip the switches so the
+outage routine can be shown live. Nothing outside the folder is touched;
+deleting it resets the demo.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from ..app import Daemon
 from ..config import Settings
+from ..errors import Refused, StartupError
 
 DEMO_CATALOG = "catalog.json"
+START_TIMEOUT_S = 20
+
+# tillctl demo STATE -> the proxy mode that plays it.
+SWITCH_MODES = {"up": "pass", "down": "refuse", "blackhole": "blackhole"}
 
 
-def demo_settings(state_dir: Path) -> Settings:
+class DemoSwitches:
+    """The demo's server and internet switches, driven through the proxies' control ports."""
+
+    def __init__(self, controls: dict[str, str]) -> None:
+        self.controls = controls  # target -> "host:port" of its proxy's control API
+        self.states = dict.fromkeys(controls, "up")
+
+    async def set(self, target: str, state: str) -> dict[str, Any]:
+        if target not in self.controls:
+            raise Refused("unknown-switch", f"The demo has no switch called {target!r}.")
+        url = f"http://{self.controls[target]}/mode"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, json={"mode": SWITCH_MODES[state]}) as response,
+        ):
+            response.raise_for_status()
+        self.states[target] = state
+        return {"target": target, "state": state, "switches": dict(self.states)}
+
+
+class Helper:
+    """A simulator run as a child process; it announces its addresses as key=value lines."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.announced: dict[str, str] = {}
+
+    async def start(self, *keys: str) -> dict[str, str]:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, *self.argv, stdout=subprocess.PIPE, stderr=log
+        )
+        log.close()
+        assert self.proc.stdout is not None
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                while not all(k in self.announced for k in keys):
+                    line = await self.proc.stdout.readline()
+                    if not line:
+                        break
+                    key, _, value = line.decode().strip().partition("=")
+                    self.announced[key] = value
+        except TimeoutError:
+            pass
+        missing = [k for k in keys if k not in self.announced]
+        if missing:
+            raise StartupError(f"the demo's {self.name} did not start; see {self.log_path}")
+        return self.announced
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 5)
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+def demo_settings(state_dir: Path, backend_url: str = "", internet: str = "") -> Settings:
     catalog = resources.files(__package__) / DEMO_CATALOG
     return Settings(
         till={
@@ -31,30 +106,108 @@ def demo_settings(state_dir: Path) -> Settings:
         paths={"state_dir": state_dir},
         api={"socket_path": state_dir / "tilld.sock", "dbus": "none"},
         catalog={"file": str(catalog)},
+        backend={"url": backend_url, "token_file": str(state_dir / "backend.token")},
+        connectivity={
+            "internet_probes": [f"tcp://{internet}"] if internet else [],
+            "probe_interval_s": 1,
+            "backoff_cap_s": 5,
+        },
+        swish={"poll_interval_s": 1, "timeout_s": 120},
+    )
+
+
+async def run_stack(state_dir: Path) -> None:
+    token_file = state_dir / "backend.token"
+    if not token_file.exists():
+        token_file.write_text("demo-token\n", encoding="utf-8")
+        token_file.chmod(0o600)
+    backend = Helper(
+        "back-end",
+        [
+            "-m",
+            "tilld.sim.backend",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            str(state_dir / "backend.sqlite"),
+            "--token-file",
+            str(token_file),
+            "--seed",
+            "demo",
+            "--swish-auto",
+            "PAID",
+            "--swish-delay",
+            "5",
+        ],
+        state_dir / "backend.log",
+    )
+    helpers = [backend]
+    try:
+        backend_url = (await backend.start("listening"))["listening"]
+        server_proxy = Helper(
+            "server switch",
+            [
+                "-m",
+                "tilld.sim.faultproxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--target",
+                backend_url.removeprefix("http://"),
+                "--control",
+                "127.0.0.1:0",
+            ],
+            state_dir / "server-switch.log",
+        )
+        helpers.append(server_proxy)
+        server = await server_proxy.start("listening", "control")
+        internet_switch = Helper(
+            "internet switch",
+            ["-m", "tilld.sim.faultproxy", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"],
+            state_dir / "internet-switch.log",
+        )
+        helpers.append(internet_switch)
+        internet = await internet_switch.start("listening", "control")
+        settings = demo_settings(state_dir, f"http://{server['listening']}", internet["listening"])
+        daemon = Daemon(settings)
+        daemon.till.demo = DemoSwitches(
+            {"server": server["control"], "internet": internet["control"]}
+        )
+        await daemon.run(on_ready=lambda: announce(settings, backend_url))
+    finally:
+        for helper in reversed(helpers):
+            await helper.stop()
+
+
+def announce(settings: Settings, backend_url: str) -> None:
+    socket_path = settings.api.socket_path
+    tillctl = shutil.which("tillctl") or str(Path(sys.executable).with_name("tillctl"))
+    ctl = f"{tillctl} --socket {socket_path}"
+    print(f"socket={socket_path}", flush=True)
+    print(f"backend={backend_url}", flush=True)
+    print(
+        "\ntilld demo is running (Ctrl-C stops it). In another terminal try:\n"
+        f"  {ctl} status\n"
+        f"  {ctl} call catalog.search query=ost\n"
+        f"  SALE=$({ctl} call sale.open --get sale_id)\n"
+        f"  {ctl} call sale.add sale_id=$SALE plu=300\n"
+        f"  {ctl} call sale.pay sale_id=$SALE method=cash amount:=5000\n"
+        f"  {ctl} pending\n"
+        f"  {ctl} journal verify\n"
+        "The outage routine, live:\n"
+        f"  {ctl} demo server down      # or: demo internet down, demo server blackhole\n"
+        f"  {ctl} status                # mode server-unreachable: cash still sells\n"
+        f"  {ctl} call scan.submit code=TK00000000DEMO1   # captured while offline\n"
+        f"  {ctl} demo server up\n"
+        f"  {ctl} sync --wait           # everything delivered exactly once\n"
+        f"  {ctl} scans\n"
+        f"  {ctl} watch                 # live events\n",
+        flush=True,
     )
 
 
 def run_demo(state_dir: Path) -> int:
     state_dir = state_dir.resolve()
-    settings = demo_settings(state_dir)
-    socket_path = settings.api.socket_path
-    tillctl = shutil.which("tillctl") or str(Path(sys.executable).with_name("tillctl"))
-
-    def announce() -> None:
-        ctl = f"{tillctl} --socket {socket_path}"
-        print(f"socket={socket_path}", flush=True)
-        print(
-            "\ntilld demo is running (Ctrl-C stops it). In another terminal try:\n"
-            f"  {ctl} status\n"
-            f"  {ctl} call catalog.search query=ost\n"
-            f"  SALE=$({ctl} call sale.open --get sale_id)\n"
-            f"  {ctl} call sale.add sale_id=$SALE plu=300\n"
-            f"  {ctl} call sale.pay sale_id=$SALE method=cash amount:=5000\n"
-            f"  {ctl} pending\n"
-            f"  {ctl} journal verify\n"
-            f"  {ctl} watch        # live events\n",
-            flush=True,
-        )
-
-    asyncio.run(Daemon(settings).run(on_ready=announce))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_stack(state_dir))
     return 0
