@@ -8,6 +8,7 @@ for the back-end or a device, so a till with its server gone still comes up.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
@@ -32,6 +33,11 @@ log = logging.getLogger("tilld")
 
 def check_state_dir(settings: Settings) -> None:
     state = settings.paths.state_dir
+    if state.exists() and not state.is_dir():
+        raise StartupError(
+            f"the state directory {state} is a file, not a directory. Move it aside or "
+            "set paths.state_dir."
+        )
     try:
         state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -45,6 +51,26 @@ def check_state_dir(settings: Settings) -> None:
             "the journal cannot be kept there. Give it to the tilld user "
             "(chown tilld: it) or set paths.state_dir."
         )
+
+
+def lock_state_dir(settings: Settings) -> int:
+    """Hold an exclusive lock on the state directory for the daemon's lifetime.
+
+    Two daemons on one journal would each keep their own idea of its head and
+    fight over every sequence number; the second one must not start at all.
+    The kernel drops the lock when the process dies, even by SIGKILL.
+    """
+    path = settings.paths.state_dir / "tilld.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StartupError(
+            f"another tilld is already using the state directory {settings.paths.state_dir}; "
+            "stop it first (systemctl stop tilld) or give this one its own paths.state_dir."
+        ) from None
+    return fd
 
 
 class Daemon:
@@ -99,6 +125,13 @@ class Daemon:
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         started = time.monotonic()
         check_state_dir(self.settings)
+        lock = lock_state_dir(self.settings)
+        try:
+            await self._run(started, on_ready)
+        finally:
+            os.close(lock)
+
+    async def _run(self, started: float, on_ready: Callable[[], None] | None) -> None:
         await self.journal.open()
         try:
             await self.till.start()

@@ -8,6 +8,7 @@ technician can change one key for one run without editing it.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -212,12 +213,16 @@ def load_settings(explicit: str | None = None) -> tuple[Settings, Path | None]:
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
 
 
+SECRET_KEYS = {"password"}
+
+
 def _describe(err: Any) -> str:
     key = ".".join(str(part) for part in err["loc"]) or "(file)"
     if err["type"] == "extra_forbidden":
         return f"{key}: unknown key (misspelt? see docs/configuration.md)"
     value = err.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    secret = str(err["loc"][-1]) in SECRET_KEYS if err["loc"] else False
+    shown = "" if isinstance(value, dict) or secret else f" (got {value!r})"
     return f"{key}: {err['msg']}{shown}"
 
 
@@ -248,5 +253,5 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    # A TOML basic string is a JSON string for every character we can print.
+    return json.dumps(str(value), ensure_ascii=False)

@@ -121,18 +121,21 @@ class SwishPayments:
                 return {"payment_id": payment.payment_id, "status": payment.status}
             if status == "PAID":
                 payment.status = "paid"
-                outcome = await self.till.settle(sale)
             else:
                 sale.payments.remove(payment)
                 payment.status = status.lower()
+            # The payment's outcome is told first, then what it did to the sale.
+            self.till.events.publish(
+                "sale",
+                event="payment",
+                sale_id=sale.sale_id,
+                payment_id=payment.payment_id,
+                method="swish",
+                swish_status=status,
+            )
+            if status == "PAID":
+                outcome = await self.till.settle(sale)
+            else:
                 await self.till.journal.save_open_sale(sale.sale_id, sale.state())
                 outcome = {"status": "accepted", "sale": sale.view()}
-        self.till.events.publish(
-            "sale",
-            event="payment",
-            sale_id=sale.sale_id,
-            payment_id=payment.payment_id,
-            method="swish",
-            swish_status=status,
-        )
         return {"payment_id": payment.payment_id, "swish_status": status, **outcome}

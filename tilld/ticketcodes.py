@@ -26,8 +26,13 @@ class UnsupportedPattern(ValueError):
 
 def make_ticket_code(pattern: str) -> str:
     """A fresh random code that fully matches ``pattern``."""
-    parsed = sre_parser.parse(pattern)
-    code = "".join(_generate(parsed))
+    try:
+        code = "".join(_generate(sre_parser.parse(pattern)))
+    except UnsupportedPattern as exc:
+        raise UnsupportedPattern(
+            f"cannot make ticket codes for the pattern {pattern!r} ({exc}); "
+            "ask the back-end administrator for a simpler ticket_code_pattern"
+        ) from None
     if not re.fullmatch(pattern, code):
         raise UnsupportedPattern(
             f"cannot make ticket codes for the pattern {pattern!r}; "

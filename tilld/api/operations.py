@@ -79,6 +79,13 @@ class RefundParams(Params):
     method: Method
     reason: str = Field(default="", max_length=200)
 
+    @model_validator(mode="after")
+    def _each_line_once(self) -> RefundParams:
+        ids = [line.line_id for line in self.lines or ()]
+        if len(ids) != len(set(ids)):
+            raise ValueError("name each line_id once; give its total quantity")
+        return self
+
 
 class PendingParams(Params):
     limit: StrictInt = Field(default=100, ge=1, le=1000)

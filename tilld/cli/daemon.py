@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", dest="check_config", help="configuration file to check")
     demo = commands.add_parser("demo", help="run the embedded demo till in the foreground")
     demo.add_argument("--state-dir", default="./.tilld-demo", help="demo state folder")
+    sim = commands.add_parser("sim", help="simulators for tests and technicians")
+    sims = sim.add_subparsers(dest="sim_command", required=True)
+    from ..sim.backend import add_backend_command
+    from ..sim.faultproxy import add_proxy_command
+
+    add_backend_command(sims)
+    add_proxy_command(sims)
     return parser
 
 
@@ -49,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     config_file = config_file or args.config
     if args.command == "config":
         return config_check(config_file)
+    if args.command == "sim":
+        return args.run(args)
     if args.command == "demo":
         setup_logging("info")
         from ..demo import run_demo

@@ -1,0 +1,145 @@
+"""The reference back-end and the fault proxy as real subprocesses, for outage tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from conftest import REPO
+
+TOKEN = "test-token"
+
+
+class Announcing:
+    """A child process that prints key=value lines once it listens."""
+
+    def __init__(self, argv: list[str], log_path: Path, keys: tuple[str, ...]) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, *argv], stdout=subprocess.PIPE, stderr=self._log, cwd=REPO, text=True
+        )
+        self.announced: dict[str, str] = {}
+        deadline = time.monotonic() + 20
+        while not all(k in self.announced for k in keys):
+            assert time.monotonic() < deadline, f"{argv} did not start: {self.log()}"
+            line = self.proc.stdout.readline()
+            assert line, f"{argv} exited: {self.log()}"
+            key, _, value = line.strip().partition("=")
+            self.announced[key] = value
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+class Backend(Announcing):
+    def __init__(self, base: Path, db: Path | None = None) -> None:
+        self.token_file = base / "backend.token"
+        self.token_file.write_text(TOKEN + "\n")
+        super().__init__(
+            [
+                "-m",
+                "tilld.sim.backend",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                str(db or base / "backend.sqlite"),
+                "--token-file",
+                str(self.token_file),
+                "--seed",
+                "demo",
+            ],
+            base / "backend.log",
+            ("listening",),
+        )
+        self.url = self.announced["listening"]
+        self.address = self.url.removeprefix("http://")
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return json.loads(response.read())
+
+    def journal(self, till_id: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/v1/tills/{till_id}/journal?after_seq=0")["entries"]
+
+    def ticket(self, code: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/tickets/{code}")
+
+    def stats(self) -> dict[str, Any]:
+        return self.request("GET", "/control/stats")
+
+
+class Proxy(Announcing):
+    def __init__(self, base: Path, name: str, target: str | None) -> None:
+        argv = ["-m", "tilld.sim.faultproxy", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        if target:
+            argv += ["--target", target]
+        super().__init__(argv, base / f"{name}.log", ("listening", "control"))
+        self.address = self.announced["listening"]
+        self.control = self.announced["control"]
+
+    def set_mode(self, mode: str, **options: Any) -> None:
+        req = urllib.request.Request(
+            f"http://{self.control}/mode",
+            data=json.dumps({"mode": mode, **options}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as response:
+            assert response.status == 200
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def online_config(backend: Backend, server: Proxy, internet: Proxy | None) -> dict:
+    return {
+        "backend": {
+            "url": f"http://{server.address}",
+            "token_file": str(backend.token_file),
+            "timeout_s": 2,
+        },
+        "connectivity": {
+            "internet_probes": [f"tcp://{internet.address}"] if internet else [],
+            "probe_interval_s": 0.2,
+            "probe_timeout_s": 0.5,
+            "backoff_cap_s": 1,
+        },
+        "sync": {"catalog_refresh_s": 0.5},
+        "swish": {"poll_interval_s": 0.1, "timeout_s": 30},
+    }
+
+
+__all__ = ["Backend", "Proxy", "online_config", "urllib", "wait_for"]
+_ = urllib.error

@@ -1,0 +1,284 @@
+"""The outage routine end to end: a real back-end behind a fault proxy, the till as a process."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+
+import pytest
+from conftest import Client, RpcError, TillProcess
+from sims import Backend, Proxy, online_config, wait_for
+
+TILL = "till-test"
+
+
+@dataclass
+class Site:
+    backend: Backend
+    server: Proxy
+    internet: Proxy
+    till: TillProcess
+    client: Client
+
+    def status(self) -> dict:
+        return self.client.call("status.get")
+
+    def mode(self) -> str:
+        return self.status()["mode"]
+
+    def wait_mode(self, mode: str, timeout: float = 20) -> None:
+        wait_for(lambda: self.mode() == mode, timeout, what=f"mode {mode}")
+
+    def restart_till(self, **overrides: dict) -> None:
+        self.client.close()
+        self.till.kill()
+        config = {k: {**v, **overrides.get(k, {})} for k, v in self.till.config.items()}
+        self.till = TillProcess(self.till.base, config).start()
+        self.till.config = config
+        self.client = self.till.client()
+
+
+@pytest.fixture
+def site(short_tmp):
+    backend = Backend(short_tmp)
+    server = Proxy(short_tmp, "server", backend.address)
+    internet = Proxy(short_tmp, "internet", None)
+    config = online_config(backend, server, internet)
+    till = TillProcess(short_tmp, config).start()
+    till.config = config
+    s = Site(backend, server, internet, till, till.client())
+    s.wait_mode("online")
+    yield s
+    s.client.close()
+    till.kill()
+    for p in (internet, server, backend):
+        p.stop()
+
+
+def sell(client: Client, plu: str = "300", method: str = "cash") -> dict:
+    sale_id = client.call("sale.open")["sale_id"]
+    client.call("sale.add", sale_id=sale_id, plu=plu)
+    total = client.call("sale.get", sale_id=sale_id)["total"]
+    return client.call("sale.pay", sale_id=sale_id, method=method, amount=total)
+
+
+def drained(site: Site) -> bool:
+    pending = site.status()["pending"]
+    return pending["entries"] == 0 and pending["scans"] == 0
+
+
+# -- connectivity ------------------------------------------------------------
+
+
+def test_server_down_and_back_changes_the_mode_with_events_and_no_restart(site):
+    listener = site.till.client()
+    listener.call("events.subscribe", topics=["mode"])
+    site.server.set_mode("refuse")
+    event = listener.next_event()
+    assert (event["mode"], event["server"], event["internet"]) == (
+        "server-unreachable",
+        False,
+        True,
+    )
+    assert event["last_error"]["server"]
+    status = site.status()
+    assert status["mode"] == "server-unreachable" and status["mode_since"]
+    site.server.set_mode("pass")
+    assert listener.next_event()["mode"] == "online"
+    listener.close()
+
+
+def test_black_holed_server_is_noticed_through_probe_timeouts(site):
+    site.server.set_mode("blackhole")
+    site.wait_mode("server-unreachable")
+    assert "timed out" in site.status()["last_error"]["server"]
+    site.server.set_mode("pass")
+    site.wait_mode("online")
+
+
+def test_internet_down_is_no_internet_and_card_rules_switch_to_offline(site):
+    site.internet.set_mode("refuse")
+    site.wait_mode("server-only")
+    site.server.set_mode("refuse")
+    site.wait_mode("no-internet")
+    site.internet.set_mode("pass")
+    site.wait_mode("server-unreachable")
+
+
+def test_server_errors_count_as_unreachable(site):
+    site.server.set_mode("http500")
+    site.wait_mode("server-unreachable")
+    site.server.set_mode("pass")
+    site.wait_mode("online")
+
+
+# -- selling by the rules ------------------------------------------------------
+
+
+def test_offline_sales_sync_exactly_once_when_the_server_returns(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    receipts = [sell(site.client)["receipt_no"] for _ in range(30)]
+    assert receipts == list(range(1, 31))
+    assert site.status()["pending"]["entries"] == 30
+    site.server.set_mode("pass")
+    wait_for(lambda: drained(site), what="sync drained")
+    stored = site.backend.journal(TILL)
+    assert [e["seq"] for e in stored] == list(range(1, 31))
+    assert [e["body"]["receipt_no"] for e in stored] == receipts
+    assert site.client.call("sync.pending")["entries"] == []
+
+
+def test_ticket_sold_offline_is_pending_until_synced_then_valid(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    code = sell(site.client, plu="100")["sale"]["lines"][0]["ticket_codes"][0]
+    assert [t["code"] for t in site.client.call("sync.pending")["tickets"]] == [code]
+    site.server.set_mode("pass")
+    wait_for(lambda: site.status()["pending"]["tickets"] == 0, what="ticket synced")
+    assert site.backend.ticket(code)["state"] == "valid"
+
+
+def test_event_ticket_online_reserves_and_offline_names_the_fallback(site):
+    sale_id = site.client.call("sale.open")["sale_id"]
+    line = site.client.call("sale.add", sale_id=sale_id, plu="200", quantity=2)
+    added = line["sale"]["lines"][0]
+    assert added["event_id"] == "ev-7" and len(added["reservation_ids"]) == 1
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    other = site.client.call("sale.open")["sale_id"]
+    with pytest.raises(RpcError) as refused:
+        site.client.call("sale.add", sale_id=other, plu="200")
+    assert refused.value.reason == "event-ticket-offline"
+    assert refused.value.error["data"]["fallback_plu"] == "100"
+
+
+def test_integrated_swish_online_is_followed_until_paid(site):
+    sale_id = site.client.call("sale.open")["sale_id"]
+    site.client.call("sale.add", sale_id=sale_id, plu="401")
+    listener = site.till.client()
+    listener.call("events.subscribe", topics=["sale"])
+    started = site.client.call("sale.pay", sale_id=sale_id, method="swish", amount=24900)
+    assert started["status"] == "pending" and started["swish"]["token"]
+    site.backend.request("POST", f"/control/swish/{started['swish']['id']}", {"status": "PAID"})
+    payment = listener.next_event()
+    assert (payment["event"], payment["swish_status"]) == ("payment", "PAID")
+    completed = listener.next_event()
+    assert completed["event"] == "completed" and completed["sale_id"] == sale_id
+    listener.close()
+
+
+def test_integrated_swish_refused_offline_with_the_contract_reason(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    sale_id = site.client.call("sale.open")["sale_id"]
+    site.client.call("sale.add", sale_id=sale_id, plu="300")
+    with pytest.raises(RpcError) as refused:
+        site.client.call("sale.pay", sale_id=sale_id, method="swish", amount=3500)
+    assert refused.value.reason == "method-unavailable-offline"
+
+
+# -- scans ---------------------------------------------------------------------
+
+
+def test_online_scan_is_registered_at_once_and_a_second_is_already_used(site):
+    code = sell(site.client, plu="100")["sale"]["lines"][0]["ticket_codes"][0]
+    wait_for(lambda: drained(site), what="sale synced")
+    first = site.client.call("scan.submit", code=code)
+    assert (first["kind"], first["status"]) == ("ticket", "registered")
+    second = site.client.call("scan.submit", code=code)
+    assert second["status"] == "already-used" and second["detail"]
+
+
+def test_offline_scans_are_captured_checked_locally_and_replayed_in_order(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    code = sell(site.client, plu="100")["sale"]["lines"][0]["ticket_codes"][0]
+    first = site.client.call("scan.submit", code=code)
+    assert (first["status"], first["local_check"]) == ("captured", "sold-here")
+    again = site.client.call("scan.submit", code=code)
+    assert (again["status"], again["local_check"]) == ("captured", "already-scanned")
+    stranger = site.client.call("scan.submit", code="TKNOSUCHTICKET01")
+    assert stranger["local_check"] == "not-known-locally"
+    article = site.client.call("scan.submit", code="7310000000001")
+    assert article["kind"] == "article" and article["article"]["plu"] == "300"
+    assert site.client.call("scan.submit", code="hello")["kind"] == "unknown"
+    assert site.status()["pending"]["scans"] == 3
+    site.server.set_mode("pass")
+    wait_for(lambda: drained(site), what="scans replayed")
+    scans = site.client.call("scans.list")["scans"]
+    by_seq = sorted(scans, key=lambda s: s["seq"])
+    assert [s["state"] for s in by_seq] == ["registered", "already-used", "unknown"]
+    assert by_seq[0]["scanned_at"] == first["scanned_at"]
+
+
+# -- durability across crashes --------------------------------------------------------
+
+
+def test_crash_while_offline_restarts_from_cache_and_keeps_selling(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    before = [sell(site.client)["receipt_no"] for _ in range(5)]
+    site.restart_till()
+    log = site.till.log()
+    ready = re.findall(r"ready in (\d+) ms", log)
+    assert ready, log
+    status = site.status()
+    assert status["mode"] != "online" and status["catalog"]["articles"] > 0
+    assert sell(site.client)["receipt_no"] == before[-1] + 1
+    site.server.set_mode("pass")
+    wait_for(lambda: drained(site), what="sync after restart")
+    assert len(site.backend.journal(TILL)) == 6
+
+
+def test_kill_between_sending_a_batch_and_recording_results_causes_no_duplicate(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    for _ in range(10):
+        sell(site.client)
+    # Every byte through the proxy now takes 1.5 s each way, and the till is
+    # patient enough to see the server through it: the back-end stores the
+    # batch, its answer is on the way back, and the till dies before it arrives.
+    site.server.set_mode("slow", delay_s=1.5)
+    site.restart_till(
+        backend={"timeout_s": 10}, connectivity={"probe_timeout_s": 5, "probe_interval_s": 0.2}
+    )
+    wait_for(lambda: len(site.backend.journal(TILL)) == 10, what="batch stored at back-end")
+    site.till.kill()
+    db = sqlite3.connect(site.till.state_dir / "journal.sqlite")
+    assert db.execute("SELECT count(*) FROM sync_results").fetchone()[0] == 0
+    db.close()
+    site.server.set_mode("pass")
+    site.restart_till()
+    wait_for(lambda: drained(site), what="resend after restart")
+    stored = site.backend.journal(TILL)
+    assert [e["seq"] for e in stored] == list(range(1, 11))
+    db = sqlite3.connect(site.till.state_dir / "journal.sqlite")
+    statuses = dict(db.execute("SELECT status, count(*) FROM sync_results GROUP BY status"))
+    db.close()
+    assert statuses == {"duplicate": 10}
+
+
+def test_rejected_entry_stays_visible_and_does_not_block_later_ones(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    for _ in range(3):
+        sell(site.client)
+    site.client.close()
+    site.till.kill()
+    db = sqlite3.connect(site.till.state_dir / "journal.sqlite")
+    db.execute("DROP TRIGGER entries_no_update")
+    db.execute("UPDATE entries SET body = replace(body, '3500', '1') WHERE seq = 2")
+    db.commit()
+    db.close()
+    site.till = TillProcess(site.till.base, site.till.config).start()
+    site.client = site.till.client()
+    sell(site.client)
+    site.server.set_mode("pass")
+    wait_for(lambda: site.status()["sync"]["unsent"] == 0, what="drained past the rejected one")
+    pending = site.client.call("sync.pending")
+    assert [(e["seq"], e["sync_status"]) for e in pending["entries"]] == [(2, "rejected")]
+    assert pending["entries"][0]["sync_reason"]
+    stored = [e["seq"] for e in site.backend.journal(TILL)]
+    assert 1 in stored and 4 in stored and 2 not in stored

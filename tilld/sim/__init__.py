@@ -1,0 +1,1 @@
+"""Simulators that speak the real protocols: the reference back-end and test helpers."""
