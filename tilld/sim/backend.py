@@ -123,7 +123,6 @@ import logging
 import math
 import re
 import secrets
-import signal
 import sqlite3
 import sys
 import time
@@ -142,13 +141,11 @@ from ..catalog import parse_catalog
 from ..chain import CHAINED_FIELDS, GENESIS_HASH, canonical_json, entry_hash
 from ..errors import ConfigError, StartupError
 from ..logs import setup_logging
+from . import EX_CANTCREAT, EX_CONFIG, EX_OK, stop_requested
 
 log = logging.getLogger("tilld.sim.backend")
 
 # sysexits(3), as the tilld command uses them.
-EX_OK = 0
-EX_CANTCREAT = 73
-EX_CONFIG = 78
 
 HEALTH_PATH = "/v1/health"
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -1373,18 +1370,6 @@ def announce_listening(runner: web.AppRunner) -> None:
     host = f"[{host}]" if ":" in host else host
     log.info("listening on http://%s:%d", host, port)
     print(f"listening=http://{host}:{port}", flush=True)
-
-
-async def stop_requested() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:

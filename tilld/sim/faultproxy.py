@@ -55,7 +55,6 @@ import contextlib
 import json
 import logging
 import math
-import signal
 import socket
 import struct
 import sys
@@ -63,12 +62,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
 from ..logs import setup_logging
+from . import EX_CANTCREAT, EX_CONFIG, EX_OK, stop_requested
 
 log = logging.getLogger("tilld.sim.faultproxy")
 
-EX_OK = 0
-EX_CANTCREAT = 73
-EX_CONFIG = 78
 
 HTTP_ERRORS = {
     "http500": (500, "Internal Server Error", "internal-error"),
@@ -705,18 +702,6 @@ async def serve(
             await control_server.stop()
     finally:
         await proxy.stop()
-
-
-async def stop_requested() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
