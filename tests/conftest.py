@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -84,6 +84,8 @@ class Client:
 class TillProcess:
     """tilld run as a subprocess with a TOML configuration of its own."""
 
+    started: ClassVar[list[TillProcess]] = []  # every daemon a test started, to catch leaks
+
     def __init__(self, base: Path, config: dict[str, dict[str, Any]] | None = None) -> None:
         self.base = base
         self.state_dir = base / "state"
@@ -111,6 +113,7 @@ class TillProcess:
             env=env,
             cwd=REPO,
         )
+        TillProcess.started.append(self)
         if wait:
             self.wait_ready()
         return self
@@ -156,6 +159,16 @@ def to_toml(sections: dict[str, dict[str, Any]]) -> str:
         lines.append(f"[{name}]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_daemon_outlives_the_tests():
+    """A daemon left running by a test would outlive CI; kill it and say which."""
+    yield
+    leaked = [p for p in TillProcess.started if p.proc is not None and p.proc.poll() is None]
+    for process in leaked:
+        process.kill()
+    assert not leaked, f"tests left {len(leaked)} tilld running: {[str(p.base) for p in leaked]}"
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def site(short_tmp):
     s.wait_mode("online")
     yield s
     s.client.close()
-    till.kill()
+    s.till.kill()  # the till the test left running, restarted or not
     for p in (internet, server, backend):
         p.stop()
 
@@ -282,3 +282,30 @@ def test_rejected_entry_stays_visible_and_does_not_block_later_ones(site):
     assert pending["entries"][0]["sync_reason"]
     stored = [e["seq"] for e in site.backend.journal(TILL)]
     assert 1 in stored and 4 in stored and 2 not in stored
+
+
+def test_wrong_token_is_a_configuration_problem_shown_in_status_not_an_outage(site):
+    site.server.set_mode("http401")
+    sell(site.client)
+    wait_for(
+        lambda: "401" in (site.status()["sync"]["last_error"] or ""), what="401 in sync status"
+    )
+    assert site.status()["server"] is True  # the server answered: it is reachable
+    assert site.status()["pending"]["entries"] == 1
+    site.server.set_mode("pass")
+    wait_for(lambda: drained(site), what="drained once the token is accepted")
+
+
+def test_responses_reset_mid_way_are_retried_without_duplicates(site):
+    # The back-end stores what it is sent but the answers are cut off: the till
+    # cannot know, marks the server unreachable, and sends the same uuids again.
+    site.server.set_mode("reset", after_bytes=10)
+    for _ in range(20):
+        sell(site.client)
+    wait_for(lambda: site.backend.journal(TILL), what="an entry stored despite the resets")
+    site.server.set_mode("pass")
+    wait_for(lambda: drained(site), what="drained after the resets")
+    assert [e["seq"] for e in site.backend.journal(TILL)] == list(range(1, 21))
+    till_stats = site.backend.stats()["tills"][TILL]
+    assert till_stats["entries"] == 20 and till_stats["entries.rejected"] == 0
+    assert till_stats["entries.duplicate"] >= 1

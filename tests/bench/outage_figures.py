@@ -81,9 +81,13 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="tilld-bench-"))
     backend = Backend(base)
     server = Proxy(base, "server", backend.address)
+    internet = Proxy(base, "internet", None)  # stays up: only the server goes away
     till = TillProcess(
         base,
-        {"backend": {"url": f"http://{server.address}", "token_file": str(backend.token_file)}},
+        {
+            "backend": {"url": f"http://{server.address}", "token_file": str(backend.token_file)},
+            "connectivity": {"internet_probes": [f"tcp://{internet.address}"]},
+        },
     ).start()
     try:
         client = till.client()
@@ -112,6 +116,7 @@ def main() -> int:
         naive = naive_rate(backend, till, min(args.entries, 2000))
     finally:
         till.stop()
+        internet.stop()
         server.stop()
         backend.stop()
     rows = [
