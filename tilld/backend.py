@@ -10,6 +10,7 @@ configuration problem, not an outage).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -91,13 +92,13 @@ class BackendClient:
 
     async def post_journal(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         reply = await self._request(
-            "POST", f"/v1/tills/{self.till_id}/journal", json={"entries": entries}
+            "POST", f"/v1/tills/{self.till_id}/journal", payload={"entries": entries}
         )
         return _results(reply, len(entries))
 
     async def post_scans(self, scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
         reply = await self._request(
-            "POST", f"/v1/tills/{self.till_id}/scans", json={"scans": scans}
+            "POST", f"/v1/tills/{self.till_id}/scans", payload={"scans": scans}
         )
         return _results(reply, len(scans))
 
@@ -105,7 +106,7 @@ class BackendClient:
         return await self._request(
             "POST",
             f"/v1/tills/{self.till_id}/swish",
-            json={"uuid": uuid, "amount": amount, "message": message},
+            payload={"uuid": uuid, "amount": amount, "message": message},
         )
 
     async def swish_status(self, request_id: str) -> dict[str, Any]:
@@ -119,7 +120,7 @@ class BackendClient:
         status, body, _ = await self._request(
             "POST",
             f"/v1/events/{event_id}/reservations",
-            json={"uuid": uuid, "till_id": self.till_id, "quantity": quantity},
+            payload={"uuid": uuid, "till_id": self.till_id, "quantity": quantity},
             raw=True,
             accept=(409,),
         )
@@ -134,7 +135,7 @@ class BackendClient:
         method: str,
         path: str,
         *,
-        json: Any = None,
+        payload: Any = None,
         headers: dict[str, str] | None = None,
         auth: bool = True,
         raw: bool = False,
@@ -149,7 +150,7 @@ class BackendClient:
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
         try:
             async with self._session.request(
-                method, self.base_url + path, json=json, headers=all_headers, timeout=timeout
+                method, self.base_url + path, json=payload, headers=all_headers, timeout=timeout
             ) as response:
                 body = await response.read()
                 status = response.status
@@ -180,8 +181,6 @@ class BackendClient:
 
 
 def _json(body: bytes) -> Any:
-    import json
-
     try:
         return json.loads(body)
     except ValueError:

@@ -65,6 +65,7 @@ class SyncEngine:
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
         self._catalog_due = 0.0
+        self._catalog_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self.entry_mark, self.scan_mark = await self.journal.sync_marks()
@@ -135,9 +136,12 @@ class SyncEngine:
         return self._rng.uniform(0, ceiling)
 
     def _schedule_catalog_refresh(self) -> None:
-        remaining = self._catalog_due - time.monotonic()
-        if remaining > 0:
-            asyncio.get_running_loop().call_later(remaining, self._wanted.set)
+        # One timer at a time: every sale wakes this loop, and each pass must
+        # not leave another timer behind.
+        if self._catalog_timer is not None:
+            self._catalog_timer.cancel()
+        remaining = max(0.0, self._catalog_due - time.monotonic())
+        self._catalog_timer = asyncio.get_running_loop().call_later(remaining, self._wanted.set)
 
     # -- entries -----------------------------------------------------------
 
