@@ -143,3 +143,15 @@ def test_many_clients_at_once_are_all_served(till):
     assert all(c.read()["result"]["till_id"] == "till-test" for c in clients)
     for c in clients:
         c.close()
+
+
+def test_subscribing_again_replaces_the_topics(till, client):
+    listener = till.client()
+    listener.call("events.subscribe", topics=["mode"])
+    assert listener.call("events.subscribe", topics=["sale"]) == {"topics": ["sale"]}
+    sale_id = client.call("sale.open")["sale_id"]
+    client.call("sale.add", sale_id=sale_id, plu="300")
+    client.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+    event = listener.next_event()
+    assert (event["topic"], event["event"], event["sale_id"]) == ("sale", "completed", sale_id)
+    listener.close()

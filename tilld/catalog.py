@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from .errors import ConfigError
-from .rules import PAYMENT_METHODS, Fallback
+from .rules import ARTICLE_KINDS, PAYMENT_METHODS, Fallback
 
 DEFAULT_TICKET_CODE_PATTERN = "^TK[0-9A-Z]{8,32}$"
 
@@ -28,7 +28,7 @@ class Article(BaseModel):
     name: str = Field(min_length=1)
     price: StrictInt = Field(ge=0)
     vat_rate: StrictInt = Field(ge=0, le=100)
-    kind: Literal["goods", "ticket", "event-ticket"]
+    kind: Literal[ARTICLE_KINDS]  # type: ignore[valid-type]
     barcodes: tuple[str, ...] = ()
     event_id: str | None = None
     fallback_plu: str | None = None

@@ -379,7 +379,7 @@ class Journal:
                 raise _storage_refusal(exc) from exc
             return self.db
 
-        def __exit__(self, exc_type, exc, tb) -> bool:
+        def __exit__(self, exc_type, exc, _tb) -> bool:
             if exc_type is None:
                 try:
                     self.db.execute("COMMIT")

@@ -189,36 +189,26 @@ class Connection:
                 await self._send(reply)
 
     def _subscribe(self, params: SubscribeParams) -> dict[str, Any]:
+        # A new subscription replaces the old one, queue and pump together.
+        if self._pump is not None:
+            self._pump.cancel()
         if self._subscription is not None:
             self.server.events.unsubscribe(self._subscription)
         self._subscription = self.server.events.subscribe(params.topics)
-        if self._pump is None:
-            self._pump = asyncio.create_task(self._pump_events())
+        self._pump = asyncio.create_task(self._pump_events(self._subscription))
         return {"topics": sorted(self._subscription.topics)}
 
-    async def _pump_events(self) -> None:
-        while True:
-            subscription = self._subscription
-            assert subscription is not None
-            if subscription.overflowed:
-                await self._send(
-                    {
-                        "jsonrpc": "2.0",
-                        "method": "event",
-                        "params": {
-                            "topic": "overflow",
-                            "message": "events dropped: read faster "
-                            "and call events.subscribe again",
-                        },
-                    }
-                )
-                self.writer.close()
-                return
-            try:
-                event = await asyncio.wait_for(subscription.queue.get(), timeout=1.0)
-            except TimeoutError:
-                continue
+    async def _pump_events(self, subscription: Subscription) -> None:
+        # An overflowed queue is full, so get() never waits once it happens.
+        while not subscription.overflowed:
+            event = await subscription.queue.get()
             await self._send({"jsonrpc": "2.0", "method": "event", "params": event})
+        notice = {
+            "topic": "overflow",
+            "message": "events dropped: read faster and call events.subscribe again",
+        }
+        await self._send({"jsonrpc": "2.0", "method": "event", "params": notice})
+        self.writer.close()
 
     async def _send(self, message: Any) -> None:
         async with self._write_lock:
