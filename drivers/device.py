@@ -1,0 +1,186 @@
+"""The device model every driver shares, in the spirit of UnifiedPOS.
+
+A device is opened once and then looks after itself: a supervisor task
+connects, serves until the link breaks, reports the device `offline`, waits a
+jittered, growing delay and connects again. Unplugging a scanner or switching
+off a printer therefore never needs a restart, and a device that is gone for
+good costs one connection attempt every few seconds, not a busy loop.
+
+Listeners hear three kinds of event: status changes (`ok`, `offline`,
+`error`, each with a detail such as `paper-out`), errors that do not change
+the state (garbage from a scanner), and device-specific data (a scan), which
+each driver passes to a callback of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+log = logging.getLogger("tilld.drivers")
+
+
+class DeviceState(StrEnum):
+    OK = "ok"
+    OFFLINE = "offline"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    state: DeviceState
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"state": self.state.value, "detail": self.detail}
+
+
+class DeviceUnavailable(Exception):
+    """The device cannot be reached now; the supervisor will try again."""
+
+
+class DeviceListener(Protocol):
+    def device_status(self, name: str, status: DeviceStatus) -> None: ...
+
+    def device_error(self, name: str, message: str) -> None: ...
+
+
+class Backoff:
+    """Exponential delays with full jitter, from `first_s` up to `cap_s`."""
+
+    def __init__(
+        self,
+        first_s: float = 0.25,
+        cap_s: float = 5.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self._rng = rng
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap_s, self.first_s * 2**self._attempt)
+        self._attempt = min(self._attempt + 1, 30)
+        # Never below first_s: a zero delay would turn a dead device into a busy loop.
+        return self.first_s + self._rng() * max(0.0, ceiling - self.first_s)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class SupervisedDevice(ABC):
+    """A device with a connect/serve loop that survives unplug and replug.
+
+    Subclasses implement `_connect` (raise DeviceUnavailable or OSError when
+    the device is not there), `_serve` (return or raise when the link is
+    lost) and `_disconnect` (release the transport; must not raise).
+    """
+
+    kind = "device"
+
+    def __init__(
+        self,
+        name: str,
+        listener: DeviceListener,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.name = name
+        self.listener = listener
+        self.backoff = backoff or Backoff()
+        self._status = DeviceStatus(DeviceState.OFFLINE, "not opened")
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    @property
+    def status(self) -> DeviceStatus:
+        return self._status
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def open(self) -> None:
+        """Start looking after the device; returns at once, connected or not."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._supervise(), name=f"device {self.name}")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._set_status(DeviceState.OFFLINE, "closed")
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self._connect()
+            except (DeviceUnavailable, OSError) as exc:
+                self._set_status(DeviceState.OFFLINE, _reason(exc))
+                await asyncio.sleep(self.backoff.next_delay())
+                continue
+            self._connected.set()
+            self.backoff.reset()
+            self._set_status(DeviceState.OK, "")
+            try:
+                await self._serve()
+                reason = "disconnected"
+            except (DeviceUnavailable, OSError) as exc:
+                reason = _reason(exc)
+            except asyncio.CancelledError:
+                self._connected.clear()
+                await self._disconnect()
+                raise
+            except Exception:
+                # A driver bug must not end supervision: the device would
+                # stay dead until a restart, which is what this loop avoids.
+                log.exception("%s %s failed; reconnecting", self.kind, self.name)
+                reason = "driver error (see log)"
+            self._connected.clear()
+            await self._disconnect()
+            self._set_status(DeviceState.OFFLINE, reason)
+            await asyncio.sleep(self.backoff.next_delay())
+
+    def _set_status(self, state: DeviceState, detail: str) -> None:
+        status = DeviceStatus(state, detail)
+        if status == self._status:
+            return
+        self._status = status
+        log.info("%s %s: %s%s", self.kind, self.name, state, f" ({detail})" if detail else "")
+        self.listener.device_status(self.name, status)
+
+    def _report_error(self, message: str) -> None:
+        log.warning("%s %s: %s", self.kind, self.name, message)
+        self.listener.device_error(self.name, message)
+
+    @abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abstractmethod
+    async def _serve(self) -> None: ...
+
+    @abstractmethod
+    async def _disconnect(self) -> None: ...
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
