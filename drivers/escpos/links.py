@@ -1,0 +1,208 @@
+"""Byte links to a printer: TCP (port 9100), serial, and USB.
+
+A link only moves bytes. Writes and status reads go through one owner (the
+printer device), so a status answer can never be mistaken for the answer to
+another query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from abc import ABC, abstractmethod
+from typing import Any
+
+import serial
+
+from ..device import DeviceUnavailable
+
+
+class PrinterLink(ABC):
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def read(self, n: int, timeout_s: float) -> bytes:
+        """Up to n bytes; b"" when nothing came in time. Raises OSError when the link is gone."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class TcpLink(PrinterLink):
+    def __init__(self, host: str, port: int, connect_timeout_s: float = 3.0) -> None:
+        self.host, self.port = host, port
+        self.connect_timeout_s = connect_timeout_s
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.connect_timeout_s
+            )
+        except TimeoutError as exc:
+            raise DeviceUnavailable(f"{self.host}:{self.port} does not answer") from exc
+
+    async def write(self, data: bytes) -> None:
+        assert self._writer is not None
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def read(self, n: int, timeout_s: float) -> bytes:
+        assert self._reader is not None
+        try:
+            data = await asyncio.wait_for(self._reader.read(n), timeout_s)
+        except TimeoutError:
+            return b""
+        if not data:
+            raise ConnectionResetError("the printer closed the connection")
+        return data
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            # Closing a link that is already dead has nothing left to do.
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1)
+
+
+class SerialLink(PrinterLink):
+    """A serial printer; reads are watched on the loop, writes wait for the UART."""
+
+    def __init__(self, port: str, baudrate: int) -> None:
+        self.port, self.baudrate = port, baudrate
+        self._serial: serial.Serial | None = None
+        self._incoming: asyncio.Queue[bytes | OSError] = asyncio.Queue()
+
+    async def open(self) -> None:
+        if not os.path.exists(self.port):
+            raise DeviceUnavailable(f"{self.port} does not exist (unplugged?)")
+        self._serial = await asyncio.to_thread(
+            serial.Serial, self.port, self.baudrate, timeout=0, write_timeout=10, exclusive=True
+        )
+        self._incoming = asyncio.Queue()
+        fd = self._serial.fileno()
+        asyncio.get_running_loop().add_reader(fd, self._readable, fd)
+
+    def _readable(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 256)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._incoming.put_nowait(exc)
+            return
+        self._incoming.put_nowait(data if data else ConnectionResetError("port closed"))
+
+    async def write(self, data: bytes) -> None:
+        assert self._serial is not None
+        # A printer at 19200 baud takes seconds for a receipt with a logo:
+        # the write runs in a thread so sales go on meanwhile.
+        await asyncio.to_thread(self._serial.write, data)
+
+    async def read(self, n: int, timeout_s: float) -> bytes:
+        try:
+            item = await asyncio.wait_for(self._incoming.get(), timeout_s)
+        except TimeoutError:
+            return b""
+        if isinstance(item, OSError):
+            raise item
+        return item[:n]
+
+    async def close(self) -> None:
+        port, self._serial = self._serial, None
+        if port is not None:
+            asyncio.get_running_loop().remove_reader(port.fileno())
+            port.close()
+
+
+class UsbLink(PrinterLink):
+    """A USB printer class device through pyusb; every transfer runs in a thread."""
+
+    def __init__(self, vendor_id: int, product_id: int) -> None:
+        self.vendor_id, self.product_id = vendor_id, product_id
+        self._out: Any = None
+        self._in: Any = None
+        self._device: Any = None
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._claim)
+
+    def _claim(self) -> None:
+        import usb.core
+        import usb.util
+
+        try:
+            device = usb.core.find(idVendor=self.vendor_id, idProduct=self.product_id)
+        except usb.core.NoBackendError as exc:
+            raise DeviceUnavailable("libusb is not installed (apt install libusb-1.0-0)") from exc
+        if device is None:
+            raise DeviceUnavailable(
+                f"no USB printer {self.vendor_id:04x}:{self.product_id:04x} is plugged in"
+            )
+        try:
+            if device.is_kernel_driver_active(0):
+                # usblp would otherwise own the printer.
+                device.detach_kernel_driver(0)
+            interface = device.get_active_configuration()[(0, 0)]
+            self._out = usb.util.find_descriptor(
+                interface,
+                custom_match=lambda e: (
+                    usb.util.endpoint_direction(e.bEndpointAddress) == usb.util.ENDPOINT_OUT
+                ),
+            )
+            self._in = usb.util.find_descriptor(
+                interface,
+                custom_match=lambda e: (
+                    usb.util.endpoint_direction(e.bEndpointAddress) == usb.util.ENDPOINT_IN
+                ),
+            )
+        except usb.core.USBError as exc:
+            raise DeviceUnavailable(f"cannot claim the printer: {exc}") from exc
+        if self._out is None:
+            raise DeviceUnavailable("the printer has no output endpoint")
+        self._device = device
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self._transfer_out, data)
+
+    def _transfer_out(self, data: bytes) -> None:
+        import usb.core
+
+        try:
+            self._out.write(data, timeout=10_000)
+        except usb.core.USBError as exc:
+            raise ConnectionResetError(f"USB write failed: {exc}") from exc
+
+    async def read(self, n: int, timeout_s: float) -> bytes:
+        if self._in is None:
+            return b""
+        return await asyncio.to_thread(self._transfer_in, n, timeout_s)
+
+    def _transfer_in(self, n: int, timeout_s: float) -> bytes:
+        import usb.core
+
+        try:
+            return bytes(self._in.read(n, timeout=int(timeout_s * 1000)))
+        except usb.core.USBTimeoutError:
+            return b""
+        except usb.core.USBError as exc:
+            raise ConnectionResetError(f"USB read failed: {exc}") from exc
+
+    async def close(self) -> None:
+        device, self._device = self._device, None
+        if device is not None:
+            import usb.core
+            import usb.util
+
+            # Unplugged: nothing left to release.
+            with contextlib.suppress(usb.core.USBError):
+                await asyncio.to_thread(usb.util.dispose_resources, device)

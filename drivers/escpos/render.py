@@ -1,0 +1,69 @@
+"""Documents to ESC/POS bytes, with python-escpos as the encoder.
+
+python-escpos knows the command set and the printer profiles; its Dummy
+printer collects the bytes, which our own links then send without blocking
+the event loop (python-escpos's transports block).
+
+Swedish text needs a code page with Å, Ä and Ö: CP858 (CP850 with the euro
+sign, ESC t 19 on Epson-compatible printers) is the default. The code page
+is selected once at the start of every job, so a printer left on another
+page by someone else still prints our receipts right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+from escpos.printer import Dummy
+
+from .document import Barcode, Columns, Cut, Document, Feed, QrCode, Rule, Text, layout_columns
+
+ESC = b"\x1b"
+GS = b"\x1d"
+INITIALISE = ESC + b"@"
+
+
+def render(document: Document, *, width: int = 48, code_page: str = "CP858") -> bytes:
+    printer = Dummy()
+    printer._raw(INITIALISE)
+    printer.charcode(code_page)
+    for block in document:
+        if isinstance(block, Text):
+            printer.set(
+                align=block.align,
+                bold=block.bold,
+                double_height=block.large,
+                double_width=block.large,
+                normal_textsize=not block.large,
+            )
+            printer.text(block.text + "\n")
+        elif isinstance(block, Columns):
+            printer.set(align="left", bold=block.bold, normal_textsize=True)
+            printer.text(
+                "".join(line + "\n" for line in layout_columns(block.left, block.right, width))
+            )
+        elif isinstance(block, Rule):
+            printer.set(align="left", bold=False, normal_textsize=True)
+            printer.text(block.char * width + "\n")
+        elif isinstance(block, QrCode):
+            printer.qr(block.data, native=True, size=block.size, center=False)
+        elif isinstance(block, Barcode):
+            # python-escpos announces its barcode renderer on stdout, which
+            # under systemd would end up in the journal once per ticket.
+            with contextlib.redirect_stdout(io.StringIO()):
+                data = "{B" + block.data if block.symbology == "CODE128" else block.data
+                printer.barcode(data, block.symbology, pos="BELOW", function_type="B")
+        elif isinstance(block, Feed):
+            printer.text("\n" * block.lines)
+        elif isinstance(block, Cut):
+            printer.cut()
+    printer.set(align="left", bold=False, normal_textsize=True)
+    return printer.output
+
+
+def drawer_kick(pin: int = 2) -> bytes:
+    """ESC p m t1 t2: pulse the drawer solenoid (connector pin 2 or 5)."""
+    printer = Dummy()
+    printer.cashdraw(pin)
+    return printer.output

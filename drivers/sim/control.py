@@ -1,0 +1,73 @@
+"""The simulators' shared plumbing: the HTTP control port and their life cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
+async def start_control(
+    address: str, routes: dict[str, Handler], state: Callable[[], dict[str, Any]]
+) -> tuple[web.AppRunner, str]:
+    """Serve POST /<name> for each route and GET /state; returns the bound address."""
+
+    def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            body: dict[str, Any] = {}
+            if request.can_read_body:
+                try:
+                    body = await request.json()
+                except ValueError:
+                    return web.json_response({"error": "the body is not JSON"}, status=400)
+                if not isinstance(body, dict):
+                    return web.json_response({"error": "send a JSON object"}, status=400)
+            try:
+                result = handler(body)
+                if asyncio.iscoroutine(result):
+                    result = await result
+            except (ValueError, KeyError, TypeError) as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            return web.json_response(result)
+
+        return handle
+
+    async def get_state(_request: web.Request) -> web.Response:
+        return web.json_response(state())
+
+    app = web.Application()
+    app.router.add_get("/state", get_state)
+    for name, handler in routes.items():
+        app.router.add_post(f"/{name}", wrap(handler))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = parse_address(address)
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0]
+    return runner, f"{bound[0]}:{bound[1]}"
+
+
+async def until_stopped() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+def announce(**values: Any) -> None:
+    for key, value in values.items():
+        print(f"{key}={value}", flush=True)
