@@ -143,3 +143,74 @@ def online_config(backend: Backend, server: Proxy, internet: Proxy | None) -> di
 
 __all__ = ["Backend", "Proxy", "online_config", "urllib", "wait_for"]
 _ = urllib.error
+
+
+def post_json(address: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body if body is not None else {}).encode()
+    req = urllib.request.Request(
+        f"http://{address}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def get_json(address: str, path: str) -> Any:
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+class ScannerSim(Announcing):
+    """`tilld sim scanner`: a serial scanner on a pty behind a stable symlink."""
+
+    def __init__(self, base: Path, link: Path | None = None) -> None:
+        self.link = link or base / "scanner"
+        super().__init__(
+            ["-m", "drivers.sim.scanner", "--link", str(self.link)],
+            base / "scanner-sim.log",
+            ("pty", "control"),
+        )
+        self.control = self.announced["control"]
+
+    def scan(self, code: str) -> Any:
+        return post_json(self.control, "/scan", {"code": code})
+
+    def send_bytes(self, data: bytes) -> Any:
+        return post_json(self.control, "/scan", {"hex": data.hex()})
+
+    def unplug(self) -> Any:
+        return post_json(self.control, "/unplug")
+
+    def plug(self) -> Any:
+        return post_json(self.control, "/plug")
+
+
+class PrinterSim(Announcing):
+    """`tilld sim printer`: a TCP ESC/POS printer that keeps each receipt as text."""
+
+    def __init__(self, base: Path) -> None:
+        self.out = base / "receipts"
+        super().__init__(
+            ["-m", "drivers.sim.printer", "--listen", "127.0.0.1:0", "--out", str(self.out)],
+            base / "printer-sim.log",
+            ("listening", "control"),
+        )
+        self.address = self.announced["listening"]
+        self.control = self.announced["control"]
+
+    def state(self) -> Any:
+        return get_json(self.control, "/state")
+
+    def set_state(self, state: str) -> Any:
+        return post_json(self.control, "/state", {"state": state})
+
+    def paper_out_after(self, n: int) -> Any:
+        return post_json(self.control, "/paper-out-after", {"bytes": n})
+
+    def pull(self) -> Any:
+        return post_json(self.control, "/pull")
+
+    def plug(self) -> Any:
+        return post_json(self.control, "/plug")
+
+    def receipts(self) -> list[dict[str, Any]]:
+        return self.state()["receipts"]

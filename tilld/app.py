@@ -21,9 +21,12 @@ from .api.socket import SocketServer
 from .backend import BackendClient
 from .config import Settings
 from .connectivity import ConnectivityMonitor
+from .devices import Devices
 from .errors import StartupError
 from .events import EventBus
 from .journal import Journal
+from .printing import Printing
+from .receipt import Seller
 from .swish import SwishPayments
 from .sync import SyncEngine
 from .till import Till
@@ -113,6 +116,23 @@ class Daemon:
             poll_interval_s=settings.swish.poll_interval_s,
             timeout_s=settings.swish.timeout_s,
         )
+        self.till.devices = self.devices = Devices(self.events)
+        self.devices.configure(settings.devices.scanner, settings.devices.printer)
+        printer = settings.devices.printer
+        self.till.printing = self.printing = Printing(
+            self.devices.printer,
+            self.journal,
+            self.events,
+            Seller(
+                settings.till.seller_name,
+                settings.till.org_number,
+                settings.till.address,
+                settings.till.id,
+            ),
+            width=printer.width,
+            code_page=printer.code_page,
+            drawer_pin=printer.drawer_pin,
+        )
         self.api = SocketServer(
             settings.api.socket_path,
             Dispatcher(self.till),
@@ -142,6 +162,10 @@ class Daemon:
             await self.monitor.start()
             await self.sync.start()
             await self.swish.resume()
+            # Devices come last: a missing printer or scanner is a status, not
+            # a reason to be late; each reconnects on its own.
+            await self.printing.start()
+            await self.devices.start(self.till.scan)
             try:
                 log.info(
                     "till %s ready in %.0f ms: mode %s, journal at seq %d",
@@ -157,6 +181,8 @@ class Daemon:
                 log.info("stopping: no new sales")
                 self.till.accepting_sales = False
             finally:
+                await self.devices.stop()
+                await self.printing.stop()
                 await self.swish.stop()
                 await self.sync.stop()
                 await self.monitor.stop()

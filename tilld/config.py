@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
@@ -110,24 +118,55 @@ class PaymentsSection(Section):
         return methods
 
 
-# Device drivers are not part of this build yet: only "none" is accepted so a
-# till configured for hardware fails loudly instead of pretending to drive it.
 class ScannerSection(Section):
-    kind: Literal["none"] = "none"
-    port: str = ""
-    baudrate: int = 9600
-    device: str = ""
-    vendor_id: int = 0
-    product_id: int = 0
+    kind: Literal["none", "serial", "evdev", "hidpos"] = "none"
+    port: str = ""  # serial: e.g. /dev/tilld/scanner
+    baudrate: int = Field(default=9600, gt=0)
+    device: str = ""  # evdev: e.g. /dev/input/by-id/usb-...-event-kbd
+    vendor_id: int = Field(default=0, ge=0, le=0xFFFF)  # hidpos
+    product_id: int = Field(default=0, ge=0, le=0xFFFF)
+    prefix: str = ""  # stripped from the front of every code
+    suffix: Literal["CR", "LF", "CRLF", "TAB"] = "CR"  # serial: what ends a code
+    aim_ids: bool = False  # serial/evdev: codes start with an AIM symbology identifier
+    debounce_ms: int = Field(default=800, ge=0, le=60_000)
+    max_length: int = Field(default=512, ge=8, le=8192)
+
+    @model_validator(mode="after")
+    def _kind_needs_its_address(self) -> ScannerSection:
+        needs = {"serial": "port", "evdev": "device", "hidpos": "vendor_id"}.get(self.kind)
+        if needs and not getattr(self, needs):
+            raise ValueError(f"a {self.kind} scanner needs {needs}")
+        return self
 
 
 class PrinterSection(Section):
-    kind: Literal["none"] = "none"
-    address: str = ""
-    port: str = ""
-    baudrate: int = 19200
-    vendor_id: int = 0
-    product_id: int = 0
+    kind: Literal["none", "usb", "serial", "network"] = "none"
+    address: str = ""  # network: host:9100
+    port: str = ""  # serial: e.g. /dev/tilld/printer
+    baudrate: int = Field(default=19200, gt=0)
+    vendor_id: int = Field(default=0, ge=0, le=0xFFFF)  # usb
+    product_id: int = Field(default=0, ge=0, le=0xFFFF)
+    width: int = Field(default=48, ge=24, le=64)  # characters per line (80 mm: 48, 58 mm: 32)
+    code_page: str = "CP858"  # ESC/POS code page with Å, Ä, Ö
+    auto_print: bool = True  # print the receipt (and tickets) when a sale completes
+    drawer_after_cash: bool = True  # kick the drawer when a cash payment completes a sale
+    drawer_pin: Literal[2, 5] = 2
+    status_interval_s: float = Field(default=2.0, gt=0, le=60)
+    status_queries: bool = True  # false for printers that do not answer DLE EOT
+
+    @model_validator(mode="after")
+    def _kind_needs_its_address(self) -> PrinterSection:
+        needs = {"network": "address", "serial": "port", "usb": "vendor_id"}.get(self.kind)
+        if needs and not getattr(self, needs):
+            raise ValueError(f"a {self.kind} printer needs {needs}")
+        if self.kind == "network" and not _is_host_port(self.address):
+            raise ValueError(f"address {self.address!r} is not host:port")
+        return self
+
+
+def _is_host_port(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit())
 
 
 class TerminalSection(Section):

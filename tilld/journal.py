@@ -100,6 +100,16 @@ CREATE TABLE IF NOT EXISTS open_sales (
     state TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS print_jobs (
+    job_id TEXT PRIMARY KEY,
+    receipt_no INTEGER NOT NULL,
+    copy INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS print_jobs_receipt ON print_jobs (receipt_no);
 CREATE TABLE IF NOT EXISTS catalog_cache (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     document TEXT NOT NULL,
@@ -189,6 +199,20 @@ def set_ticket_state(codes: list[str], state: str) -> SideEffect:
 def forget_open_sale(sale_id: str) -> SideEffect:
     def effect(db: sqlite3.Connection, entry: Entry) -> None:
         db.execute("DELETE FROM open_sales WHERE sale_id = ?", (sale_id,))
+
+    return effect
+
+
+def start_print_job(job_id: str, receipt_no: int, copy: bool) -> SideEffect:
+    """Mark a print job as printing in the same transaction as its `print` entry."""
+
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        db.execute(
+            "INSERT INTO print_jobs (job_id, receipt_no, copy, state, attempts, updated_at)"
+            " VALUES (?, ?, ?, 'printing', 1, ?) ON CONFLICT (job_id) DO UPDATE"
+            " SET state = 'printing', attempts = attempts + 1, updated_at = excluded.updated_at",
+            (job_id, receipt_no, int(copy), entry.created_at),
+        )
 
     return effect
 
@@ -528,6 +552,51 @@ class Journal:
                 )
 
         await self._on_writer(write)
+
+    async def finish_print_job(self, job_id: str, state: str, detail: str) -> None:
+        def write() -> None:
+            db = self._require_writer()
+            with self._transaction(db):
+                db.execute(
+                    "UPDATE print_jobs SET state = ?, detail = ?, updated_at = ? WHERE job_id = ?",
+                    (state, detail, now_with_offset(), job_id),
+                )
+
+        await self._on_writer(write)
+
+    async def interrupt_unfinished_print_jobs(self) -> int:
+        """Jobs left `printing` by a crash: how far they got is unknown."""
+
+        def write() -> int:
+            db = self._require_writer()
+            with self._transaction(db):
+                return db.execute(
+                    "UPDATE print_jobs SET state = 'interrupted',"
+                    " detail = 'tilld stopped while printing', updated_at = ?"
+                    " WHERE state = 'printing'",
+                    (now_with_offset(),),
+                ).rowcount
+
+        return await self._on_writer(write)
+
+    async def print_jobs_of(self, receipt_no: int) -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            rows = (
+                self._read()
+                .execute(
+                    "SELECT job_id, copy, state, attempts, detail, updated_at FROM print_jobs"
+                    " WHERE receipt_no = ? ORDER BY rowid",
+                    (receipt_no,),
+                )
+                .fetchall()
+            )
+            keys = ("job_id", "copy", "state", "attempts", "detail", "updated_at")
+            return [
+                {k: (bool(v) if k == "copy" else v) for k, v in zip(keys, row, strict=True)}
+                for row in rows
+            ]
+
+        return await self._on_reader(read)
 
     async def ticket_state(self, code: str) -> str | None:
         def read() -> str | None:

@@ -48,6 +48,8 @@ from .ticketcodes import UnsupportedPattern, make_ticket_code
 
 if TYPE_CHECKING:
     from .demo import DemoSwitches
+    from .devices import Devices
+    from .printing import Printing
     from .swish import SwishPayments
     from .sync import SyncEngine
 
@@ -82,6 +84,9 @@ class Till:
         self.sync: SyncEngine | None = None  # wired by the composition root
         self.swish: SwishPayments | None = None
         self.demo: DemoSwitches | None = None  # only under `tilld demo`
+        self.devices: Devices | None = None
+        self.printing: Printing | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.catalog = Catalog(EMPTY_CATALOG)
         self.catalog_source = "none"
         self.catalog_etag: str | None = None
@@ -194,7 +199,7 @@ class Till:
                 "stored": self.offline_card_stored,
                 "limit": self.card_policy.offline_limit,
             },
-            "devices": {},
+            "devices": self.devices.status() if self.devices is not None else {},
             "catalog": {
                 "version": self.catalog.version,
                 "articles": len(self.catalog.document.articles),
@@ -389,7 +394,70 @@ class Till:
             total=sale.total,
             mode=entry.body["mode"],
         )
+        self._after_receipt(entry)
         return {"status": "completed", "receipt_no": entry.body["receipt_no"], "sale": view}
+
+    def _after_receipt(self, entry: Entry) -> None:
+        """Print the receipt and open the drawer for cash, without the sale waiting for either."""
+        if self.printing is None or not self.printing.configured:
+            return
+        receipt_no = entry.body["receipt_no"]
+        if self.settings.devices.printer.auto_print:
+            self.printing.enqueue_receipt(receipt_no)
+        cash = any(p["method"] == "cash" for p in entry.body["payments"])
+        if cash and self.settings.devices.printer.drawer_after_cash:
+            reason = "cash-refund" if entry.type == "refund" else "cash-payment"
+            self._background(self._kick_drawer(reason, receipt_no))
+
+    async def _kick_drawer(self, reason: str, receipt_no: int) -> None:
+        assert self.printing is not None
+        try:
+            await self.printing.open_drawer(reason, receipt_no)
+        except Refused as exc:
+            log.warning("drawer not opened for receipt %d: %s", receipt_no, exc.message)
+            self.events.publish(
+                "device",
+                device="printer",
+                event="drawer-failed",
+                receipt_no=receipt_no,
+                message=exc.message,
+            )
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- printer and drawer -----------------------------------------------------
+
+    def _require_printing(self) -> Printing:
+        if self.printing is None:
+            raise Refused(
+                "printer-not-configured",
+                "This till has no receipt printer configured ([devices.printer] kind).",
+            )
+        return self.printing
+
+    async def print_receipt(
+        self, sale_id: str | None, receipt_no: int | None, copy: bool
+    ) -> dict[str, Any]:
+        printing = self._require_printing()
+        if receipt_no is None:
+            assert sale_id is not None
+            view = await self.get(sale_id)
+            receipt_no = view.get("receipt_no")
+            if receipt_no is None:
+                raise Refused(
+                    "sale-not-completed",
+                    f"Sale {sale_id} has no receipt yet: it is still open or was voided.",
+                )
+        return await printing.print_receipt(receipt_no, copy)
+
+    async def open_drawer(self) -> dict[str, Any]:
+        return await self._require_printing().open_drawer("manual")
+
+    async def printer_test(self) -> dict[str, Any]:
+        return await self._require_printing().print_test_page()
 
     async def cancel_payment(self, sale_id: str, payment_id: str) -> dict[str, Any]:
         async with self.sale_lock(sale_id):
@@ -449,6 +517,7 @@ class Till:
                 "refund", body, number="receipt_no", effects=(set_ticket_state(codes, "refunded"),)
             )
         self._after_append()
+        self._after_receipt(entry)
         self.events.publish(
             "sale",
             event="refunded",

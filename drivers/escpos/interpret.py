@@ -2,8 +2,8 @@
 
 It understands the commands tilld and python-escpos send, and skips the
 parameters of other common ones by their documented lengths, so a receipt
-decodes to readable text plus markers (`[QR …]`, `[BARCODE …]`, `[CUT]`,
-`[DRAWER pin 2]`). Real-time status queries come out as actions in stream
+decodes to readable text plus markers (`[QR …]`, `[BARCODE …]`). Cuts,
+drawer pulses and real-time status queries come out as actions in stream
 order, so the simulator can answer them exactly when a printer would.
 
 Feed it any bytes: an unknown or truncated command is kept as a marker or
@@ -57,7 +57,11 @@ class Interpreter:
     _qr_data: str = ""
 
     def feed(self, data: bytes) -> list[tuple]:
-        """Consume bytes; return actions: ("query", n), ("cut",), ("kick", pin), ("init",)."""
+        """Consume bytes; return actions in stream order.
+
+        ("query", n) for DLE EOT n, ("cut", lines) with the lines printed
+        since the last cut, ("kick", pin) for a drawer pulse, ("init",).
+        """
         self._pending += data
         actions: list[tuple] = []
         buf = self._pending
@@ -89,7 +93,6 @@ class Interpreter:
             if buf[i + 1] == 0x14:  # DLE DC4 fn m t: real-time drawer pulse
                 if len(buf) - i < 5:
                     return 0
-                self._marker(f"[DRAWER pin {2 if buf[i + 3] == 0 else 5}]")
                 actions.append(("kick", 2 if buf[i + 3] == 0 else 5))
                 return 5
             return 2
@@ -124,9 +127,7 @@ class Interpreter:
             self._end_line()
             self.lines.extend([""] * max(0, args[0] - 1))
         elif cmd == b"p":
-            pin = 2 if args[0] in (0, 48) else 5
-            self._marker(f"[DRAWER pin {pin}]")
-            actions.append(("kick", pin))
+            actions.append(("kick", 2 if args[0] in (0, 48) else 5))
         return 2 + size
 
     def _gs(self, buf: bytearray, i: int, actions: list[tuple]) -> int:
@@ -140,9 +141,7 @@ class Interpreter:
             size = 4 if m in (65, 66, 97, 98, 103, 104) else 3
             if len(buf) - i < size:
                 return 0
-            self._end_line()
-            self._marker("[CUT]")
-            actions.append(("cut",))
+            actions.append(("cut", self.take_lines()))
             return size
         if cmd == b"(":
             return self._gs_paren(buf, i)

@@ -143,6 +143,7 @@ class ReceiptPrinter(SupervisedDevice):
                 await self._poll()
             except (OSError, DeviceUnavailable) as exc:
                 self._broken.set()
+                self._ready.clear()
                 return PrintResult(PrintOutcome.INTERRUPTED, f"link lost: {exc}")
             status = self.printer_status
             if status is not None and not status.ready:

@@ -65,7 +65,7 @@ class PrinterSim:
                 self.queries += 1
                 answers.append(escpos_status.encode(self.status).get(action[1], 0x12))
             elif kind == "cut":
-                self._cut(interpreter, partial=False)
+                self._keep(action[1], partial=False)
             elif kind == "kick":
                 self.drawer_kicks += 1
         return bytes(answers)
@@ -83,10 +83,12 @@ class PrinterSim:
         self.state = "paper-out"
         return kept
 
-    def _cut(self, interpreter: Interpreter, *, partial: bool) -> None:
-        lines = interpreter.take_lines()
-        if lines and lines[-1] == "[CUT]":
-            lines.pop()
+    def keep_unfinished(self, interpreter: Interpreter) -> None:
+        """What was printed without a cut: a receipt that was cut short."""
+        self._keep(interpreter.take_lines(), partial=True)
+
+    def _keep(self, lines: list[str], *, partial: bool) -> None:
+        # A printer feeds the paper past the cutter; those blank lines are not content.
         while lines and not lines[-1].strip():
             lines.pop()
         if not lines:
@@ -144,7 +146,7 @@ class PrinterServer:
         finally:
             self._writers.discard(writer)
             # Whatever was printed without a cut is a partial receipt.
-            self.sim._cut(interpreter, partial=True)
+            self.sim.keep_unfinished(interpreter)
             writer.close()
 
     def _process(self, interpreter: Interpreter, data: bytes) -> bytes:
@@ -159,7 +161,7 @@ class PrinterServer:
             kept = self.sim.printable(chunk)
             answers += self.sim.feed(interpreter, kept)
             if ready_before and len(kept) < len(chunk):
-                self.sim._cut(interpreter, partial=True)
+                self.sim.keep_unfinished(interpreter)
                 interpreter.feed(b"\x1b@")  # the rest of the job is never printed
         return bytes(answers)
 

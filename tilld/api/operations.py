@@ -120,8 +120,21 @@ class SyncNowParams(Params):
 
 
 class DemoSwitchParams(Params):
-    target: Literal["server", "internet"]
-    state: Literal["up", "down", "blackhole"]
+    target: Literal["server", "internet", "printer", "scanner"]
+    state: Literal["up", "down", "blackhole", "paper-out", "paper-low", "cover-open"]
+
+
+class PrintParams(Params):
+    sale_id: str | None = Field(default=None, min_length=1, max_length=64)
+    receipt_no: StrictInt | None = Field(default=None, ge=1)
+    # "copy" on the wire; BaseModel.copy is taken in Python.
+    as_copy: bool = Field(default=False, alias="copy")
+
+    @model_validator(mode="after")
+    def _one_receipt_key(self) -> PrintParams:
+        if (self.sale_id is None) == (self.receipt_no is None):
+            raise ValueError("give exactly one of sale_id or receipt_no")
+        return self
 
 
 class SubscribeParams(Params):
@@ -263,7 +276,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "demo.set",
         DemoSwitchParams,
         Role.CASHIER,
-        "The demo only: take its server or internet down, up or into a black hole.",
+        "The demo only: switch its server, internet, printer or scanner (down, up, ...).",
         lambda till, p: till.demo_set(p.target, p.state),
     ),
     Operation(
@@ -286,6 +299,27 @@ OPERATIONS: tuple[Operation, ...] = (
         Role.TECH,
         "X report (a look) or Z report (closes the day, journaled).",
         lambda till, p: till.report(p.kind),
+    ),
+    Operation(
+        "receipt.print",
+        PrintParams,
+        Role.CASHIER,
+        "Print a receipt (by sale_id or receipt_no); copy: true prints the one allowed KOPIA.",
+        lambda till, p: till.print_receipt(p.sale_id, p.receipt_no, p.as_copy),
+    ),
+    Operation(
+        "drawer.open",
+        NoParams,
+        Role.CASHIER,
+        "Open the cash drawer (journaled).",
+        lambda till, p: till.open_drawer(),
+    ),
+    Operation(
+        "admin.printer_test",
+        NoParams,
+        Role.TECH,
+        "Print a test page with Å, Ä, Ö and a QR code; answers the printer's state.",
+        lambda till, p: till.printer_test(),
     ),
     Operation(
         "admin.devices",

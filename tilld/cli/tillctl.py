@@ -231,7 +231,36 @@ def cmd_report(client: Client, args: argparse.Namespace) -> int:
 def cmd_devices(client: Client, args: argparse.Namespace) -> int:
     d = client.call("admin.devices")["devices"]
     rows = [{"device": n, **v} for n, v in d.items()]
-    emit(args, d, table(rows, ["device", "state", "detail"]))
+    emit(
+        args,
+        d,
+        table(rows, ["device", "kind", "state", "detail"]) if rows else "no devices configured",
+    )
+    return 0
+
+
+def cmd_printer(client: Client, args: argparse.Namespace) -> int:
+    r = client.call("admin.printer_test")
+    status = r["status"]
+    detail = f" ({status['detail']})" if status.get("detail") else ""
+    emit(args, r, f"test page {r['state']}; printer {status['state']}{detail}")
+    return 0 if r["state"] == "printed" else EXIT_REFUSED
+
+
+def cmd_drawer(client: Client, args: argparse.Namespace) -> int:
+    r = client.call("drawer.open")
+    emit(args, r, f"drawer opened (journal seq {r['seq']})")
+    return 0
+
+
+def cmd_receipt(client: Client, args: argparse.Namespace) -> int:
+    r = client.call("receipt.print", {"receipt_no": args.receipt_no, "copy": args.copy})
+    detail = f" ({r['detail']})" if r.get("detail") else ""
+    emit(
+        args,
+        r,
+        f"receipt {args.receipt_no}{' copy' if r.get('copy') else ''}: {r['state']}{detail}",
+    )
     return 0
 
 
@@ -371,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("kind", choices=["x", "z"])
     report.set_defaults(run=cmd_report)
     sub.add_parser("devices", help="devices and their state").set_defaults(run=cmd_devices)
+    printer = sub.add_parser("printer", help="the receipt printer")
+    printer.add_argument("action", choices=["test"], help="test: print a test page")
+    printer.set_defaults(run=cmd_printer)
+    sub.add_parser("drawer", help="open the cash drawer (journaled)").set_defaults(run=cmd_drawer)
+    receipt = sub.add_parser("receipt", help="print a receipt again")
+    receipt.add_argument("receipt_no", type=int)
+    receipt.add_argument("--copy", action="store_true", help="the one allowed copy (KOPIA)")
+    receipt.set_defaults(run=cmd_receipt)
     sync = sub.add_parser("sync", help="sync with the back-end now")
     sync.add_argument("--wait", action="store_true", help="show progress until drained")
     sync.add_argument("--timeout", type=float, default=120, help="give up waiting after S")
@@ -379,9 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     scans.add_argument("--pending", action="store_true", help="only those not yet registered")
     scans.add_argument("--limit", type=int, default=100)
     scans.set_defaults(run=cmd_scans)
-    demo = sub.add_parser("demo", help="take the demo's server or internet down and up")
-    demo.add_argument("target", choices=["server", "internet"])
-    demo.add_argument("state", choices=["up", "down", "blackhole"])
+    demo = sub.add_parser("demo", help="switch the demo's server, internet, printer or scanner")
+    demo.add_argument("target", choices=["server", "internet", "printer", "scanner"])
+    demo.add_argument(
+        "state", choices=["up", "down", "blackhole", "paper-out", "paper-low", "cover-open"]
+    )
     demo.set_defaults(run=cmd_demo)
     watch = sub.add_parser("watch", help="print live events until Ctrl-C")
     watch.add_argument("topics", nargs="*", help="mode, scan, sale, sync, device (default all)")

@@ -28,26 +28,46 @@ from ..errors import Refused, StartupError
 DEMO_CATALOG = "catalog.json"
 START_TIMEOUT_S = 20
 
-# tillctl demo STATE -> the proxy mode that plays it.
-SWITCH_MODES = {"up": "pass", "down": "refuse", "blackhole": "blackhole"}
+# tillctl demo TARGET STATE -> the simulator control calls that play it.
+SWITCH_CALLS: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {
+    "server": {
+        "up": [("/mode", {"mode": "pass"})],
+        "down": [("/mode", {"mode": "refuse"})],
+        "blackhole": [("/mode", {"mode": "blackhole"})],
+    },
+    "printer": {
+        "up": [("/plug", {}), ("/state", {"state": "ok"})],
+        "down": [("/pull", {})],
+        "paper-out": [("/state", {"state": "paper-out"})],
+        "paper-low": [("/state", {"state": "paper-low"})],
+        "cover-open": [("/state", {"state": "cover-open"})],
+    },
+    "scanner": {"up": [("/plug", {})], "down": [("/unplug", {})]},
+}
+SWITCH_CALLS["internet"] = SWITCH_CALLS["server"]
 
 
 class DemoSwitches:
-    """The demo's server and internet switches, driven through the proxies' control ports."""
+    """The demo's switches: server, internet, printer, scanner, via the simulators' controls."""
 
     def __init__(self, controls: dict[str, str]) -> None:
-        self.controls = controls  # target -> "host:port" of its proxy's control API
+        self.controls = controls  # target -> "host:port" of its simulator's control API
         self.states = dict.fromkeys(controls, "up")
 
     async def set(self, target: str, state: str) -> dict[str, Any]:
         if target not in self.controls:
             raise Refused("unknown-switch", f"The demo has no switch called {target!r}.")
-        url = f"http://{self.controls[target]}/mode"
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(url, json={"mode": SWITCH_MODES[state]}) as response,
-        ):
-            response.raise_for_status()
+        calls = SWITCH_CALLS[target].get(state)
+        if calls is None:
+            raise Refused(
+                "unknown-switch",
+                f"The demo's {target} can be {', '.join(SWITCH_CALLS[target])}, not {state!r}.",
+            )
+        async with aiohttp.ClientSession() as session:
+            for path, body in calls:
+                url = f"http://{self.controls[target]}{path}"
+                async with session.post(url, json=body) as response:
+                    response.raise_for_status()
         self.states[target] = state
         return {"target": target, "state": state, "switches": dict(self.states)}
 
@@ -62,10 +82,14 @@ class Helper:
         self.proc: asyncio.subprocess.Process | None = None
         self.announced: dict[str, str] = {}
 
-    async def start(self, *keys: str) -> dict[str, str]:
+    async def start(self, *keys: str, stdin: bool = False) -> dict[str, str]:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, *self.argv, stdout=subprocess.PIPE, stderr=log
+            sys.executable,
+            *self.argv,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=None if stdin else subprocess.DEVNULL,
         )
         log.close()
         assert self.proc.stdout is not None
@@ -94,7 +118,13 @@ class Helper:
                 await self.proc.wait()
 
 
-def demo_settings(state_dir: Path, backend_url: str = "", internet: str = "") -> Settings:
+def demo_settings(
+    state_dir: Path,
+    backend_url: str = "",
+    internet: str = "",
+    printer: str = "",
+    scanner: Path | None = None,
+) -> Settings:
     catalog = resources.files(__package__) / DEMO_CATALOG
     return Settings(
         till={
@@ -113,6 +143,10 @@ def demo_settings(state_dir: Path, backend_url: str = "", internet: str = "") ->
             "backoff_cap_s": 5,
         },
         swish={"poll_interval_s": 1, "timeout_s": 120},
+        devices={
+            "scanner": {"kind": "serial", "port": str(scanner)} if scanner else {},
+            "printer": {"kind": "network", "address": printer} if printer else {},
+        },
     )
 
 
@@ -167,10 +201,42 @@ async def run_stack(state_dir: Path) -> None:
         )
         helpers.append(internet_switch)
         internet = await internet_switch.start("listening", "control")
-        settings = demo_settings(state_dir, f"http://{server['listening']}", internet["listening"])
+        printer_sim = Helper(
+            "printer",
+            [
+                "-m",
+                "drivers.sim.printer",
+                "--listen",
+                "127.0.0.1:0",
+                "--out",
+                str(state_dir / "receipts"),
+            ],
+            state_dir / "printer.log",
+        )
+        helpers.append(printer_sim)
+        printer = await printer_sim.start("listening", "control")
+        scanner_sim = Helper(
+            "scanner",
+            ["-m", "drivers.sim.scanner", "--link", str(state_dir / "scanner"), "--stdin"],
+            state_dir / "scanner.log",
+        )
+        helpers.append(scanner_sim)
+        scanner = await scanner_sim.start("pty", "control", stdin=True)
+        settings = demo_settings(
+            state_dir,
+            f"http://{server['listening']}",
+            internet["listening"],
+            printer=printer["listening"],
+            scanner=state_dir / "scanner",
+        )
         daemon = Daemon(settings)
         daemon.till.demo = DemoSwitches(
-            {"server": server["control"], "internet": internet["control"]}
+            {
+                "server": server["control"],
+                "internet": internet["control"],
+                "printer": printer["control"],
+                "scanner": scanner["control"],
+            }
         )
         await daemon.run(on_ready=lambda: announce(settings, backend_url))
     finally:
@@ -200,7 +266,13 @@ def announce(settings: Settings, backend_url: str) -> None:
         f"  {ctl} demo server up\n"
         f"  {ctl} sync --wait           # everything delivered exactly once\n"
         f"  {ctl} scans\n"
-        f"  {ctl} watch                 # live events\n",
+        f"  {ctl} watch                 # live events\n"
+        "Devices: type a code here and press Enter to scan it (try 7310000000001 or\n"
+        "TK00000000DEMO1); receipts land in "
+        f"{settings.paths.state_dir / 'receipts'}/ as text.\n"
+        f"  {ctl} devices\n"
+        f"  {ctl} demo printer down     # pull its cable; or paper-out, cover-open, up\n"
+        f"  {ctl} printer test\n",
         flush=True,
     )
 

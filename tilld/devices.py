@@ -1,0 +1,154 @@
+"""The till's hardware: builds the configured drivers and connects them to the Till.
+
+Drivers know bytes; this module knows what their events mean for the till:
+a scan is routed like any other (article, ticket, unknown), a status change
+is a `device` event and a line in `status.get`, and garbage from a device is
+a `device` error event, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from drivers.device import DeviceStatus, SupervisedDevice
+from drivers.escpos.links import PrinterLink, SerialLink, TcpLink, UsbLink
+from drivers.escpos.printer import ReceiptPrinter
+from drivers.scanner.base import Scanner
+from drivers.scanner.decoding import ScanData, ScanRules
+from drivers.scanner.hidpos import HidPosScanner
+from drivers.scanner.serial import SerialScanner
+from drivers.scanner.wedge import WedgeScanner
+
+from .config import PrinterSection, ScannerSection
+from .events import EventBus
+
+log = logging.getLogger("tilld.devices")
+
+SUFFIX_BYTES = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "TAB": b"\t"}
+# Scans waiting to be routed; a scanner gone mad cannot grow memory past this.
+SCAN_QUEUE_LIMIT = 256
+
+ScanRouter = Callable[[str, str], Awaitable[Any]]
+
+
+class Devices:
+    def __init__(self, events: EventBus) -> None:
+        self.events = events
+        self.scanner: Scanner | None = None
+        self.printer: ReceiptPrinter | None = None
+        self._route: ScanRouter | None = None
+        self._scans: asyncio.Queue[ScanData] = asyncio.Queue(SCAN_QUEUE_LIMIT)
+        self._router: asyncio.Task[None] | None = None
+
+    def configure(self, scanner: ScannerSection, printer: PrinterSection) -> None:
+        self.scanner = build_scanner(scanner, self, self._scanned)
+        self.printer = build_printer(printer, self)
+
+    @property
+    def all(self) -> list[SupervisedDevice]:
+        return [d for d in (self.scanner, self.printer) if d is not None]
+
+    async def start(self, route: ScanRouter) -> None:
+        self._route = route
+        self._router = asyncio.create_task(self._route_scans(), name="scan routing")
+        for device in self.all:
+            await device.open()
+
+    async def stop(self) -> None:
+        for device in reversed(self.all):
+            await device.close()
+        if self._router is not None:
+            self._router.cancel()
+            await asyncio.gather(self._router, return_exceptions=True)
+
+    def status(self) -> dict[str, dict[str, str]]:
+        return {
+            device.name: {**device.status.as_dict(), "kind": type(device).__name__}
+            for device in self.all
+        }
+
+    # -- driver listener ----------------------------------------------------------
+
+    def device_status(self, name: str, status: DeviceStatus) -> None:
+        self.events.publish("device", device=name, event="status", **status.as_dict())
+
+    def device_error(self, name: str, message: str) -> None:
+        self.events.publish("device", device=name, event="error", message=message)
+
+    def _scanned(self, name: str, scan: ScanData) -> None:
+        try:
+            self._scans.put_nowait(scan)
+        except asyncio.QueueFull:
+            self.device_error(name, f"scan {scan.code!r} dropped: too many scans waiting")
+
+    async def _route_scans(self) -> None:
+        # One at a time, in order: two scans of the same ticket must meet
+        # the "already scanned" check one after the other.
+        assert self._route is not None
+        while True:
+            scan = await self._scans.get()
+            try:
+                await self._route(scan.code, "scanner")
+            except Exception:
+                # A refusal or a storage error for one scan must not stop the scanner.
+                log.exception("routing scan %r failed", scan.code)
+
+
+def build_scanner(
+    config: ScannerSection, listener: Devices, on_scan: Callable[[str, ScanData], None]
+) -> Scanner | None:
+    rules = ScanRules(
+        prefix=config.prefix,
+        suffix=SUFFIX_BYTES[config.suffix],
+        max_length=config.max_length,
+        aim_ids=config.aim_ids,
+    )
+    debounce_s = config.debounce_ms / 1000
+    if config.kind == "serial":
+        return SerialScanner(
+            "scanner",
+            listener,
+            on_scan,
+            port=config.port,
+            baudrate=config.baudrate,
+            rules=rules,
+            debounce_s=debounce_s,
+        )
+    if config.kind == "evdev":
+        return WedgeScanner(
+            "scanner", listener, on_scan, device=config.device, rules=rules, debounce_s=debounce_s
+        )
+    if config.kind == "hidpos":
+        return HidPosScanner(
+            "scanner",
+            listener,
+            on_scan,
+            vendor_id=config.vendor_id,
+            product_id=config.product_id,
+            rules=rules,
+            debounce_s=debounce_s,
+        )
+    return None
+
+
+def build_printer(config: PrinterSection, listener: Devices) -> ReceiptPrinter | None:
+    link: PrinterLink
+    if config.kind == "network":
+        host, _, port = config.address.rpartition(":")
+        link = TcpLink(host, int(port))
+    elif config.kind == "serial":
+        link = SerialLink(config.port, config.baudrate)
+    elif config.kind == "usb":
+        link = UsbLink(config.vendor_id, config.product_id)
+    else:
+        return None
+    return ReceiptPrinter(
+        "printer",
+        listener,
+        link,
+        poll_interval_s=config.status_interval_s,
+        status_queries=config.status_queries,
+    )

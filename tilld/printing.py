@@ -1,0 +1,279 @@
+"""Receipts, tickets and drawer kicks through the configured printer, journaled.
+
+Every attempt to print is a `print` journal entry written *before* the
+bytes go out, with its job's state kept beside it (printing, printed,
+interrupted). So whatever happens — paper out, cable pulled, tilld killed
+mid-job — the journal says the receipt may have printed, and:
+
+- an interrupted job is printed again once the printer is back, marked
+  "Ny utskrift efter skrivarfel (n)", so a second paper is never unexplained;
+- a copy prints at most once per receipt and says KOPIA.
+
+Jobs run one at a time in order on a worker task; a sale never waits for
+paper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from drivers.escpos.document import Document
+from drivers.escpos.printer import PrinterNotReady, PrintOutcome, ReceiptPrinter
+from drivers.escpos.render import render
+
+from .errors import Refused
+from .journal import Entry, Journal, start_print_job
+from .receipt import PrintMarks, Seller, printer_test_page, receipt_document, ticket_documents
+
+if TYPE_CHECKING:
+    from .events import EventBus
+
+log = logging.getLogger("tilld.printing")
+
+# How long a caller of receipt.print waits for the paper before hearing "queued".
+ANSWER_WAIT_S = 10.0
+RETRY_PAUSE_S = 1.0
+
+
+@dataclass
+class PrintJob:
+    receipt_no: int
+    copy: bool
+    job_id: str = field(default_factory=lambda: str(uuidlib.uuid4()))
+    attempts: int = 0
+    done: asyncio.Future[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Printing:
+    def __init__(
+        self,
+        printer: ReceiptPrinter | None,
+        journal: Journal,
+        events: EventBus,
+        seller: Seller,
+        *,
+        width: int,
+        code_page: str,
+        drawer_pin: int,
+    ) -> None:
+        self.printer = printer
+        self.journal = journal
+        self.events = events
+        self.seller = seller
+        self.width = width
+        self.code_page = code_page
+        self.drawer_pin = drawer_pin
+        self._queue: asyncio.Queue[PrintJob] = asyncio.Queue()
+        # Jobs queued or printing, by (receipt_no, copy): asking again joins
+        # the job instead of printing the receipt twice.
+        self._active: dict[tuple[int, bool], PrintJob] = {}
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.printer is not None
+
+    async def start(self) -> None:
+        stale = await self.journal.interrupt_unfinished_print_jobs()
+        if stale:
+            log.warning(
+                "%d print job(s) were cut short when tilld stopped; "
+                "print them again with receipt.print if the customer needs them",
+                stale,
+            )
+        if self.printer is not None:
+            self._worker = asyncio.create_task(self._work(), name="print jobs")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    # -- requests -------------------------------------------------------------
+
+    def enqueue_receipt(self, receipt_no: int) -> PrintJob | None:
+        if self.printer is None:
+            return None
+        return self._submit(receipt_no, copy=False)
+
+    def _submit(self, receipt_no: int, copy: bool) -> PrintJob:
+        job = self._active.get((receipt_no, copy))
+        if job is None:
+            job = self._active[(receipt_no, copy)] = PrintJob(receipt_no, copy=copy)
+            self._queue.put_nowait(job)
+        return job
+
+    async def print_receipt(self, receipt_no: int, copy: bool) -> dict[str, Any]:
+        printer = self._require_printer()
+        entry = await self.journal.find_receipt(receipt_no)
+        if entry is None:
+            raise Refused(
+                "unknown-receipt",
+                f"There is no receipt number {receipt_no} in this till's journal.",
+                receipt_no=receipt_no,
+            )
+        jobs = await self.journal.print_jobs_of(receipt_no)
+        originals = [j for j in jobs if not j["copy"]]
+        if copy:
+            if any(j["copy"] for j in jobs) and (receipt_no, True) not in self._active:
+                raise Refused(
+                    "copy-already-printed",
+                    f"A copy of receipt {receipt_no} has already been printed; "
+                    "only one copy may be printed.",
+                    receipt_no=receipt_no,
+                )
+            if not any(j["state"] == "printed" for j in originals):
+                # The customer never got the original: print it, not a copy.
+                copy = False
+        if not copy and any(j["state"] == "printed" for j in originals):
+            raise Refused(
+                "receipt-already-printed",
+                f"Receipt {receipt_no} has already been printed; ask for a copy (copy: true).",
+                receipt_no=receipt_no,
+            )
+        job = self._submit(receipt_no, copy)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.done), ANSWER_WAIT_S)
+        except TimeoutError:
+            return {
+                "job_id": job.job_id,
+                "receipt_no": receipt_no,
+                "copy": copy,
+                "state": "queued",
+                "detail": printer.status.detail or "waiting for the printer",
+            }
+
+    async def print_test_page(self) -> dict[str, Any]:
+        printer = self._require_printer()
+        try:
+            result = await printer.print_job(self._bytes(printer_test_page(self.seller)))
+        except PrinterNotReady as exc:
+            raise _not_ready(exc) from None
+        return {"state": result.outcome.value, "detail": result.detail, "status": self.status()}
+
+    async def open_drawer(self, reason: str, receipt_no: int | None = None) -> dict[str, Any]:
+        printer = self._require_printer()
+        body: dict[str, Any] = {"reason": reason}
+        if receipt_no is not None:
+            body["receipt_no"] = receipt_no
+        if not printer.connected:
+            raise _not_ready(PrinterNotReady(printer.status.detail or "offline"))
+        # Journaled first: an opened drawer is a fact an auditor asks about.
+        entry = await self.journal.append("drawer", body)
+        try:
+            await printer.kick_drawer(self.drawer_pin)
+        except PrinterNotReady as exc:
+            raise _not_ready(exc) from None
+        return {"opened": True, "seq": entry.seq}
+
+    def status(self) -> dict[str, Any]:
+        if self.printer is None:
+            return {"state": "offline", "detail": "not configured"}
+        return {**self.printer.status.as_dict(), "queued": self._queue.qsize()}
+
+    def _require_printer(self) -> ReceiptPrinter:
+        if self.printer is None:
+            raise Refused(
+                "printer-not-configured",
+                "This till has no receipt printer configured ([devices.printer] kind).",
+            )
+        return self.printer
+
+    # -- the worker ---------------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self.printer is not None
+        while True:
+            job = await self._queue.get()
+            while True:
+                await self.printer.wait_ready()
+                outcome = await self._attempt(job)
+                if outcome is not None:
+                    break
+                # Every attempt is a journal entry: a printer flapping between
+                # ready and not must not fill the journal with them.
+                await asyncio.sleep(RETRY_PAUSE_S)
+            self._active.pop((job.receipt_no, job.copy), None)
+            if not job.done.done():
+                job.done.set_result(outcome)
+
+    async def _attempt(self, job: PrintJob) -> dict[str, Any] | None:
+        """Print once; None means "interrupted, try again when the printer is back"."""
+        assert self.printer is not None
+        if not self.printer.ready:
+            return None
+        entry = await self.journal.find_receipt(job.receipt_no)
+        if entry is None:
+            return {"job_id": job.job_id, "state": "failed", "detail": "receipt not found"}
+        job.attempts += 1
+        data = self._bytes(self._documents(entry, job))
+        await self.journal.append(
+            "print",
+            {
+                "job_id": job.job_id,
+                "receipt_no": job.receipt_no,
+                "copy": job.copy,
+                "attempt": job.attempts,
+            },
+            effects=(start_print_job(job.job_id, job.receipt_no, job.copy),),
+        )
+        try:
+            result = await self.printer.print_job(data)
+        except PrinterNotReady as exc:
+            # Nothing was sent; the journal still says an attempt was begun,
+            # so the retry carries its attempt number on paper.
+            await self.journal.finish_print_job(job.job_id, "interrupted", exc.detail)
+            return None
+        if result.outcome is PrintOutcome.INTERRUPTED:
+            log.warning(
+                "receipt %d: printing interrupted (%s); printing it again, marked, "
+                "when the printer is back",
+                job.receipt_no,
+                result.detail,
+            )
+            await self.journal.finish_print_job(job.job_id, "interrupted", result.detail)
+            self.events.publish(
+                "device",
+                device="printer",
+                event="print-interrupted",
+                receipt_no=job.receipt_no,
+                detail=result.detail,
+            )
+            return None
+        await self.journal.finish_print_job(job.job_id, "printed", "")
+        self.events.publish(
+            "device", device="printer", event="printed", receipt_no=job.receipt_no, copy=job.copy
+        )
+        return {
+            "job_id": job.job_id,
+            "receipt_no": job.receipt_no,
+            "copy": job.copy,
+            "state": "printed",
+            "attempts": job.attempts,
+        }
+
+    def _documents(self, entry: Entry, job: PrintJob) -> Document:
+        marks = PrintMarks(copy=job.copy, reprint_attempt=job.attempts)
+        document = receipt_document(entry.type, entry.body, entry.created_at, self.seller, marks)
+        if entry.type == "sale" and not job.copy:
+            document += ticket_documents(entry.body, entry.created_at, self.seller)
+        return document
+
+    def _bytes(self, document: Document) -> bytes:
+        return render(document, width=self.width, code_page=self.code_page)
+
+
+def _not_ready(exc: PrinterNotReady) -> Refused:
+    return Refused(
+        "printer-not-ready",
+        f"The receipt printer is not ready ({exc.detail}). "
+        "Check paper, cover and cable; tilld retries by itself.",
+        detail=exc.detail,
+    )
