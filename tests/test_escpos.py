@@ -1,0 +1,192 @@
+"""ESC/POS: the bytes tilld sends, the status it reads, and the printer driver over real TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sims import PrinterSim
+from test_scanner_pty import Recorder
+
+from drivers.device import Backoff, DeviceState
+from drivers.escpos import status
+from drivers.escpos.document import Barcode, Columns, Cut, QrCode, Text
+from drivers.escpos.interpret import Interpreter
+from drivers.escpos.links import TcpLink
+from drivers.escpos.printer import PrinterNotReady, PrintOutcome, ReceiptPrinter
+from drivers.escpos.render import drawer_kick, render
+
+ESC, GS = b"\x1b", b"\x1d"
+
+
+def test_drawer_kick_is_esc_p_on_the_chosen_pin() -> None:
+    # ESC p m t1 t2: m 0 = connector pin 2, m 1 = pin 5; t1/t2 the pulse in 2 ms units.
+    assert drawer_kick(2) == ESC + b"p\x00" + bytes([50, 50])
+    assert drawer_kick(5) == ESC + b"p\x01" + bytes([50, 50])
+
+
+def test_swedish_letters_are_sent_in_code_page_858() -> None:
+    data = render((Text("ÅÄÖ åäö"),))
+    assert data.startswith(ESC + b"@" + ESC + b"t\x13")  # initialise, then ESC t 19 (CP858)
+    assert "ÅÄÖ åäö".encode("cp858") in data
+    assert b"\x8f\x8e\x99 \x86\x84\x94" in data
+
+
+def test_qr_code_and_barcode_commands_are_present() -> None:
+    data = render((QrCode("TK00000000DEMO1"), Barcode("TK00000000DEMO1"), Cut()))
+    # GS ( k: store the QR data (fn 80) then print it (fn 81).
+    stored = b"TK00000000DEMO1"
+    length = len(stored) + 3
+    assert GS + b"(k" + bytes([length, 0]) + b"1P0" + stored in data
+    assert GS + b"(k\x03\x001Q0" in data
+    # GS k 73 n: CODE128, code set B.
+    assert GS + b"kI" + bytes([len(stored) + 2]) + b"{B" + stored in data
+    assert GS + b"V" in data
+
+
+def test_the_interpreter_reads_back_what_render_wrote() -> None:
+    document = (
+        Text("Demomuseet AB", align="center", bold=True, large=True),
+        Columns("Ostsmörgås", "65,00"),
+        QrCode("TK123"),
+        Barcode("TK123"),
+        Cut(),
+    )
+    interpreter = Interpreter()
+    data = render(document, width=32)
+    actions = []
+    for i in range(0, len(data), 5):  # in small pieces, as TCP may deliver them
+        actions += interpreter.feed(data[i : i + 5])
+    cuts = [a for a in actions if a[0] == "cut"]
+    assert len(cuts) == 1
+    lines = [line for line in cuts[0][1] if line.strip()]
+    assert lines == [
+        "Demomuseet AB",
+        "Ostsmörgås                 65,00",
+        "[QR TK123]",
+        "[BARCODE CODE128 TK123]",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answers", "detail", "ready"),
+    [
+        ({1: 0x12, 2: 0x12, 3: 0x12, 4: 0x12}, "", True),
+        ({1: 0x16, 2: 0x12, 3: 0x12, 4: 0x12}, "", True),  # drawer sensor only
+        ({1: 0x12, 2: 0x12, 3: 0x12, 4: 0x1E}, "paper-low", True),
+        ({1: 0x1A, 2: 0x32, 3: 0x12, 4: 0x72}, "paper-out", False),
+        ({1: 0x1A, 2: 0x16, 3: 0x12, 4: 0x12}, "cover-open", False),
+        ({1: 0x1A, 2: 0x52, 3: 0x52, 4: 0x12}, "printer-error", False),
+    ],
+)
+def test_status_bytes_per_the_dle_eot_bit_tables(answers, detail, ready) -> None:
+    parsed = status.parse(answers)
+    assert (parsed.detail, parsed.ready) == (detail, ready)
+    assert status.parse(status.encode(parsed)).detail == detail
+
+
+def test_a_byte_that_is_not_a_status_byte_is_rejected() -> None:
+    with pytest.raises(status.StatusByteError):
+        status.parse({1: 0x41})  # 'A': print data echoed back, not a status
+
+
+@given(st.lists(st.binary(max_size=64), max_size=30))
+def test_random_bytes_never_crash_the_interpreter(chunks: list[bytes]) -> None:
+    interpreter = Interpreter()
+    for chunk in chunks:
+        for action in interpreter.feed(chunk):
+            assert action[0] in ("query", "cut", "kick", "init")
+    interpreter.take_lines()
+
+
+@given(st.dictionaries(st.sampled_from(status.QUERIES), st.integers(0, 255)))
+def test_random_status_bytes_parse_or_are_rejected(answers: dict[int, int]) -> None:
+    with contextlib.suppress(status.StatusByteError):
+        status.parse(answers)
+
+
+@pytest.fixture
+def sim(short_tmp: Path):
+    printer = PrinterSim(short_tmp)
+    yield printer
+    printer.stop()
+
+
+def make_printer(sim: PrinterSim, recorder: Recorder) -> ReceiptPrinter:
+    host, _, port = sim.address.rpartition(":")
+    return ReceiptPrinter(
+        "printer",
+        recorder,
+        TcpLink(host, int(port)),
+        poll_interval_s=0.1,
+        backoff=Backoff(first_s=0.05, cap_s=0.2),
+    )
+
+
+def test_the_driver_follows_paper_and_cover_state(sim: PrinterSim) -> None:
+    async def run() -> None:
+        recorder = Recorder()
+        printer = make_printer(sim, recorder)
+        await printer.open()
+        try:
+            await recorder.until(lambda: printer.status.state is DeviceState.OK)
+            await asyncio.to_thread(sim.set_state, "paper-low")
+            await recorder.until(lambda: printer.status.detail == "paper-low")
+            assert printer.status.state is DeviceState.OK  # still prints
+            await asyncio.to_thread(sim.set_state, "cover-open")
+            await recorder.until(lambda: printer.status.detail == "cover-open")
+            assert printer.status.state is DeviceState.ERROR
+            with pytest.raises(PrinterNotReady):
+                await printer.print_job(render((Text("never printed"), Cut())))
+            await asyncio.to_thread(sim.set_state, "ok")
+            await recorder.until(lambda: printer.status.state is DeviceState.OK)
+            result = await printer.print_job(render((Text("after the lid"), Cut())))
+            assert result.outcome is PrintOutcome.PRINTED
+        finally:
+            await printer.close()
+        receipts = sim.receipts()
+        assert [r["lines"] for r in receipts] == [["after the lid"]]
+
+    asyncio.run(run())
+
+
+def test_paper_out_during_a_job_is_reported_as_interrupted(sim: PrinterSim) -> None:
+    async def run() -> None:
+        recorder = Recorder()
+        printer = make_printer(sim, recorder)
+        await printer.open()
+        try:
+            await recorder.until(lambda: printer.status.state is DeviceState.OK)
+            sim.paper_out_after(40)
+            job = render((*tuple(Text(f"line {n}") for n in range(20)), Cut()))
+            result = await printer.print_job(job)
+            assert (result.outcome, result.detail) == (PrintOutcome.INTERRUPTED, "paper-out")
+            assert printer.status.detail == "paper-out"
+        finally:
+            await printer.close()
+        assert [r["partial"] for r in sim.receipts()] == [True]
+
+    asyncio.run(run())
+
+
+def test_a_pulled_printer_goes_offline_and_comes_back_by_itself(sim: PrinterSim) -> None:
+    async def run() -> None:
+        recorder = Recorder()
+        printer = make_printer(sim, recorder)
+        await printer.open()
+        try:
+            await recorder.until(lambda: printer.status.state is DeviceState.OK)
+            await asyncio.to_thread(sim.pull)
+            await recorder.until(lambda: printer.status.state is DeviceState.OFFLINE)
+            await asyncio.to_thread(sim.plug)
+            await recorder.until(lambda: printer.status.state is DeviceState.OK)
+            await printer.kick_drawer(2)
+        finally:
+            await printer.close()
+        assert sim.state()["drawer_kicks"] == 1
+
+    asyncio.run(run())
