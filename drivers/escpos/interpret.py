@@ -216,6 +216,13 @@ class Interpreter:
         except LookupError:
             return raw.decode("ascii", "replace")
 
+    def reset(self) -> None:
+        """Forget everything not yet printed, as a printer that lost its job does."""
+        self._pending.clear()
+        self._text.clear()
+        self.lines = []
+        self.code_page = "cp437"
+
     def take_lines(self) -> list[str]:
         self._end_line(keep_empty=False)
         lines, self.lines = self.lines, []

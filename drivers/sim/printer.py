@@ -162,7 +162,7 @@ class PrinterServer:
             answers += self.sim.feed(interpreter, kept)
             if ready_before and len(kept) < len(chunk):
                 self.sim.keep_unfinished(interpreter)
-                interpreter.feed(b"\x1b@")  # the rest of the job is never printed
+                interpreter.reset()  # the rest of the job is never printed
         return bytes(answers)
 
 
