@@ -221,3 +221,20 @@ def test_an_unplugged_scanner_recovers_by_itself(rig: Rig) -> None:
 def _journal(client: Client) -> list[dict[str, Any]]:
     content = client.call("admin.journal_export", format="jsonl")["content"]
     return [json.loads(line) for line in content.splitlines() if line.strip()]
+
+
+def test_a_training_receipt_is_marked_and_left_out_of_the_takings(rig: Rig) -> None:
+    sale_id = rig.client.call("sale.open", training=True)["sale_id"]
+    rig.client.call("sale.add", sale_id=sale_id, plu="100", quantity=1)
+    result = rig.client.call("sale.pay", sale_id=sale_id, method="cash", amount=15000)
+    assert result["status"] == "completed"
+    assert (
+        "ticket_codes" not in result["sale"]["lines"][0]
+        or not (result["sale"]["lines"][0]["ticket_codes"])
+    )
+    wait_for(lambda: len(_complete_receipts(rig.printer)) == 1, 10, what="training receipt")
+    lines = [line.strip() for line in _complete_receipts(rig.printer)[0]["lines"]]
+    assert "ÖVNINGSKVITTO" in lines
+    assert "Övningskvitto - inget köp" in lines
+    report = rig.client.call("admin.report", kind="x")
+    assert (report["sales"], report["gross_sales"], report["training_receipts"]) == (0, 0, 1)

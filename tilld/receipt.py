@@ -90,7 +90,7 @@ def receipt_document(
         blocks.append(Feed())
         blocks.append(Text("SÅLD OFFLINE", align="center", bold=True))
     if body.get("training"):
-        blocks.append(Text("Övningskvitto – inget köp", align="center", bold=True))
+        blocks.append(Text("Övningskvitto - inget köp", align="center", bold=True))
     blocks += [Feed(), Text("Tack för ditt besök!", align="center"), Cut()]
     return tuple(blocks)
 

@@ -16,7 +16,7 @@ from .money import vat_breakdown
 
 
 def summarize(entries: Iterable[Entry]) -> dict[str, Any]:
-    sales = refunds = voids = tickets = 0
+    sales = refunds = voids = tickets = training = 0
     gross_sales = gross_refunds = 0
     by_method: dict[str, int] = defaultdict(int)
     vat_amounts: list[tuple[int, int]] = []
@@ -25,6 +25,10 @@ def summarize(entries: Iterable[Entry]) -> dict[str, Any]:
     for entry in entries:
         body = entry.body
         if entry.type not in ("sale", "refund", "void"):
+            continue
+        if body.get("training"):
+            # Training receipts are kept in the journal but are not takings.
+            training += 1
             continue
         first_at = first_at or entry.created_at
         last_at = entry.created_at
@@ -49,6 +53,7 @@ def summarize(entries: Iterable[Entry]) -> dict[str, Any]:
         "sales": sales,
         "refunds": refunds,
         "voids": voids,
+        "training_receipts": training,
         "gross_sales": gross_sales,
         "gross_refunds": gross_refunds,
         "net": gross_sales - gross_refunds,

@@ -84,10 +84,13 @@ class Sale:
     lines: list[Line] = field(default_factory=list)
     payments: list[Payment] = field(default_factory=list)
     next_line_id: int = 1
+    # A training sale is rung up to learn the till: its receipt says
+    # ÖVNINGSKVITTO, it makes no valid tickets and no report counts it as takings.
+    training: bool = False
 
     @classmethod
-    def new(cls, opened_at: str) -> Sale:
-        return cls(sale_id=str(uuidlib.uuid4()), opened_at=opened_at)
+    def new(cls, opened_at: str, training: bool = False) -> Sale:
+        return cls(sale_id=str(uuidlib.uuid4()), opened_at=opened_at, training=training)
 
     @property
     def total(self) -> int:
@@ -200,7 +203,12 @@ class Sale:
             "due": self.due,
             "payments": [p.as_dict() for p in self.payments],
             "vat": self.vat(),
+            **self._training_flag(),
         }
+
+    def _training_flag(self) -> dict[str, bool]:
+        # Only training sales carry the key, so ordinary bodies stay as they were.
+        return {"training": True} if self.training else {}
 
     def completed_body(self, mode: str) -> dict[str, Any]:
         """The journal body of this sale, fully paid (receipt_no is added by the journal)."""
@@ -212,6 +220,7 @@ class Sale:
             "total": self.total,
             "vat": self.vat(),
             "mode": mode,
+            **self._training_flag(),
         }
 
     def void_body(self, reason: str, mode: str) -> dict[str, Any]:
@@ -224,6 +233,7 @@ class Sale:
             # Money already taken goes back to the customer by the same means.
             "payments_returned": [p.as_dict() for p in self.payments],
             "mode": mode,
+            **self._training_flag(),
         }
 
     def state(self) -> dict[str, Any]:
@@ -237,6 +247,7 @@ class Sale:
             lines=[Line(**line) for line in state["lines"]],
             payments=[Payment(**p) for p in state["payments"]],
             next_line_id=state["next_line_id"],
+            training=state.get("training", False),
         )
 
 
@@ -352,4 +363,5 @@ def refund_body(
         "total": total,
         "vat": [v.as_dict() for v in vat_breakdown((ln.amount, ln.vat_rate) for ln in plan)],
         "mode": mode,
+        **({"training": True} if sale_body.get("training") else {}),
     }

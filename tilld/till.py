@@ -247,11 +247,11 @@ class Till:
         while len(self._recent) > RECENT_SALES:
             self._recent.popitem(last=False)
 
-    def open_sale(self) -> dict[str, Any]:
+    def open_sale(self, training: bool = False) -> dict[str, Any]:
         self._require_accepting()
-        sale = Sale.new(now_with_offset())
+        sale = Sale.new(now_with_offset(), training=training)
         self._open[sale.sale_id] = sale
-        return {"sale_id": sale.sale_id}
+        return {"sale_id": sale.sale_id, "training": training}
 
     def list_sales(self) -> dict[str, Any]:
         return {"sales": [sale.view() for sale in self._open.values()]}
@@ -475,7 +475,7 @@ class Till:
         pattern = self.catalog.document.ticket_code_pattern
         try:
             for line in sale.lines:
-                if line.kind != "goods":
+                if line.kind != "goods" and not sale.training:
                     line.ticket_codes = [make_ticket_code(pattern) for _ in range(line.quantity)]
                     tickets.extend(TicketRecord(c, line.plu, line.name) for c in line.ticket_codes)
         except UnsupportedPattern as exc:

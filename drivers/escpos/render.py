@@ -19,12 +19,28 @@ from escpos.printer import Dummy
 
 from .document import Barcode, Columns, Cut, Document, Feed, QrCode, Rule, Text, layout_columns
 
+# Typography that article names bring in from the back-end but that no
+# ESC/POS code page has; the plain equivalent reads the same on paper.
+PLAIN = str.maketrans(
+    {"\u2013": "-", "\u2014": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"',
+     "\u201d": '"', "\u2026": "...", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+)  # fmt: skip
+
 ESC = b"\x1b"
 GS = b"\x1d"
 INITIALISE = ESC + b"@"
 
 
+def printable(text: str, code_page: str) -> str:
+    """The text as the code page can print it: typography made plain, the rest as '?'."""
+    text = text.translate(PLAIN)
+    return text.encode(code_page, "replace").decode(code_page)
+
+
 def render(document: Document, *, width: int = 48, code_page: str = "CP858") -> bytes:
+    def fit(text: str) -> str:
+        return printable(text, code_page)
+
     printer = Dummy()
     printer._raw(INITIALISE)
     printer.charcode(code_page)
@@ -37,15 +53,14 @@ def render(document: Document, *, width: int = 48, code_page: str = "CP858") -> 
                 double_width=block.large,
                 normal_textsize=not block.large,
             )
-            printer.text(block.text + "\n")
+            printer.text(fit(block.text) + "\n")
         elif isinstance(block, Columns):
             printer.set(align="left", bold=block.bold, normal_textsize=True)
-            printer.text(
-                "".join(line + "\n" for line in layout_columns(block.left, block.right, width))
-            )
+            lines = layout_columns(fit(block.left), fit(block.right), width)
+            printer.text("".join(line + "\n" for line in lines))
         elif isinstance(block, Rule):
             printer.set(align="left", bold=False, normal_textsize=True)
-            printer.text(block.char * width + "\n")
+            printer.text(fit(block.char) * width + "\n")
         elif isinstance(block, QrCode):
             printer.qr(block.data, native=True, size=block.size, center=False)
         elif isinstance(block, Barcode):

@@ -38,6 +38,10 @@ class SearchParams(Params):
     limit: StrictInt = Field(default=50, ge=1, le=500)
 
 
+class OpenParams(Params):
+    training: bool = False
+
+
 class SaleRef(Params):
     sale_id: str = Field(min_length=1, max_length=64)
 
@@ -176,10 +180,10 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "sale.open",
-        NoParams,
+        OpenParams,
         Role.CASHIER,
-        "Open a new sale.",
-        lambda till, p: till.open_sale(),
+        "Open a new sale; training: true for a training sale (ÖVNINGSKVITTO, not takings).",
+        lambda till, p: till.open_sale(p.training),
     ),
     Operation(
         "sale.list",

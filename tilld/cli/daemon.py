@@ -47,7 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_backend_command(sims)
     add_proxy_command(sims)
+    add_device_simulators(sims)
     return parser
+
+
+def add_device_simulators(sims: argparse._SubParsersAction) -> None:
+    from drivers.sim import printer, scanner
+
+    for name, module, text in (
+        ("printer", printer, "a network ESC/POS printer that keeps each receipt as text"),
+        ("scanner", scanner, "a serial barcode scanner on a pty"),
+    ):
+        parser = sims.add_parser(name, help=text, description=module.__doc__)
+        module.add_arguments(parser)
+        parser.set_defaults(run=module.run)
 
 
 def main(argv: list[str] | None = None) -> int:
