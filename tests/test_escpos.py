@@ -194,4 +194,4 @@ def test_a_pulled_printer_goes_offline_and_comes_back_by_itself(sim: PrinterSim)
 
 def test_typography_outside_the_code_page_prints_plain() -> None:
     data = render((Text("Entré barn 7–17 år “fri”"),))
-    assert "Entré barn 7-17 år \"fri\"".encode("cp858") in data
+    assert 'Entré barn 7-17 år "fri"'.encode("cp858") in data
