@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import tty
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,50 @@ def test_a_pulled_printer_goes_offline_and_comes_back_by_itself(sim: PrinterSim)
 def test_typography_outside_the_code_page_prints_plain() -> None:
     data = render((Text("Entré barn 7–17 år “fri”"),))
     assert 'Entré barn 7-17 år "fri"'.encode("cp858") in data
+
+
+def test_a_serial_printer_on_a_real_pty_prints_and_answers_status(tmp_path: Path) -> None:
+    from drivers.escpos.links import SerialLink
+    from drivers.sim.printer import PrinterSim as PrinterModel
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    model = PrinterModel(tmp_path)
+    interpreter = Interpreter()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+
+        def printer_side() -> None:
+            # The far end of the cable: the same printer model the TCP simulator uses.
+            answer = model.feed(interpreter, os.read(master, 4096))
+            if answer:
+                os.write(master, answer)
+
+        loop.add_reader(master, printer_side)
+        recorder = Recorder()
+        printer = ReceiptPrinter(
+            "printer",
+            recorder,
+            SerialLink(os.ttyname(slave), 19200),
+            poll_interval_s=0.1,
+            backoff=Backoff(first_s=0.05, cap_s=0.2),
+        )
+        await printer.open()
+        try:
+            await recorder.until(lambda: printer.status.state is DeviceState.OK)
+            result = await printer.print_job(render((Text("Kvitto över serieporten"), Cut())))
+            assert result.outcome is PrintOutcome.PRINTED
+            model.state = "paper-out"
+            await recorder.until(lambda: printer.status.detail == "paper-out")
+        finally:
+            await printer.close()
+            loop.remove_reader(master)
+
+    try:
+        asyncio.run(run())
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert [r.lines for r in model.receipts] == [["Kvitto över serieporten"]]
+    assert model.queries >= 8  # status read before and after the job, and polled
