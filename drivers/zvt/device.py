@@ -348,6 +348,8 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
             # Trust the terminal's own word (F1/F3) that it worked offline (zvt.md).
             transaction = _with_offline(transaction)
         lines = tuple(flow.lines)
+        if not amount and transaction is not None:
+            amount = transaction.amount  # a reversal names the receipt, not the amount
         if flow.end == ABORT_FROM_PT:
             code = flow.code
             outcome = Outcome.ABORTED if code == codes.RESULT_ABORTED else Outcome.DECLINED

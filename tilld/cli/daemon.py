@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_backend_command(sims)
     add_proxy_command(sims)
+    from drivers.sim.terminal import add_terminal_command
+
+    add_terminal_command(sims)
     return parser
 
 

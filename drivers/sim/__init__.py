@@ -1,0 +1,27 @@
+"""Simulators that speak the real device protocols over TCP or a pty (the drivers' mirror).
+
+Nothing here imports from tilld; `tilld sim terminal` runs drivers.sim.terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+# sysexits(3), as tilld uses them.
+EX_OK = 0
+EX_CANTCREAT = 73
+EX_CONFIG = 78
+
+
+async def stop_requested() -> None:
+    """Return when SIGTERM or SIGINT arrives."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
