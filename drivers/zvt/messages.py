@@ -101,6 +101,14 @@ def authorisation(
     return Apdu(*AUTHORISATION, data)
 
 
+def decode_amount_bmp(data: bytes) -> int:
+    """The amount (BMP 04) of a command's BMPs, e.g. an authorisation's, in öre."""
+    bmps = parse_bmps(data)
+    if 0x04 not in bmps:
+        raise ZvtProtocolError("no amount (BMP 04) in the command")
+    return decode_amount(bmps[0x04])
+
+
 def reversal(password: str, receipt_no: int) -> Apdu:
     return Apdu(*REVERSAL, encode_password(password) + encode_bmp(0x87, encode_bcd(receipt_no, 2)))
 
