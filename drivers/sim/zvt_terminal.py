@@ -147,6 +147,7 @@ class SimTerminal:
         self.offline_store.clear()
         self.batch.clear()
         self.commands.clear()
+        self.next_receipt = self.next_trace = 1
 
     # One ECR connection -------------------------------------------------------
 
