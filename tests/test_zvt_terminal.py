@@ -392,3 +392,31 @@ def test_tilld_sim_terminal_subcommand_serves_zvt(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_refund_is_booked_as_a_refund(fresh):
+    result = with_terminal(fresh, "tcp", lambda t: t.refund(1500, "return-1"))
+    assert result.approved and result.transaction.amount == 1500
+    assert [(b["kind"], b["amount"]) for b in fresh.state()["booked"]] == [("refund", 1500)]
+
+
+def test_a_terminal_too_slow_to_answer_gives_in_doubt_never_a_decline(fresh):
+    fresh.set(delay_s=3)
+
+    async def scenario(terminal: ZvtTerminal):
+        result = await terminal.authorize(800, "sale-14")
+        # The terminal is still busy with the old flow for a while: keep asking,
+        # with a deadline, until it can tell.
+        deadline = time.monotonic() + 20
+        resolved = await terminal.resolve_in_doubt(result.doubt)
+        while resolved.outcome is Outcome.IN_DOUBT:
+            assert time.monotonic() < deadline, resolved
+            await terminal.wait_ready(5)
+            resolved = await terminal.resolve_in_doubt(result.doubt)
+        return result, resolved
+
+    result, resolved = with_terminal(fresh, "tcp", scenario, idle_s=1.0)
+    assert result.outcome is Outcome.IN_DOUBT
+    assert "answer lost" in result.result_text
+    assert resolved.outcome is Outcome.DECLINED
+    assert fresh.state()["booked"] == []

@@ -59,7 +59,8 @@ DECISIONS = ("approve", "decline", "customer-abort", "hold")
 DROPS = (None, "before-approval", "after-approval")
 ACK_TIMEOUT_S = 5.0
 RESULT_DECLINED = 0x05
-NEGATIVE_PASSWORD = Apdu(0x84, 0x83)  # our choice for a wrong password; zvt.md is silent
+NEGATIVE_PASSWORD = Apdu(0x84, 0x83)
+BUSY = Apdu(0x84, 0x9C)  # our choice for a wrong password; zvt.md is silent
 
 
 class ScriptError(ValueError):
@@ -192,16 +193,25 @@ class SimTerminal:
 
     async def _send_wait_ack(self, link: ApduLink, apdu: Apdu) -> None:
         await link.send(apdu)
+        deadline = time.monotonic() + ACK_TIMEOUT_S
         while True:
             try:
-                answer = await link.receive(ACK_TIMEOUT_S)
+                answer = await link.receive(max(0.0, deadline - time.monotonic()))
             except TimeoutError as exc:
                 raise _Dropped("the ECR did not acknowledge") from exc
             if answer.command == ACK:
                 return
-            if answer.command == ABORT:
-                raise _Aborted()
-            log.info("ignored %r while waiting for an acknowledgement", answer)
+            await self._busy(link, answer)
+
+    async def _busy(self, link: ApduLink, answer: Apdu) -> None:
+        """A message that is not the awaited one, in the middle of a flow."""
+        if answer.command == ABORT:
+            raise _Aborted()
+        if answer.command != ACK:
+            # A new command while busy: refuse it (84 9C "please wait"), as the
+            # terminal cannot run two commands at once.
+            log.info("busy: %r refused", answer)
+            await link.send(BUSY)
 
     async def _check_password(self, link: ApduLink, apdu: Apdu) -> bool:
         if messages.decode_password(apdu.data) == self.password:
@@ -300,12 +310,13 @@ class SimTerminal:
                 repeat_at = time.monotonic() + 1.0
 
     async def _wait_or_abort(self, link: ApduLink, seconds: float) -> None:
-        try:
-            answer = await link.receive(seconds)
-        except TimeoutError:
-            return
-        if answer.command == ABORT:
-            raise _Aborted()
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                answer = await link.receive(remaining)
+            except TimeoutError:
+                return
+            await self._busy(link, answer)
 
     async def _reversal(self, link: ApduLink, apdu: Apdu, drop) -> None:
         if not await self._check_password(link, apdu):

@@ -67,6 +67,14 @@ class _LinkLost(Exception):
     """The flow broke after the command may have reached the terminal."""
 
 
+class _Refused(TerminalError):
+    """84 xx: the terminal refused the command; nothing was done."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class _Flow:
     end: tuple[int, int] | None = None
@@ -180,7 +188,8 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
         """
         for stale in link.drain():
             log.debug("terminal %s: stale %r dropped", self.name, stale)
-        deadline = time.monotonic() + (flow_timeout_s or self.timeouts.flow_s)
+        limit_s = flow_timeout_s or self.timeouts.flow_s
+        deadline = time.monotonic() + limit_s
         try:
             await link.send(command)
             answer = await link.receive(self.timeouts.ack_s)
@@ -188,18 +197,20 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
             raise _LinkLost(f"{exc} (waiting for the acknowledgement)") from exc
         flow = _Flow()
         if answer.cls == NEGATIVE_ACK_CLASS:
-            raise TerminalError(
+            raise _Refused(
                 f"terminal refused {command.cls:02X} {command.instr:02X}: "
-                f"{codes.result_text(answer.instr)} (84 {answer.instr:02X})"
+                f"{codes.result_text(answer.instr)} (84 {answer.instr:02X})",
+                answer.instr,
             )
         if answer.command not in (ACK, ABORT_FROM_PT, COMPLETION):
-            raise TerminalError(f"terminal answered {answer!r} instead of 80 00 00")
+            # Not a refusal: whether the command runs is unknown, so it is doubt.
+            raise _LinkLost(f"terminal answered {answer!r} instead of 80 00 00")
         message: Apdu | None = answer if answer.command != ACK else None
         while True:
             if message is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise _LinkLost(f"the terminal did not finish within {flow_timeout_s} s")
+                    raise _LinkLost(f"the terminal did not finish within {limit_s:g} s")
                 try:
                     message = await link.receive(min(self.timeouts.idle_s, remaining))
                 except (LinkClosed, TimeoutError) as exc:
@@ -338,8 +349,8 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
                     doubt.kind,
                 ),
             )
-        except TerminalError as exc:
-            return TerminalResult(Outcome.DECLINED, amount, ref, None, str(exc))
+        except _Refused as exc:
+            return TerminalResult(Outcome.DECLINED, amount, ref, exc.code, str(exc))
         return self._result(flow, amount, ref)
 
     def _result(self, flow: _Flow, amount: int, ref: str) -> TerminalResult:
