@@ -187,7 +187,14 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
         nonsense, _LinkLost when the link breaks or the terminal goes silent.
         """
         for stale in link.drain():
-            log.debug("terminal %s: stale %r dropped", self.name, stale)
+            # Class/instruction and size only: a terminal's data may hold a PAN.
+            log.debug(
+                "terminal %s: stale %02X %02X (%d bytes) dropped",
+                self.name,
+                stale.cls,
+                stale.instr,
+                len(stale.data),
+            )
         limit_s = flow_timeout_s or self.timeouts.flow_s
         deadline = time.monotonic() + limit_s
         try:
@@ -204,7 +211,9 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
             )
         if answer.command not in (ACK, ABORT_FROM_PT, COMPLETION):
             # Not a refusal: whether the command runs is unknown, so it is doubt.
-            raise _LinkLost(f"terminal answered {answer!r} instead of 80 00 00")
+            raise _LinkLost(
+                f"terminal answered {answer.cls:02X} {answer.instr:02X} instead of 80 00 00"
+            )
         message: Apdu | None = answer if answer.command != ACK else None
         while True:
             if message is None:
@@ -252,7 +261,12 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
                 flow.end, flow.code = ABORT_FROM_PT, messages.decode_abort_code(message)
                 return True
             elif command != ACK:
-                log.info("terminal %s: %r not used, acknowledged", self.name, message)
+                log.info(
+                    "terminal %s: %02X %02X not used, acknowledged",
+                    self.name,
+                    message.cls,
+                    message.instr,
+                )
         except ZvtProtocolError as exc:
             # One bad message must not lose a payment's outcome: report and go on.
             self._report_error(f"unreadable {message.cls:02X} {message.instr:02X}: {exc}")
