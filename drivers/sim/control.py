@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,14 +57,6 @@ async def start_control(
     await site.start()
     bound = runner.addresses[0]
     return runner, f"{bound[0]}:{bound[1]}"
-
-
-async def until_stopped() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
 
 
 def announce(**values: Any) -> None:

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_command(sims)
     add_proxy_command(sims)
     add_device_simulators(sims)
+    from drivers.sim.terminal import add_terminal_command
+
+    add_terminal_command(sims)
     return parser
 
 
