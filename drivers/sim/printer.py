@@ -23,7 +23,8 @@ from typing import Any
 from ..escpos import status as escpos_status
 from ..escpos.interpret import Interpreter
 from ..escpos.status import PrinterStatus
-from .control import announce, parse_address, start_control, until_stopped
+from . import stop_requested
+from .control import announce, parse_address, start_control
 
 STATES = {
     "ok": PrinterStatus(),
@@ -218,7 +219,7 @@ async def serve(listen: str, out_dir: Path, control: str) -> None:
     )
     announce(listening=address, control=control_address, out=out_dir)
     try:
-        await until_stopped()
+        await stop_requested()
     finally:
         await server.pull()
         await runner.cleanup()

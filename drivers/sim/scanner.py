@@ -22,7 +22,8 @@ import tty
 from pathlib import Path
 from typing import Any
 
-from .control import announce, start_control, until_stopped
+from . import stop_requested
+from .control import announce, start_control
 
 
 class PtyScanner:
@@ -113,7 +114,7 @@ async def serve(link: Path, control: str, suffix: bytes, stdin: bool) -> None:
     announce(pty=scanner.pty_path, link=link, control=control_address)
     tasks = [asyncio.create_task(forward_stdin(scanner))] if stdin else []
     try:
-        await until_stopped()
+        await stop_requested()
     finally:
         for task in tasks:
             task.cancel()
