@@ -137,6 +137,12 @@ class CardTerminal(ABC):
     """A card terminal: one command at a time; calls wait for the terminal's answer."""
 
     @abstractmethod
+    def doubt_record(self, amount: int, ref: str, kind: str = "authorisation") -> InDoubt:
+        """What to persist *before* sending a payment command, so that if the
+        caller itself crashes mid-command, `resolve_in_doubt` can still tell
+        whether this payment was booked."""
+
+    @abstractmethod
     async def authorize(
         self, amount: int, ref: str, *, on_status: StatusCallback | None = None
     ) -> TerminalResult:

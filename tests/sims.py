@@ -214,3 +214,31 @@ class PrinterSim(Announcing):
 
     def receipts(self) -> list[dict[str, Any]]:
         return self.state()["receipts"]
+
+
+class TerminalSim(Announcing):
+    """`tilld sim terminal`: a ZVT card terminal over TCP (and a pty with `pty=True`)."""
+
+    def __init__(self, base: Path, pty: bool = False) -> None:
+        argv = ["-m", "drivers.sim.terminal", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        keys = ("listening", "control", *(("pty",) if pty else ()))
+        super().__init__(argv + (["--pty"] if pty else []), base / "terminal-sim.log", keys)
+        self.address = self.announced["listening"]
+        self.pty = self.announced.get("pty", "")
+        self.control = self.announced["control"]
+
+    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        import socket
+
+        host, _, port = self.control.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            answer = json.loads(sock.makefile("rb").readline())
+        assert answer["ok"], answer
+        return answer
+
+    def set(self, **script: Any) -> dict[str, Any]:
+        return self._control({"op": "set", **script})
+
+    def state(self) -> dict[str, Any]:
+        return self._control({"op": "state"})

@@ -19,6 +19,7 @@ from .api.jsonrpc import Dispatcher
 from .api.roles import RoleMap
 from .api.socket import SocketServer
 from .backend import BackendClient
+from .cardpay import CardPayments
 from .config import Settings
 from .connectivity import ConnectivityMonitor
 from .devices import Devices
@@ -117,7 +118,10 @@ class Daemon:
             timeout_s=settings.swish.timeout_s,
         )
         self.till.devices = self.devices = Devices(self.events)
-        self.devices.configure(settings.devices.scanner, settings.devices.printer)
+        self.devices.configure(
+            settings.devices.scanner, settings.devices.printer, settings.devices.terminal
+        )
+        self.till.card = self.card = CardPayments(self.till, self.devices.terminal)
         printer = settings.devices.printer
         self.till.printing = self.printing = Printing(
             self.devices.printer,
@@ -166,6 +170,7 @@ class Daemon:
             # a reason to be late; each reconnects on its own.
             await self.printing.start()
             await self.devices.start(self.till.scan)
+            await self.card.start()
             try:
                 log.info(
                     "till %s ready in %.0f ms: mode %s, journal at seq %d",
@@ -181,6 +186,7 @@ class Daemon:
                 log.info("stopping: no new sales")
                 self.till.accepting_sales = False
             finally:
+                await self.card.stop()
                 await self.devices.stop()
                 await self.printing.stop()
                 await self.swish.stop()

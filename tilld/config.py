@@ -170,10 +170,21 @@ def _is_host_port(value: str) -> bool:
 
 
 class TerminalSection(Section):
-    kind: Literal["none"] = "none"
-    address: str = ""
-    port: str = ""
+    kind: Literal["none", "zvt-tcp", "zvt-serial"] = "none"
+    address: str = ""  # zvt-tcp: host:20007
+    port: str = ""  # zvt-serial: e.g. /dev/tilld/terminal
     password: SecretStr = SecretStr("000000")
+
+    @model_validator(mode="after")
+    def _kind_needs_its_address(self) -> TerminalSection:
+        if self.kind == "zvt-tcp" and not self.address:
+            raise ValueError("a zvt-tcp terminal needs address (host:20007)")
+        if self.kind == "zvt-serial" and not self.port:
+            raise ValueError("a zvt-serial terminal needs port (the serial device)")
+        secret = self.password.get_secret_value()
+        if not (len(secret) == 6 and secret.isdigit()):
+            raise ValueError("password must be the terminal's six-digit ZVT password")
+        return self
 
 
 class DevicesSection(Section):

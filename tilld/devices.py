@@ -21,8 +21,9 @@ from drivers.scanner.decoding import ScanData, ScanRules
 from drivers.scanner.hidpos import HidPosScanner
 from drivers.scanner.serial import SerialScanner
 from drivers.scanner.wedge import WedgeScanner
+from drivers.zvt import ZvtTerminal, open_terminal
 
-from .config import PrinterSection, ScannerSection
+from .config import PrinterSection, ScannerSection, TerminalSection
 from .events import EventBus
 
 log = logging.getLogger("tilld.devices")
@@ -39,17 +40,29 @@ class Devices:
         self.events = events
         self.scanner: Scanner | None = None
         self.printer: ReceiptPrinter | None = None
+        self.terminal: ZvtTerminal | None = None
         self._route: ScanRouter | None = None
         self._scans: asyncio.Queue[ScanData] = asyncio.Queue(SCAN_QUEUE_LIMIT)
         self._router: asyncio.Task[None] | None = None
 
-    def configure(self, scanner: ScannerSection, printer: PrinterSection) -> None:
+    def configure(
+        self, scanner: ScannerSection, printer: PrinterSection, terminal: TerminalSection
+    ) -> None:
         self.scanner = build_scanner(scanner, self, self._scanned)
         self.printer = build_printer(printer, self)
+        if terminal.kind != "none":
+            self.terminal = open_terminal(
+                "terminal",
+                self,
+                kind=terminal.kind,
+                address=terminal.address,
+                port=terminal.port,
+                password=terminal.password.get_secret_value(),
+            )
 
     @property
     def all(self) -> list[SupervisedDevice]:
-        return [d for d in (self.scanner, self.printer) if d is not None]
+        return [d for d in (self.scanner, self.printer, self.terminal) if d is not None]
 
     async def start(self, route: ScanRouter) -> None:
         self._route = route

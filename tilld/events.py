@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-TOPICS = ("mode", "scan", "sale", "sync", "device")
+TOPICS = ("mode", "scan", "sale", "sync", "device", "terminal")
 QUEUE_LIMIT = 1000
 
 

@@ -110,6 +110,16 @@ CREATE TABLE IF NOT EXISTS print_jobs (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS print_jobs_receipt ON print_jobs (receipt_no);
+CREATE TABLE IF NOT EXISTS card_intents (
+    payment_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL REFERENCES entries (seq),
+    open INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS card_intents_open ON card_intents (open) WHERE open = 1;
+CREATE TABLE IF NOT EXISTS card_counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS catalog_cache (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     document TEXT NOT NULL,
@@ -199,6 +209,59 @@ def set_ticket_state(codes: list[str], state: str) -> SideEffect:
 def forget_open_sale(sale_id: str) -> SideEffect:
     def effect(db: sqlite3.Connection, entry: Entry) -> None:
         db.execute("DELETE FROM open_sales WHERE sale_id = ?", (sale_id,))
+
+    return effect
+
+
+def keep_open_sale(sale_id: str, state: dict[str, Any]) -> SideEffect:
+    """Keep an unfinished sale on disk in the same transaction as its entry."""
+
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        db.execute(
+            "INSERT INTO open_sales (sale_id, state, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (sale_id) DO UPDATE SET state = excluded.state,"
+            " updated_at = excluded.updated_at",
+            (sale_id, canonical_json(state), entry.created_at),
+        )
+
+    return effect
+
+
+def open_card_intent(payment_id: str) -> SideEffect:
+    """A card payment about to be sent to the terminal: open until its result is journaled."""
+
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        db.execute(
+            "INSERT INTO card_intents (payment_id, seq, open) VALUES (?, ?, 1)",
+            (payment_id, entry.seq),
+        )
+
+    return effect
+
+
+def close_card_intent(payment_id: str) -> SideEffect:
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        db.execute("UPDATE card_intents SET open = 0 WHERE payment_id = ?", (payment_id,))
+
+    return effect
+
+
+def count_card(name: str, delta: int = 0, *, set_to: int | None = None) -> SideEffect:
+    """Change a card counter (the terminal's offline store) with the entry that changes it."""
+
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        if set_to is not None:
+            db.execute(
+                "INSERT INTO card_counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, set_to),
+            )
+        else:
+            db.execute(
+                "INSERT INTO card_counters (name, value) VALUES (?, MAX(0, ?))"
+                " ON CONFLICT (name) DO UPDATE SET value = MAX(0, value + ?)",
+                (name, delta, delta),
+            )
 
     return effect
 
@@ -552,6 +615,34 @@ class Journal:
                 )
 
         await self._on_writer(write)
+
+    async def open_card_intents(self) -> list[Entry]:
+        """The card-intent entries whose outcome was never journaled (a crash mid-payment)."""
+
+        def read() -> list[Entry]:
+            rows = (
+                self._require_writer()
+                .execute(
+                    f"SELECT {', '.join('e.' + c for c in COLUMNS.split(', '))}"
+                    " FROM card_intents c JOIN entries e ON e.seq = c.seq"
+                    " WHERE c.open = 1 ORDER BY c.seq"
+                )
+                .fetchall()
+            )
+            return [Entry.from_row(row) for row in rows]
+
+        return await self._on_writer(read)
+
+    async def card_counter(self, name: str) -> int:
+        def read() -> int:
+            row = (
+                self._require_writer()
+                .execute("SELECT value FROM card_counters WHERE name = ?", (name,))
+                .fetchone()
+            )
+            return row[0] if row else 0
+
+        return await self._on_writer(read)
 
     async def finish_print_job(self, job_id: str, state: str, detail: str) -> None:
         def write() -> None:

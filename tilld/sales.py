@@ -58,6 +58,8 @@ class Payment:
     status: str = "paid"
     swish_id: str | None = None
     swish_token: str | None = None
+    # Card: brand, masked PAN and authorisation data only (never a full PAN).
+    card: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -74,6 +76,8 @@ class Payment:
             data["change"] = self.change
         if self.reference:
             data["reference"] = self.reference
+        if self.card is not None:
+            data["card"] = dict(self.card)
         return data
 
 

@@ -47,6 +47,7 @@ from .sales import Sale, plan_refund, refund_body
 from .ticketcodes import UnsupportedPattern, make_ticket_code
 
 if TYPE_CHECKING:
+    from .cardpay import CardPayments
     from .demo import DemoSwitches
     from .devices import Devices
     from .printing import Printing
@@ -86,6 +87,7 @@ class Till:
         self.demo: DemoSwitches | None = None  # only under `tilld demo`
         self.devices: Devices | None = None
         self.printing: Printing | None = None
+        self.card: CardPayments | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.catalog = Catalog(EMPTY_CATALOG)
         self.catalog_source = "none"
@@ -94,7 +96,6 @@ class Till:
             offline_limit=settings.card.offline_limit,
             offline_brands=frozenset(settings.card.offline_brands),
         )
-        self.offline_card_stored = 0
         self.accepting_sales = True
         self._open: dict[str, Sale] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -171,8 +172,16 @@ class Till:
             for m in PAYMENT_METHODS
         }
 
+    @property
+    def offline_card_stored(self) -> int:
+        return self.card.offline_stored if self.card is not None else 0
+
     def _card_facts(self, brand: str | None = None) -> CardFacts:
-        return CardFacts(offline_stored=self.offline_card_stored, brand=brand, terminal_ready=False)
+        ready = self.card is not None and self.card.ready
+        return CardFacts(offline_stored=self.offline_card_stored, brand=brand, terminal_ready=ready)
+
+    def open_sale_for(self, sale_id: str) -> Sale | None:
+        return self._open.get(sale_id)
 
     def payment_decision(self, method: str) -> Decision:
         return check_payment(
@@ -360,6 +369,8 @@ class Till:
             _raise_if_refused(self.payment_decision(method))
             if method == "swish" and self.swish is not None:
                 return await self.swish.start(sale, amount)
+            if method == "card" and self.card is not None:
+                return await self.card.pay(sale, amount)
             if method not in ("cash", "swish-manual"):
                 raise Refused(
                     "method-not-supported",
@@ -460,6 +471,12 @@ class Till:
         return await self._require_printing().print_test_page()
 
     async def cancel_payment(self, sale_id: str, payment_id: str) -> dict[str, Any]:
+        if self.card is not None:
+            # A card payment holds the sale's lock while it waits at the
+            # terminal, so it is cancelled without taking the lock.
+            cancelled = await self.card.cancel(sale_id, payment_id)
+            if cancelled is not None:
+                return cancelled
         async with self.sale_lock(sale_id):
             sale = self._sale(sale_id)
             pending = sale.pending_payment
@@ -546,6 +563,8 @@ class Till:
         )
         if connectivity.server and self.sync is not None:
             self.sync.kick()
+        if connectivity.internet and self.card is not None:
+            self.card.internet_back()
 
     @property
     def pending_scans(self) -> int:

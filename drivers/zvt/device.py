@@ -307,6 +307,16 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
 
     # CardTerminal -------------------------------------------------------------
 
+    def doubt_record(self, amount: int, ref: str, kind: str = "authorisation") -> InDoubt:
+        return InDoubt(
+            amount=amount,
+            ref=ref,
+            reason="not finished",
+            receipt_before=self._last_receipt,
+            receipt_before_known=self._receipt_known,
+            kind=kind,
+        )
+
     async def authorize(
         self, amount: int, ref: str, *, on_status: StatusCallback | None = None
     ) -> TerminalResult:

@@ -1,0 +1,280 @@
+"""Card payments end to end: tilld, the reference back-end, and the ZVT terminal simulator.
+
+The till runs as a process with the terminal on real TCP (and once on a real
+pty); the internet is a fault proxy the tests switch off. What the terminal
+booked is read from the simulator, so "no double charge" is counted where
+the money would be.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Client, RpcError, TillProcess
+from sims import Backend, Proxy, TerminalSim, online_config, wait_for
+
+TEST_PANS = {"visa": "4111111111111111", "maestro": "6759649826438453"}
+
+
+@dataclass
+class CardSite:
+    base: Path
+    backend: Backend
+    server: Proxy
+    internet: Proxy
+    terminal: TerminalSim
+    till: TillProcess
+    client: Client
+    config: dict[str, Any]
+
+    def status(self) -> dict[str, Any]:
+        return self.client.call("status.get")
+
+    def wait_mode(self, mode: str) -> None:
+        wait_for(lambda: self.status()["mode"] == mode, 20, what=f"mode {mode}")
+
+    def internet_down(self) -> None:
+        self.internet.set_mode("refuse")
+        self.terminal.set(online=False)
+        self.wait_mode("server-only")
+
+    def internet_up(self) -> None:
+        self.terminal.set(online=True)
+        self.internet.set_mode("pass")
+        self.wait_mode("online")
+
+    def restart(self, kill: bool = True) -> None:
+        self.client.close()
+        if kill:
+            self.till.kill()
+        else:
+            self.till.stop()
+        self.till = TillProcess(self.base, self.config).start()
+        self.client = self.till.client()
+
+    def journal(self) -> list[dict[str, Any]]:
+        content = self.client.call("admin.journal_export", format="jsonl")["content"]
+        return [json.loads(line) for line in content.splitlines() if line.strip()]
+
+
+def build_site(base: Path, *, pty: bool = False, **card: Any) -> CardSite:
+    backend = Backend(base)
+    server = Proxy(base, "server", backend.address)
+    internet = Proxy(base, "internet", None)
+    terminal = TerminalSim(base, pty=pty)
+    config = online_config(backend, server, internet)
+    config["devices.terminal"] = (
+        {"kind": "zvt-serial", "port": terminal.pty}
+        if pty
+        else {"kind": "zvt-tcp", "address": terminal.address}
+    )
+    config["card"] = card or {"offline_limit": 250}
+    till = TillProcess(base, config).start()
+    site = CardSite(base, backend, server, internet, terminal, till, till.client(), config)
+    site.wait_mode("online")
+    wait_for(
+        lambda: site.status()["payment_methods"]["card"]["available"], 20, what="terminal ready"
+    )
+    return site
+
+
+@pytest.fixture
+def card_site(short_tmp: Path):
+    site = build_site(short_tmp)
+    yield site
+    site.client.close()
+    site.till.kill()
+    for sim in (site.terminal, site.internet, site.server, site.backend):
+        sim.stop()
+
+
+def open_sale(client: Client, plu: str = "300") -> tuple[str, int]:
+    sale_id = client.call("sale.open")["sale_id"]
+    client.call("sale.add", sale_id=sale_id, plu=plu)
+    return sale_id, client.call("sale.get", sale_id=sale_id)["total"]
+
+
+def pay_card(client: Client, plu: str = "300") -> dict[str, Any]:
+    sale_id, total = open_sale(client, plu)
+    return client.call("sale.pay", sale_id=sale_id, method="card", amount=total)
+
+
+def approved(site: CardSite) -> list[dict[str, Any]]:
+    return [b for b in site.terminal.state()["booked"] if b["kind"] == "authorisation"]
+
+
+def test_an_online_card_sale_is_approved_and_stores_only_the_masked_card(card_site) -> None:
+    events = card_site.till.client()
+    events.call("events.subscribe", topics=["terminal"])
+    reply = pay_card(card_site.client)
+    assert reply["status"] == "completed"
+    assert reply["card"]["brand"] == "visa" and reply["card"]["offline"] is False
+    assert re.fullmatch(r"411111\*+1111", reply["card"]["masked_pan"])
+    texts = []
+    while True:
+        event = events.next_event()
+        texts.append(event.get("text"))
+        if event["event"] == "approved":
+            break
+    assert any(t for t in texts if t)  # the terminal's "insert card"-style texts reached the UI
+    entries = card_site.journal()
+    types = [e["type"] for e in entries]
+    assert types == ["card-intent", "card-result", "sale"]
+    payment = entries[-1]["body"]["payments"][0]
+    assert payment["method"] == "card" and payment["card"]["auth_code"]
+    assert len(approved(card_site)) == 1
+    events.close()
+
+
+def test_a_declined_card_charges_nothing_and_the_sale_stays_open(card_site) -> None:
+    card_site.terminal.set(decision="decline")
+    sale_id, total = open_sale(card_site.client)
+    with pytest.raises(RpcError) as refused:
+        card_site.client.call("sale.pay", sale_id=sale_id, method="card", amount=total)
+    assert refused.value.reason == "card-declined"
+    assert card_site.client.call("sale.get", sale_id=sale_id)["due"] == total
+    card_site.terminal.set(decision="approve")
+    reply = card_site.client.call("sale.pay", sale_id=sale_id, method="card", amount=total)
+    assert reply["status"] == "completed"
+    assert len(approved(card_site)) == 1
+
+
+def test_a_customer_abort_is_reported_as_aborted(card_site) -> None:
+    card_site.terminal.set(decision="customer-abort")
+    with pytest.raises(RpcError) as refused:
+        pay_card(card_site.client)
+    assert refused.value.reason == "card-aborted"
+    assert approved(card_site) == []
+
+
+def test_offline_visa_is_accepted_and_counted_then_flushed_when_the_internet_returns(
+    card_site,
+) -> None:
+    card_site.internet_down()
+    reply = pay_card(card_site.client)
+    assert reply["status"] == "completed" and reply["card"]["offline"] is True
+    assert card_site.status()["offline_card"]["stored"] == 1
+    assert card_site.terminal.state()["offline_stored"] == 1
+    card_site.restart()  # the count survives a crash: it lives with the entries
+    assert card_site.status()["offline_card"]["stored"] == 1
+    card_site.internet_up()
+    wait_for(lambda: card_site.status()["offline_card"]["stored"] == 0, 20, what="flush")
+    assert card_site.terminal.state()["offline_stored"] == 0
+    flush = [e for e in card_site.journal() if e["type"] == "terminal-flush"]
+    assert [(f["body"]["offline_before"], f["body"]["offline_after"]) for f in flush] == [(1, 0)]
+
+
+def test_offline_maestro_approved_anyway_is_reversed_and_both_are_journaled(card_site) -> None:
+    card_site.internet_down()
+    card_site.terminal.set(brand="maestro", approve_online_only_offline=True)
+    sale_id, total = open_sale(card_site.client)
+    with pytest.raises(RpcError) as refused:
+        card_site.client.call("sale.pay", sale_id=sale_id, method="card", amount=total)
+    assert refused.value.reason == "card-brand-online-only"
+    booked = card_site.terminal.state()["booked"]
+    assert [b["kind"] for b in booked] == ["authorisation", "reversal"]
+    assert booked[0]["reversed"] is True
+    kinds = [(e["type"], e["body"].get("outcome")) for e in card_site.journal()]
+    assert kinds == [
+        ("card-intent", None),
+        ("card-result", "approved"),
+        ("card-reversal", "approved"),
+    ]
+    assert card_site.status()["offline_card"]["stored"] == 0
+    assert card_site.client.call("sale.get", sale_id=sale_id)["due"] == total
+
+
+def test_the_offline_limit_refuses_before_the_terminal_sees_the_card(short_tmp: Path) -> None:
+    site = build_site(short_tmp, offline_limit=2)
+    try:
+        site.internet_down()
+        for _ in range(2):
+            assert pay_card(site.client)["card"]["offline"] is True
+        with pytest.raises(RpcError) as refused:
+            pay_card(site.client)
+        assert refused.value.reason == "offline-card-limit-reached"
+        assert refused.value.error["data"]["limit"] == 2
+        assert len(approved(site)) == 2  # the third card never reached the terminal
+        methods = site.status()["payment_methods"]
+        assert methods["card"] == {
+            "available": False,
+            "reason": "offline-card-limit-reached",
+            "message": methods["card"]["message"],
+        }
+    finally:
+        site.client.close()
+        site.till.kill()
+        for sim in (site.terminal, site.internet, site.server, site.backend):
+            sim.stop()
+
+
+def test_a_payment_in_doubt_across_a_crash_is_resolved_without_a_second_charge(card_site) -> None:
+    card_site.terminal.set(drop="after-approval")
+    sale_id, total = open_sale(card_site.client)
+    with pytest.raises(RpcError) as doubt:
+        card_site.client.call("sale.pay", sale_id=sale_id, method="card", amount=total)
+    assert doubt.value.reason == "card-payment-in-doubt"
+    assert len(approved(card_site)) == 1  # the terminal did charge the card
+    card_site.restart(kill=True)  # and tilld dies before it learns so
+    # After the restart tilld asks the terminal and adds the payment to the sale.
+    wait_for(
+        lambda: card_site.client.call("sale.get", sale_id=sale_id)["state"] == "completed",
+        30,
+        what="the sale completed by the resolved payment",
+    )
+    sale = card_site.client.call("sale.get", sale_id=sale_id)
+    assert [p["method"] for p in sale["payments"]] == ["card"]
+    assert len(approved(card_site)) == 1  # no second charge
+    # And the next card payment works normally.
+    assert pay_card(card_site.client)["status"] == "completed"
+    assert len(approved(card_site)) == 2
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char)
+        if i % 2:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def test_no_full_card_number_reaches_disk_or_logs(card_site) -> None:
+    card_site.terminal.set(pan=TEST_PANS["visa"])
+    pay_card(card_site.client)
+    card_site.internet_down()
+    card_site.terminal.set(brand="maestro", approve_online_only_offline=True)
+    with pytest.raises(RpcError):
+        pay_card(card_site.client)
+    state_dir = card_site.till.state_dir
+    haystacks = [p for p in state_dir.rglob("*") if p.is_file()]
+    haystacks.append(card_site.till.log_path)
+    assert any(p.name.endswith("-wal") or p.suffix == ".sqlite" for p in haystacks), haystacks
+    for path in haystacks:
+        text = path.read_bytes().decode("latin-1")
+        for run in re.findall(r"\d{13,19}", text):
+            for length in range(13, min(19, len(run)) + 1):
+                for start in range(len(run) - length + 1):
+                    candidate = run[start : start + length]
+                    assert candidate not in TEST_PANS.values(), f"{path}: full PAN"
+                    if candidate[0] in "3456" and luhn_valid(candidate):
+                        pytest.fail(f"{path}: a Luhn-valid {length}-digit run {candidate}")
+
+
+def test_a_card_sale_over_a_serial_terminal_on_a_pty(short_tmp: Path) -> None:
+    site = build_site(short_tmp, pty=True)
+    try:
+        reply = pay_card(site.client)
+        assert reply["status"] == "completed" and reply["card"]["brand"] == "visa"
+        assert len(approved(site)) == 1
+    finally:
+        site.client.close()
+        site.till.kill()
+        for sim in (site.terminal, site.internet, site.server, site.backend):
+            sim.stop()
