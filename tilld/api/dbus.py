@@ -94,8 +94,12 @@ class DBusService:
                 task.cancel()
         if self.bus is not None:
             self.bus.disconnect()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.bus.wait_for_disconnect(), drain_timeout)
+            # dbus-fast cancels the disconnect future on a deliberate disconnect;
+            # asyncio.wait only waits and never re-raises that cancellation here.
+            gone = asyncio.ensure_future(self.bus.wait_for_disconnect())
+            await asyncio.wait({gone}, timeout=drain_timeout)
+            if gone.done() and not gone.cancelled():
+                gone.exception()
             self.bus = None
 
     async def _supervise(self, connected: bool) -> None:
@@ -135,19 +139,22 @@ class DBusService:
 
     async def _connect(self) -> MessageBus:
         where = self._describe_target()
-        if self.target == "system":
-            bus = MessageBus(bus_type=BusType.SYSTEM)
-        elif self.target == "session":
-            bus = MessageBus(bus_type=BusType.SESSION)
-        else:
-            bus = MessageBus(bus_address=self.target)
+        bus: MessageBus | None = None
         try:
+            # The constructor already opens the socket, so it belongs inside the try.
+            if self.target == "system":
+                bus = MessageBus(bus_type=BusType.SYSTEM)
+            elif self.target == "session":
+                bus = MessageBus(bus_type=BusType.SESSION)
+            else:
+                bus = MessageBus(bus_address=self.target)
             await asyncio.wait_for(bus.connect(), CONNECT_TIMEOUT_S)
         except Exception as exc:
             # Anything from a missing socket to a failed handshake or a bad address
             # means the same here: no D-Bus for now, and the socket keeps selling.
-            with contextlib.suppress(Exception):
-                bus.disconnect()
+            if bus is not None:
+                with contextlib.suppress(Exception):
+                    bus.disconnect()
             raise BusUnavailable(
                 f"cannot connect to {where} ({exc or type(exc).__name__}); is dbus-daemon "
                 'running? (api.dbus chooses the bus; "none" turns D-Bus off)'
@@ -159,7 +166,7 @@ class DBusService:
         except DBusError as exc:
             bus.disconnect()
             raise BusUnavailable(
-                f"{where} refused {names.BUS_NAME} ({exc.text}); install "
+                f"{where} refused {names.BUS_NAME} ({exc.type}: {exc.text}); install "
                 "systemd/org.tilld.Till1.conf as /usr/share/dbus-1/system.d/org.tilld.Till1.conf "
                 "and run tilld as user tilld"
             ) from None
