@@ -7,12 +7,16 @@ the shipped policy file; the client is dbus-fast in the test process (root).
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import pytest
 from conftest import REPO, TillProcess
 from dbussims import Bus, Client, DBusCallError, options, wait_for_name
 from sims import Backend, Proxy, online_config, wait_for
 
-from tilld.api.dbus_names import INTERFACE
+from tilld.api.dbus_names import BUS_NAME, INTERFACE, OBJECT_PATH
 from tilld.cli.dbus_xml import documents
 
 TICKET_CODE = "TK00000000DEMO1"  # matches the demo catalog's ticket code pattern
@@ -171,3 +175,33 @@ def test_the_till_starts_without_any_bus(short_tmp):
         assert "cannot connect to the bus at unix:path=" in till.log()
     finally:
         till.kill()
+
+
+def test_the_demo_serves_dbus_on_a_private_bus(short_tmp):
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "tilld.cli.daemon", "demo", "--state-dir", str(short_tmp / "d")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        announced = {}
+        while "dbus" not in announced:
+            line = demo.stdout.readline()
+            assert line, "the demo exited before announcing dbus="
+            key, _, value = line.strip().partition("=")
+            announced[key] = value
+        assert announced["dbus"].startswith(f"unix:path={short_tmp / 'd' / 'dbus.sock'}")
+        shown = subprocess.run(
+            ["busctl", f"--address={announced['dbus']}", "introspect", BUS_NAME, OBJECT_PATH],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert INTERFACE in shown.stdout and ".SaleOpen" in shown.stdout
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(30)
+        demo.stdout.close()

@@ -24,6 +24,7 @@ import aiohttp
 from ..app import Daemon
 from ..config import Settings
 from ..errors import Refused, StartupError
+from .bus import PrivateBus
 
 DEMO_CATALOG = "catalog.json"
 START_TIMEOUT_S = 20
@@ -94,7 +95,9 @@ class Helper:
                 await self.proc.wait()
 
 
-def demo_settings(state_dir: Path, backend_url: str = "", internet: str = "") -> Settings:
+def demo_settings(
+    state_dir: Path, backend_url: str = "", internet: str = "", dbus: str = "none"
+) -> Settings:
     catalog = resources.files(__package__) / DEMO_CATALOG
     return Settings(
         till={
@@ -104,7 +107,7 @@ def demo_settings(state_dir: Path, backend_url: str = "", internet: str = "") ->
             "address": "Museigatan 1, 111 11 Stockholm",
         },
         paths={"state_dir": state_dir},
-        api={"socket_path": state_dir / "tilld.sock", "dbus": "none"},
+        api={"socket_path": state_dir / "tilld.sock", "dbus": dbus},
         catalog={"file": str(catalog)},
         backend={"url": backend_url, "token_file": str(state_dir / "backend.token")},
         connectivity={
@@ -141,8 +144,11 @@ async def run_stack(state_dir: Path) -> None:
         ],
         state_dir / "backend.log",
     )
-    helpers = [backend]
+    helpers: list[Helper | PrivateBus] = [backend]
     try:
+        bus = PrivateBus(state_dir)
+        helpers.append(bus)
+        dbus_address = await bus.start()
         backend_url = (await backend.start("listening"))["listening"]
         server_proxy = Helper(
             "server switch",
@@ -167,7 +173,9 @@ async def run_stack(state_dir: Path) -> None:
         )
         helpers.append(internet_switch)
         internet = await internet_switch.start("listening", "control")
-        settings = demo_settings(state_dir, f"http://{server['listening']}", internet["listening"])
+        settings = demo_settings(
+            state_dir, f"http://{server['listening']}", internet["listening"], dbus_address
+        )
         daemon = Daemon(settings)
         daemon.till.demo = DemoSwitches(
             {"server": server["control"], "internet": internet["control"]}
@@ -184,6 +192,7 @@ def announce(settings: Settings, backend_url: str) -> None:
     ctl = f"{tillctl} --socket {socket_path}"
     print(f"socket={socket_path}", flush=True)
     print(f"backend={backend_url}", flush=True)
+    print(f"dbus={settings.api.dbus}", flush=True)
     print(
         "\ntilld demo is running (Ctrl-C stops it). In another terminal try:\n"
         f"  {ctl} status\n"
@@ -200,7 +209,11 @@ def announce(settings: Settings, backend_url: str) -> None:
         f"  {ctl} demo server up\n"
         f"  {ctl} sync --wait           # everything delivered exactly once\n"
         f"  {ctl} scans\n"
-        f"  {ctl} watch                 # live events\n",
+        f"  {ctl} watch                 # live events\n"
+        "Over D-Bus (the private bus above):\n"
+        f"  busctl --address={settings.api.dbus} introspect org.tilld.Till1 /org/tilld/Till1\n"
+        f"  busctl --address={settings.api.dbus} call org.tilld.Till1 /org/tilld/Till1 "
+        "org.tilld.Till1.Till StatusGet\n",
         flush=True,
     )
 
