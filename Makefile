@@ -29,6 +29,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/sale_latency.py --write docs/benchmarks.md
 	$(BIN)/python tests/bench/outage_figures.py --append docs/benchmarks.md
+	$(BIN)/python tests/bench/api_throughput.py --append docs/benchmarks.md
 
 # docs/dbus/ from the running service's Introspect answer (tests/test_dbus.py checks it).
 dbus-xml: $(STAMP)
