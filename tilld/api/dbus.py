@@ -378,6 +378,11 @@ class DBusService:
     def _send(self, message: Message) -> None:
         if self.bus is None:
             return
-        sent = self.bus.send(message)
-        # A send that fails because the bus went away is noticed by the supervisor.
+        # A send that fails because the bus went away is noticed by the supervisor,
+        # which reconnects; the caller of that moment gets no reply, as with any bus loss.
+        try:
+            sent = self.bus.send(message)
+        except Exception as exc:
+            log.debug("D-Bus send failed: %s", exc)
+            return
         sent.add_done_callback(lambda f: f.cancelled() or f.exception())
