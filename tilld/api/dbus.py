@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 from dbus_fast import (
@@ -124,9 +125,13 @@ class DBusService:
         except BusUnavailable as exc:
             message = str(exc)
             # Say it once as a warning; repeating it every 30 s would bury the log.
-            if message != self._last_failure:
+            # The bus's text names our unique connection (":1.42"), new on each try.
+            same = re.sub(r":\d+\.\d+", ":*", message)
+            if same != self._last_failure:
                 log.warning("%s; the socket API keeps serving and tilld will retry", message)
-                self._last_failure = message
+                self._last_failure = same
+            else:
+                log.debug("still no D-Bus: %s", message)
             return False
         self._last_failure = ""
         log.info("serving %s on %s", names.BUS_NAME, self._describe_target())
