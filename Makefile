@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format bench system-deps clean
+.PHONY: demo test lint format bench dbus-xml system-deps clean
 
 demo: $(STAMP)
 	$(BIN)/tilld demo --state-dir .tilld-demo
@@ -29,6 +29,11 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/sale_latency.py --write docs/benchmarks.md
 	$(BIN)/python tests/bench/outage_figures.py --append docs/benchmarks.md
+	$(BIN)/python tests/bench/api_throughput.py --append docs/benchmarks.md
+
+# docs/dbus/ from the running service's Introspect answer (tests/test_dbus.py checks it).
+dbus-xml: $(STAMP)
+	$(BIN)/python -m tilld.cli.dbus_xml docs/dbus
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -36,11 +41,16 @@ $(STAMP): pyproject.toml | system-deps
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Debian/Ubuntu packages: python3-venv for the virtual environment.
+# Debian/Ubuntu packages: python3-venv for the virtual environment; dbus
+# (dbus-daemon, dbus-send) for the demo's private bus and the D-Bus tests.
 system-deps:
 	@if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
 		echo "installing python3-venv"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-venv python3-pip; \
+	fi
+	@if ! command -v dbus-daemon >/dev/null 2>&1 || ! command -v dbus-send >/dev/null 2>&1; then \
+		echo "installing dbus"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dbus; \
 	fi
 
 clean:

@@ -378,3 +378,11 @@ def test_config_check_accepts_the_option_before_the_subcommand(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert tomllib.loads(result.stdout)["till"]["id"] == "kassa-2"
+
+
+def test_api_dbus_takes_a_bus_kind_or_an_address(tmp_path):
+    for value in ("system", "session", "none", "unix:path=/run/tilld/bus.sock"):
+        settings, _ = load_settings(str(write(tmp_path, f'[api]\ndbus = "{value}"\n')))
+        assert settings.api.dbus == value
+    problems = problems_of(str(write(tmp_path, '[api]\ndbus = "sytem"\n')))
+    assert has_problem(problems, "api.dbus") and "bus address" in problems[0]

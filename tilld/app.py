@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Callable
 
+from .api.dbus import DBusService
 from .api.jsonrpc import Dispatcher
 from .api.roles import RoleMap
 from .api.socket import SocketServer
@@ -117,6 +118,7 @@ class Daemon:
             poll_interval_s=settings.swish.poll_interval_s,
             timeout_s=settings.swish.timeout_s,
         )
+        roles = RoleMap(settings.api.cashier_group, settings.api.tech_group)
         self.till.devices = self.devices = Devices(self.events)
         self.devices.configure(
             settings.devices.scanner, settings.devices.printer, settings.devices.terminal
@@ -141,8 +143,13 @@ class Daemon:
             settings.api.socket_path,
             Dispatcher(self.till),
             self.events,
-            RoleMap(settings.api.cashier_group, settings.api.tech_group),
+            roles,
             settings.api.max_clients,
+        )
+        self.dbus = (
+            DBusService(settings.api.dbus, self.till, self.events, roles)
+            if settings.api.dbus != "none"
+            else None
         )
         self._stop = asyncio.Event()
 
@@ -160,6 +167,9 @@ class Daemon:
         try:
             await self.till.start()
             await self.api.start()
+            # D-Bus never stops the till from starting: without a bus it warns and retries.
+            if self.dbus is not None:
+                await self.dbus.start()
             # Everything that talks to the network starts after the API serves:
             # a till with its server gone is ready as soon as its journal is.
             await self.backend.start()
@@ -192,6 +202,8 @@ class Daemon:
                 await self.swish.stop()
                 await self.sync.stop()
                 await self.monitor.stop()
+                if self.dbus is not None:
+                    await self.dbus.stop()
                 await self.api.stop()
                 await self.backend.close()
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +56,17 @@ class ApiSection(Section):
     cashier_group: str = "tilld-cashier"
     tech_group: str = "tilld-tech"
     max_clients: int = Field(default=256, ge=1)
+
+    @field_validator("dbus")
+    @classmethod
+    def _bus(cls, value: str) -> str:
+        # A D-Bus address is TRANSPORT:KEY=VALUE[,...] (D-Bus specification, "Server Addresses").
+        if value in ("system", "session", "none") or re.fullmatch(r"[a-z-]+:[^=]+=.*", value):
+            return value
+        raise ValueError(
+            'use "system", "session", "none" or a bus address such as '
+            '"unix:path=/run/tilld/bus.sock"'
+        )
 
 
 class CatalogSection(Section):

@@ -546,6 +546,10 @@ class Till:
 
     def _after_append(self) -> None:
         self._pending["entries"] += 1
+        # The one place a local append changes the pending counts; sync publishes
+        # the other direction. So a UI's offline badge (D-Bus PendingEntries) follows
+        # events instead of polling status.get.
+        self._publish_sync()
         if self.sync is not None:
             self.sync.kick()
 
@@ -603,11 +607,10 @@ class Till:
         self._publish_sync(error=error)
 
     def _publish_sync(self, error: str | None = None) -> None:
-        assert self.sync is not None
         self.events.publish(
             "sync",
             pending=dict(self._pending),
-            unsent=self.sync.unsent,
+            unsent=self.sync.unsent if self.sync is not None else self._pending["entries"],
             error=error,
         )
 

@@ -2,24 +2,18 @@
 
 Transport-free: the socket adapter feeds it decoded messages and writes back
 what it returns. No traceback ever reaches a client: unexpected errors are
-logged in full here and answered with -32603 and a pointer to the log.
+logged in full (api/calls.py) and answered with -32603 and a pointer to the log.
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
-from collections.abc import Callable
 from typing import Any
-
-from pydantic import ValidationError
 
 from ..errors import Refused
 from ..till import Till
-from .operations import BY_NAME, Operation, Params
+from .calls import Forbidden, InternalFailure, InvalidParams, Subscriber, invoke
+from .operations import BY_NAME
 from .roles import Caller, Role
-
-log = logging.getLogger("tilld.api")
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -28,8 +22,6 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 FORBIDDEN = -32001
 REFUSED = -32010
-
-Subscriber = Callable[[Params], dict[str, Any]]
 
 
 def error(id_: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -91,46 +83,15 @@ class Dispatcher:
         op = BY_NAME.get(name)
         if op is None:
             return error(id_, METHOD_NOT_FOUND, f"no method {name!r}; see docs/api.md")
-        if role < op.role:
-            return error(
-                id_,
-                FORBIDDEN,
-                "forbidden",
-                {
-                    "message": f"{caller.describe()} may not call {name}: it needs the "
-                    f"{op.role.name.lower()} role (group tilld-cashier or tilld-tech)."
-                },
-            )
         try:
-            parsed = op.params.model_validate(params)
-        except ValidationError as exc:
-            problems = [_param_problem(e) for e in exc.errors()]
-            return error(
-                id_, INVALID_PARAMS, "invalid params: " + "; ".join(problems), {"errors": problems}
-            )
-        try:
-            result = await self._run(op, parsed, subscribe)
+            result = await invoke(self.till, op, params, caller, role, subscribe)
+        except Forbidden as exc:
+            return error(id_, FORBIDDEN, "forbidden", {"message": exc.message})
+        except InvalidParams as exc:
+            return error(id_, INVALID_PARAMS, exc.message, {"errors": exc.problems})
         except Refused as refusal:
             data = {"reason": refusal.reason, "message": refusal.message, **refusal.details}
             return error(id_, REFUSED, refusal.message, data)
-        except Exception:
-            log.exception("%s failed for %s", name, caller.describe())
-            return error(
-                id_, INTERNAL_ERROR, f"internal error in {name}; the tilld log has details"
-            )
+        except InternalFailure as exc:
+            return error(id_, INTERNAL_ERROR, exc.message)
         return {"jsonrpc": "2.0", "id": id_, "result": result}
-
-    async def _run(self, op: Operation, params: Params, subscribe: Subscriber) -> Any:
-        if op.handler is None:
-            return subscribe(params)
-        result = op.handler(self.till, params)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-
-def _param_problem(err: Any) -> str:
-    where = ".".join(str(part) for part in err["loc"]) or "params"
-    if err["type"] == "extra_forbidden":
-        return f"{where}: unknown parameter"
-    return f"{where}: {err['msg']}"

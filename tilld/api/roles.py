@@ -50,6 +50,11 @@ def _peer_groups(sock: socket.socket, pid: int) -> list[int]:
     except OSError:
         pass
     # Kernels before 4.13 lack SO_PEERGROUPS; /proc is the next best source.
+    return proc_groups(pid)
+
+
+def proc_groups(pid: int) -> list[int]:
+    """A process's supplementary groups from /proc, or [] if it is gone."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:

@@ -24,6 +24,7 @@ import aiohttp
 from ..app import Daemon
 from ..config import Settings
 from ..errors import Refused, StartupError
+from .bus import PrivateBus
 
 DEMO_CATALOG = "catalog.json"
 START_TIMEOUT_S = 20
@@ -124,6 +125,7 @@ def demo_settings(
     internet: str = "",
     printer: str = "",
     scanner: Path | None = None,
+    dbus: str = "none",
 ) -> Settings:
     catalog = resources.files(__package__) / DEMO_CATALOG
     return Settings(
@@ -134,7 +136,7 @@ def demo_settings(
             "address": "Museigatan 1, 111 11 Stockholm",
         },
         paths={"state_dir": state_dir},
-        api={"socket_path": state_dir / "tilld.sock", "dbus": "none"},
+        api={"socket_path": state_dir / "tilld.sock", "dbus": dbus},
         catalog={"file": str(catalog)},
         backend={"url": backend_url, "token_file": str(state_dir / "backend.token")},
         connectivity={
@@ -175,8 +177,11 @@ async def run_stack(state_dir: Path) -> None:
         ],
         state_dir / "backend.log",
     )
-    helpers = [backend]
+    helpers: list[Helper | PrivateBus] = [backend]
     try:
+        bus = PrivateBus(state_dir)
+        helpers.append(bus)
+        dbus_address = await bus.start()
         backend_url = (await backend.start("listening"))["listening"]
         server_proxy = Helper(
             "server switch",
@@ -228,6 +233,7 @@ async def run_stack(state_dir: Path) -> None:
             internet["listening"],
             printer=printer["listening"],
             scanner=state_dir / "scanner",
+            dbus=dbus_address,
         )
         daemon = Daemon(settings)
         daemon.till.demo = DemoSwitches(
@@ -250,6 +256,7 @@ def announce(settings: Settings, backend_url: str) -> None:
     ctl = f"{tillctl} --socket {socket_path}"
     print(f"socket={socket_path}", flush=True)
     print(f"backend={backend_url}", flush=True)
+    print(f"dbus={settings.api.dbus}", flush=True)
     print(
         "\ntilld demo is running (Ctrl-C stops it). In another terminal try:\n"
         f"  {ctl} status\n"
@@ -273,6 +280,10 @@ def announce(settings: Settings, backend_url: str) -> None:
         f"  {ctl} devices\n"
         f"  {ctl} demo printer down     # pull its cable; or paper-out, cover-open, up\n"
         f"  {ctl} printer test\n",
+        "Over D-Bus (the private bus above):\n"
+        f"  busctl --address={settings.api.dbus} introspect org.tilld.Till1 /org/tilld/Till1\n"
+        f"  busctl --address={settings.api.dbus} call org.tilld.Till1 /org/tilld/Till1 "
+        "org.tilld.Till1.Till StatusGet\n",
         flush=True,
     )
 

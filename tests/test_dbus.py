@@ -1,0 +1,207 @@
+"""The D-Bus API on a real private dbus-daemon enforcing systemd/org.tilld.Till1.conf.
+
+The daemon is a real subprocess owning org.tilld.Till1 on a system-type bus
+whose configuration is the system bus's default policy plus an <include> of
+the shipped policy file; the client is dbus-fast in the test process (root).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, TillProcess
+from dbussims import Bus, Client, DBusCallError, options, wait_for_name
+from sims import Backend, Proxy, online_config, wait_for
+
+from tilld.api.dbus_names import BUS_NAME, INTERFACE, OBJECT_PATH
+from tilld.cli.dbus_xml import documents
+
+TICKET_CODE = "TK00000000DEMO1"  # matches the demo catalog's ticket code pattern
+
+
+@pytest.fixture
+def bus(short_tmp):
+    b = Bus(short_tmp)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def till(short_tmp, bus):
+    process = TillProcess(short_tmp, {"api": {"dbus": bus.address}}).start()
+    yield process
+    process.kill()
+
+
+@pytest.fixture
+def dbus(bus, till):
+    client = Client(bus.address)
+    wait_for_name(client)
+    yield client
+    client.close()
+
+
+def test_a_full_sale_over_dbus(dbus):
+    sale_id = dbus.call("SaleOpen")["sale_id"]
+    added = dbus.call("SaleAdd", "sa{sv}", sale_id, options(plu="300", quantity=2))
+    assert added["line_id"] == 1 and added["sale"]["total"] == 7000
+    paid = dbus.call("SalePay", "ssx", sale_id, "cash", 10000)
+    assert (paid["status"], paid["change"], paid["receipt_no"]) == ("completed", 3000, 1)
+    receipt = dbus.call("SaleGet", "s", sale_id)
+    assert receipt["state"] == "completed" and receipt["receipt_no"] == 1
+    assert receipt["lines"][0]["name"] == "Kaffe" and receipt["payments"][0]["method"] == "cash"
+    signal = dbus.wait_signal("SaleCompleted", lambda body: body[0] == sale_id)
+    assert signal[1]["receipt_no"] == 1 and signal[1]["total"] == 7000
+    dbus.wait_property("PendingEntries", 1)
+    assert dbus.properties()["PendingEntries"] == 1
+
+
+def test_refusals_are_named_errors_with_plain_words(dbus):
+    sale_id = dbus.call("SaleOpen")["sale_id"]
+    dbus.call("SaleAdd", "sa{sv}", sale_id, options(plu="300"))
+    with pytest.raises(DBusCallError) as refused:
+        dbus.call("SalePay", "ssxa{sv}", sale_id, "swish", 3500, {})
+    assert refused.value.name == "org.tilld.Till1.Error.MethodUnavailableOffline"
+    assert "unreachable" in refused.value.text and "Take cash" in refused.value.text
+
+
+def test_invalid_params_are_invalid_args_with_the_models_words(dbus):
+    sale_id = dbus.call("SaleOpen")["sale_id"]
+    with pytest.raises(DBusCallError) as negative:
+        dbus.call("SalePay", "ssx", sale_id, "cash", -1)
+    assert negative.value.name == "org.freedesktop.DBus.Error.InvalidArgs"
+    assert "amount: Input should be greater than or equal to 0" in negative.value.text
+    with pytest.raises(DBusCallError) as wrong_type:
+        dbus.call("SaleAdd", "sa{sv}", sale_id, options(plu="300", quantity="2"))
+    assert "quantity: Input should be a valid integer" in wrong_type.value.text
+    with pytest.raises(DBusCallError) as signature:
+        dbus.call("SalePay", "ss", sale_id, "cash")
+    assert signature.value.name == "org.freedesktop.DBus.Error.InvalidArgs"
+    assert "SalePay takes (s sale_id, s method, x amount, a{sv} options)" in signature.value.text
+
+
+def test_properties_are_read_only_and_unknown_methods_are_named(dbus):
+    with pytest.raises(DBusCallError) as read_only:
+        dbus.raw_call(
+            "Set",
+            "ssv",
+            [INTERFACE, "Mode", options(m="online")["m"]],
+            "org.freedesktop.DBus.Properties",
+        )
+    assert read_only.value.name == "org.freedesktop.DBus.Error.PropertyReadOnly"
+    with pytest.raises(DBusCallError) as unknown:
+        dbus.call("EventsSubscribe")
+    assert unknown.value.name == "org.freedesktop.DBus.Error.UnknownMethod"
+
+
+def test_introspection_xml_in_docs_matches_the_running_service(dbus):
+    served = documents(dbus.introspect())
+    stale = [
+        name
+        for name, text in served.items()
+        if not (REPO / "docs" / "dbus" / name).exists()
+        or (REPO / "docs" / "dbus" / name).read_text(encoding="utf-8") != text
+    ]
+    assert not stale, f"docs/dbus/{stale} differ from the running service; run make dbus-xml"
+
+
+@pytest.fixture
+def site(short_tmp, bus):
+    backend = Backend(short_tmp)
+    server = Proxy(short_tmp, "server", backend.address)
+    internet = Proxy(short_tmp, "internet", None)
+    config = online_config(backend, server, internet)
+    config["api"] = {"dbus": bus.address}
+    till = TillProcess(short_tmp, config).start()
+    client = Client(bus.address)
+    wait_for_name(client)
+    yield till, server, client
+    client.close()
+    till.kill()
+    for p in (internet, server, backend):
+        p.stop()
+
+
+def test_mode_and_scan_signals_follow_the_back_end_going_down(site):
+    _till, server, dbus = site
+    wait_for(lambda: dbus.properties()["Mode"] == "online", what="mode online")
+    server.set_mode("refuse")
+    assert dbus.wait_signal("ModeChanged") == ["server-unreachable"]
+    dbus.wait_property("Mode", "server-unreachable")
+    assert dbus.properties()["ServerReachable"] is False
+
+    result = dbus.call("ScanSubmit", "s", TICKET_CODE)
+    assert (result["kind"], result["status"]) == ("ticket", "captured")
+    _code, scanned = dbus.wait_signal("Scanned", lambda body: body[0] == TICKET_CODE)
+    assert scanned["status"] == "captured" and scanned["scan_id"] == result["scan_id"]
+    dbus.wait_property("PendingEntries", 1)
+
+    server.set_mode("pass")
+    assert dbus.wait_signal("ModeChanged") == ["online"]
+    # Sync delivers the scan: the pending count falls back to zero, signalled.
+    dbus.wait_property("PendingEntries", 0)
+    assert dbus.wait_signal("SyncProgress", lambda body: body == [0]) == [0]
+
+
+def test_the_till_sells_when_the_bus_refuses_its_name(short_tmp):
+    # The same bus without the shipped policy: nobody may own org.tilld.Till1.
+    bus = Bus(short_tmp, policy=None)
+    till = TillProcess(short_tmp, {"api": {"dbus": bus.address}}).start()
+    try:
+        client = till.client()
+        sale_id = client.call("sale.open")["sale_id"]
+        client.call("sale.add", sale_id=sale_id, plu="300")
+        assert client.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)["status"] == (
+            "completed"
+        )
+        client.close()
+        log = till.log()
+        assert "refused org.tilld.Till1" in log and "AccessDenied" in log
+        assert "the socket API keeps serving" in log
+    finally:
+        till.kill()
+        bus.stop()
+
+
+def test_the_till_starts_without_any_bus(short_tmp):
+    till = TillProcess(short_tmp, {"api": {"dbus": f"unix:path={short_tmp}/no-bus"}}).start()
+    try:
+        client = till.client()
+        assert client.call("status.get")["till_id"] == "till-test"
+        client.close()
+        assert "cannot connect to the bus at unix:path=" in till.log()
+    finally:
+        till.kill()
+
+
+def test_the_demo_serves_dbus_on_a_private_bus(short_tmp):
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "tilld.cli.daemon", "demo", "--state-dir", str(short_tmp / "d")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        announced = {}
+        while "dbus" not in announced:
+            line = demo.stdout.readline()
+            assert line, "the demo exited before announcing dbus="
+            key, _, value = line.strip().partition("=")
+            announced[key] = value
+        assert announced["dbus"].startswith(f"unix:path={short_tmp / 'd' / 'dbus.sock'}")
+        shown = subprocess.run(
+            ["busctl", f"--address={announced['dbus']}", "introspect", BUS_NAME, OBJECT_PATH],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert INTERFACE in shown.stdout and ".SaleOpen" in shown.stdout
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(30)
+        demo.stdout.close()

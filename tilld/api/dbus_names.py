@@ -1,0 +1,59 @@
+"""Every D-Bus name tilld uses, in one place (CONTRACT.md, "D-Bus").
+
+Like firewalld's ``config/dbus.py``: the bus name, object path, interface,
+error names and the two naming rules (operation -> method, refusal reason ->
+error) live here so a rename is one edit and the docs can point at one file.
+"""
+
+from __future__ import annotations
+
+BUS_NAME = "org.tilld.Till1"
+OBJECT_PATH = "/org/tilld/Till1"
+INTERFACE = "org.tilld.Till1.Till"
+ERROR_PREFIX = "org.tilld.Till1.Error."
+# Set on an options argument in the introspection XML: the keys it takes and their types.
+OPTIONS_ANNOTATION = "org.tilld.Till1.Options"
+
+# The message bus itself.
+DBUS_NAME = "org.freedesktop.DBus"
+DBUS_PATH = "/org/freedesktop/DBus"
+DBUS_INTERFACE = "org.freedesktop.DBus"
+PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
+INTROSPECTABLE_INTERFACE = "org.freedesktop.DBus.Introspectable"
+PEER_INTERFACE = "org.freedesktop.DBus.Peer"
+
+# Standard errors tilld answers with (the D-Bus specification's names).
+ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
+UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
+UNKNOWN_INTERFACE = "org.freedesktop.DBus.Error.UnknownInterface"
+UNKNOWN_PROPERTY = "org.freedesktop.DBus.Error.UnknownProperty"
+PROPERTY_READ_ONLY = "org.freedesktop.DBus.Error.PropertyReadOnly"
+FAILED = "org.freedesktop.DBus.Error.Failed"
+
+# Operations D-Bus does not serve, and why (docs/api.md says the same).
+SOCKET_ONLY = {"events.subscribe": "D-Bus clients receive signals instead"}
+
+
+def _camel(words: str, separators: str) -> str:
+    for sep in separators:
+        words = words.replace(sep, " ")
+    return "".join(word[:1].upper() + word[1:] for word in words.split())
+
+
+def method_name(operation: str) -> str:
+    """``sale.open`` -> ``SaleOpen``, ``admin.journal_verify`` -> ``AdminJournalVerify``."""
+    return _camel(operation, "._-")
+
+
+def error_name(reason: str) -> str:
+    """``card-brand-online-only`` -> ``org.tilld.Till1.Error.CardBrandOnlineOnly``."""
+    return ERROR_PREFIX + _camel(reason, "-_.")
+
+
+def reason_of(error: str) -> str | None:
+    """The refusal reason back from an error name (for clients and tests), or None."""
+    if not error.startswith(ERROR_PREFIX):
+        return None
+    camel = error.removeprefix(ERROR_PREFIX)
+    return "".join("-" + c.lower() if c.isupper() else c for c in camel).lstrip("-")
