@@ -237,8 +237,8 @@ def signals_for(event: dict[str, Any]) -> list[tuple[str, str, list[Any]]]:
         return [("SaleCompleted", "sa{sv}", [sale_id, to_vardict(rest)])]
     if topic == "sync":
         return [("SyncProgress", "u", [max(0, int(event["pending"]["entries"]))])]
-    if topic == "device":
-        state = str(event.get("state") or event.get("event") or "")
-        detail = str(event.get("detail") or event.get("message") or "")
-        return [("DeviceStatus", "sss", [str(event.get("device", "")), state, detail])]
+    if topic == "device" and event.get("event") == "status":
+        # Only state changes: garbage reports and print results are not a status.
+        device, state, detail = (str(event.get(k, "")) for k in ("device", "state", "detail"))
+        return [("DeviceStatus", "sss", [device, state, detail])]
     return []

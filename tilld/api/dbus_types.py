@@ -57,6 +57,9 @@ def unwrap(value: Any) -> Any:
 def signature_of(annotation: Any) -> str:
     """The D-Bus type of a parameter model's field annotation."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        # StrictInt and friends: the constraint is pydantic's, the type is the first argument.
+        return signature_of(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(members) == 1:
