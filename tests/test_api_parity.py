@@ -55,6 +55,12 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("admin.journal_export", {"format": "csv"}),
     ("admin.report", {"kind": "x"}),
     ("admin.devices", {}),
+    # No printer in these tills: the same refusals on both.
+    ("receipt.print", {"receipt_no": 1}),
+    ("receipt.print", {"receipt_no": 1, "sale_id": SALE}),
+    ("drawer.open", {}),
+    ("admin.printer_test", {}),
+    ("sale.open", {"training": True}),
 ]
 
 VOLATILE = [
