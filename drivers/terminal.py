@@ -19,6 +19,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
+class DeclineReason(StrEnum):
+    """Why a terminal said no, where the till's rules care, in no protocol's terms."""
+
+    NEEDS_ONLINE = "needs-online"  # the card cannot be authorised offline (Maestro, V PAY...)
+    OFFLINE_STORE_FULL = "offline-store-full"  # no room left for offline payments
+    OTHER = "other"
+
+
 class Outcome(StrEnum):
     APPROVED = "approved"
     DECLINED = "declined"  # the terminal or the card issuer said no; nothing charged
@@ -76,6 +84,7 @@ class TerminalResult:
     transaction: CardTransaction | None = None
     receipt_lines: tuple[str, ...] = ()  # print lines / text blocks for the receipt
     doubt: InDoubt | None = None  # set exactly when outcome is IN_DOUBT
+    decline_reason: DeclineReason = DeclineReason.OTHER
 
     @property
     def approved(self) -> bool:

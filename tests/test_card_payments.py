@@ -278,3 +278,14 @@ def test_a_card_sale_over_a_serial_terminal_on_a_pty(short_tmp: Path) -> None:
         site.till.kill()
         for sim in (site.terminal, site.internet, site.server, site.backend):
             sim.stop()
+
+
+def test_offline_maestro_declined_by_the_terminal_is_refused_as_online_only(card_site) -> None:
+    card_site.internet_down()
+    card_site.terminal.set(brand="maestro")  # a well-behaved terminal will not take it offline
+    with pytest.raises(RpcError) as refused:
+        pay_card(card_site.client)
+    assert refused.value.reason == "card-brand-online-only"
+    assert approved(card_site) == []
+    card_site.terminal.set(brand="visa")
+    assert pay_card(card_site.client)["card"]["offline"] is True

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from drivers.terminal import (
     CardTerminal,
     CardTransaction,
+    DeclineReason,
     InDoubt,
     Outcome,
     TerminalError,
@@ -333,8 +334,26 @@ class CardPayments:
             self.offline_stored += 1
         self._publish(outcome, sale.sale_id, payment_id, amount=amount, text=text)
 
-    @staticmethod
-    def _refuse_outcome(result: TerminalResult) -> dict[str, Any]:
+    def _refuse_outcome(self, result: TerminalResult) -> dict[str, Any]:
+        reason = result.decline_reason
+        if reason is DeclineReason.NEEDS_ONLINE and not self.till.connectivity.internet:
+            # The terminal itself would not take this card offline: a brand
+            # that must go online (Maestro, Visa Electron, V PAY).
+            allowed = ", ".join(sorted(self.till.card_policy.offline_brands)) or "none"
+            raise Refused(
+                "card-brand-online-only",
+                "This card needs the internet, which is down; nothing was charged. Without "
+                f"it only these brands work: {allowed}. Ask for another card, cash or "
+                "manual Swish.",
+            )
+        if reason is DeclineReason.OFFLINE_STORE_FULL:
+            raise Refused(
+                "offline-card-limit-reached",
+                "The terminal's offline store is full; nothing was charged. Take cash or "
+                "manual Swish until the internet is back.",
+                stored=self.offline_stored,
+                limit=self.till.card_policy.offline_limit,
+            )
         if result.outcome is Outcome.ABORTED:
             raise Refused(
                 "card-aborted",

@@ -22,6 +22,7 @@ from ..device import Backoff, DeviceListener, DeviceUnavailable, SupervisedDevic
 from ..terminal import (
     CardTerminal,
     CardTransaction,
+    DeclineReason,
     InDoubt,
     IntermediateStatus,
     Outcome,
@@ -51,6 +52,12 @@ from .link import ApduLink, LinkClosed, LinkTimeout
 from .transport import Transport
 
 log = logging.getLogger("tilld.drivers.zvt")
+
+# ZVT result codes the till's card rules act on, in the interface's terms.
+DECLINE_REASONS = {
+    codes.RESULT_OFFLINE_ERROR: DeclineReason.NEEDS_ONLINE,
+    codes.RESULT_MEMORY_FULL: DeclineReason.OFFLINE_STORE_FULL,
+}
 
 
 @dataclass(frozen=True)
@@ -389,7 +396,14 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
             code = flow.code
             outcome = Outcome.ABORTED if code == codes.RESULT_ABORTED else Outcome.DECLINED
             return TerminalResult(
-                outcome, amount, ref, code, codes.result_text(code), transaction, lines
+                outcome,
+                amount,
+                ref,
+                code,
+                codes.result_text(code),
+                transaction,
+                lines,
+                decline_reason=DECLINE_REASONS.get(code, DeclineReason.OTHER),
             )
         code = transaction.result_code if transaction is not None else codes.RESULT_APPROVED
         outcome = Outcome.APPROVED if code == codes.RESULT_APPROVED else Outcome.DECLINED

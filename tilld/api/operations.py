@@ -124,8 +124,8 @@ class SyncNowParams(Params):
 
 
 class DemoSwitchParams(Params):
-    target: Literal["server", "internet", "printer", "scanner"]
-    state: Literal["up", "down", "blackhole", "paper-out", "paper-low", "cover-open"]
+    target: Literal["server", "internet", "printer", "scanner", "card"]
+    state: str = Field(min_length=1, max_length=32)  # the demo names what each switch can be
 
 
 class PrintParams(Params):
@@ -280,7 +280,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "demo.set",
         DemoSwitchParams,
         Role.CASHIER,
-        "The demo only: switch its server, internet, printer or scanner (down, up, ...).",
+        "The demo only: switch its server, internet, printer, scanner or card terminal.",
         lambda till, p: till.demo_set(p.target, p.state),
     ),
     Operation(

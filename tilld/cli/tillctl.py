@@ -416,10 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     scans.add_argument("--pending", action="store_true", help="only those not yet registered")
     scans.add_argument("--limit", type=int, default=100)
     scans.set_defaults(run=cmd_scans)
-    demo = sub.add_parser("demo", help="switch the demo's server, internet, printer or scanner")
-    demo.add_argument("target", choices=["server", "internet", "printer", "scanner"])
+    demo = sub.add_parser(
+        "demo", help="switch the demo's server, internet, printer, scanner or card terminal"
+    )
+    demo.add_argument("target", choices=["server", "internet", "printer", "scanner", "card"])
     demo.add_argument(
-        "state", choices=["up", "down", "blackhole", "paper-out", "paper-low", "cover-open"]
+        "state",
+        help="up, down, blackhole; printer: paper-out, paper-low, cover-open; "
+        "card: visa, mastercard, maestro, visa-electron, vpay, amex, decline",
     )
     demo.set_defaults(run=cmd_demo)
     watch = sub.add_parser("watch", help="print live events until Ctrl-C")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import subprocess
 import sys
@@ -29,48 +30,81 @@ from .bus import PrivateBus
 DEMO_CATALOG = "catalog.json"
 START_TIMEOUT_S = 20
 
-# tillctl demo TARGET STATE -> the simulator control calls that play it.
-SWITCH_CALLS: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {
-    "server": {
-        "up": [("/mode", {"mode": "pass"})],
-        "down": [("/mode", {"mode": "refuse"})],
-        "blackhole": [("/mode", {"mode": "blackhole"})],
+# tillctl demo TARGET STATE -> the simulator control calls that play it:
+# (simulator, HTTP path, body), or (terminal, None, script) for the card
+# terminal simulator's line-JSON control.
+Call = tuple[str, str | None, dict[str, Any]]
+PROXY_STATES: dict[str, dict[str, Any]] = {
+    "up": {"mode": "pass"},
+    "down": {"mode": "refuse"},
+    "blackhole": {"mode": "blackhole"},
+}
+CARD_STATES = ("visa", "mastercard", "maestro", "visa-electron", "vpay", "amex")
+SWITCHES: dict[str, dict[str, list[Call]]] = {
+    "server": {state: [("server", "/mode", body)] for state, body in PROXY_STATES.items()},
+    # Without the internet the terminal cannot reach the card network either.
+    "internet": {
+        state: [("internet", "/mode", body), ("terminal", None, {"online": state == "up"})]
+        for state, body in PROXY_STATES.items()
     },
     "printer": {
-        "up": [("/plug", {}), ("/state", {"state": "ok"})],
-        "down": [("/pull", {})],
-        "paper-out": [("/state", {"state": "paper-out"})],
-        "paper-low": [("/state", {"state": "paper-low"})],
-        "cover-open": [("/state", {"state": "cover-open"})],
+        "up": [("printer", "/plug", {}), ("printer", "/state", {"state": "ok"})],
+        "down": [("printer", "/pull", {})],
+        "paper-out": [("printer", "/state", {"state": "paper-out"})],
+        "paper-low": [("printer", "/state", {"state": "paper-low"})],
+        "cover-open": [("printer", "/state", {"state": "cover-open"})],
     },
-    "scanner": {"up": [("/plug", {})], "down": [("/unplug", {})]},
-}
-SWITCH_CALLS["internet"] = SWITCH_CALLS["server"]
+    "scanner": {"up": [("scanner", "/plug", {})], "down": [("scanner", "/unplug", {})]},
+    "card": {
+        **{brand: [("terminal", None, {"brand": brand, "decision": "approve"})]
+           for brand in CARD_STATES},
+        "decline": [("terminal", None, {"decision": "decline"})],
+    },
+}  # fmt: skip
 
 
 class DemoSwitches:
-    """The demo's switches: server, internet, printer, scanner, via the simulators' controls."""
+    """The demo's switches (server, internet, printer, scanner, card), via the simulators."""
 
     def __init__(self, controls: dict[str, str]) -> None:
-        self.controls = controls  # target -> "host:port" of its simulator's control API
-        self.states = dict.fromkeys(controls, "up")
+        self.controls = controls  # simulator -> "host:port" of its control API
+        self.states = {target: "up" for target in SWITCHES if target != "card"}
+        self.states["card"] = "visa"
 
     async def set(self, target: str, state: str) -> dict[str, Any]:
-        if target not in self.controls:
+        if target not in SWITCHES:
             raise Refused("unknown-switch", f"The demo has no switch called {target!r}.")
-        calls = SWITCH_CALLS[target].get(state)
+        calls = SWITCHES[target].get(state)
         if calls is None:
             raise Refused(
                 "unknown-switch",
-                f"The demo's {target} can be {', '.join(SWITCH_CALLS[target])}, not {state!r}.",
+                f"The demo's {target} can be {', '.join(SWITCHES[target])}, not {state!r}.",
             )
         async with aiohttp.ClientSession() as session:
-            for path, body in calls:
-                url = f"http://{self.controls[target]}{path}"
+            for simulator, path, body in calls:
+                if simulator not in self.controls:
+                    continue
+                if path is None:
+                    await _terminal_script(self.controls[simulator], body)
+                    continue
+                url = f"http://{self.controls[simulator]}{path}"
                 async with session.post(url, json=body) as response:
                     response.raise_for_status()
         self.states[target] = state
         return {"target": target, "state": state, "switches": dict(self.states)}
+
+
+async def _terminal_script(control: str, script: dict[str, Any]) -> None:
+    host, _, port = control.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(json.dumps({"op": "set", **script}).encode() + b"\n")
+        await writer.drain()
+        answer = json.loads(await reader.readline())
+    finally:
+        writer.close()
+    if not answer.get("ok"):
+        raise Refused("unknown-switch", f"The demo terminal refused {script}: {answer}")
 
 
 class Helper:
@@ -125,6 +159,7 @@ def demo_settings(
     internet: str = "",
     printer: str = "",
     scanner: Path | None = None,
+    terminal: str = "",
     dbus: str = "none",
 ) -> Settings:
     catalog = resources.files(__package__) / DEMO_CATALOG
@@ -148,7 +183,10 @@ def demo_settings(
         devices={
             "scanner": {"kind": "serial", "port": str(scanner)} if scanner else {},
             "printer": {"kind": "network", "address": printer} if printer else {},
+            "terminal": {"kind": "zvt-tcp", "address": terminal} if terminal else {},
         },
+        # A small offline limit, so the demo reaches it in a few sales.
+        card={"offline_limit": 3},
     )
 
 
@@ -227,12 +265,20 @@ async def run_stack(state_dir: Path) -> None:
         )
         helpers.append(scanner_sim)
         scanner = await scanner_sim.start("pty", "control", stdin=True)
+        terminal_sim = Helper(
+            "card terminal",
+            ["-m", "drivers.sim.terminal", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"],
+            state_dir / "terminal.log",
+        )
+        helpers.append(terminal_sim)
+        terminal = await terminal_sim.start("listening", "control")
         settings = demo_settings(
             state_dir,
             f"http://{server['listening']}",
             internet["listening"],
             printer=printer["listening"],
             scanner=state_dir / "scanner",
+            terminal=terminal["listening"],
             dbus=dbus_address,
         )
         daemon = Daemon(settings)
@@ -242,6 +288,7 @@ async def run_stack(state_dir: Path) -> None:
                 "internet": internet["control"],
                 "printer": printer["control"],
                 "scanner": scanner["control"],
+                "terminal": terminal["control"],
             }
         )
         await daemon.run(on_ready=lambda: announce(settings, backend_url))
@@ -279,7 +326,12 @@ def announce(settings: Settings, backend_url: str) -> None:
         f"{settings.paths.state_dir / 'receipts'}/ as text.\n"
         f"  {ctl} devices\n"
         f"  {ctl} demo printer down     # pull its cable; or paper-out, cover-open, up\n"
-        f"  {ctl} printer test\n",
+        f"  {ctl} printer test\n"
+        "Cards (a ZVT terminal simulator; the internet switch takes it offline too):\n"
+        f"  {ctl} call sale.pay sale_id=$SALE method=card amount:=3500\n"
+        f"  {ctl} demo internet down    # Visa still works, offline, up to 3 payments\n"
+        f"  {ctl} demo card maestro     # refused offline: card-brand-online-only\n"
+        f"  {ctl} demo card visa; {ctl} demo internet up   # the terminal is flushed\n"
         "Over D-Bus (the private bus above):\n"
         f"  busctl --address={settings.api.dbus} introspect org.tilld.Till1 /org/tilld/Till1\n"
         f"  busctl --address={settings.api.dbus} call org.tilld.Till1 /org/tilld/Till1 "
