@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format bench dbus-xml system-deps clean
+.PHONY: demo test test-long lint format bench dbus-xml system-deps clean
 
 demo: $(STAMP)
 	$(BIN)/tilld demo --state-dir .tilld-demo
@@ -17,6 +17,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+# The fault suite at full strength: 800 SIGKILLs during sales and 200 while
+# syncing (1,000 in all) and two minutes of mixed back-end faults. CI runs it
+# after `make test`; `make test` runs the same tests smaller.
+test-long: $(STAMP)
+	TILLD_CRASH_KILLS=800 TILLD_SYNC_KILLS=200 TILLD_CHAOS_S=120 \
+		$(BIN)/pytest -q tests/test_crash.py tests/test_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

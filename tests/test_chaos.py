@@ -83,12 +83,13 @@ def test_mixed_backend_faults_while_selling_and_scanning_deliver_everything_once
     check_delivered_exactly_once(site, entries, scans)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(600 + 3 * SYNC_KILLS)
 def test_sigkill_while_draining_loses_and_doubles_nothing(site) -> None:  # noqa: F811
     rng = random.Random(os.environ.get("TILLD_CHAOS_SEED", "kills"))
     site.server.set_mode("refuse")
     site.wait_mode("server-unreachable")
-    n = 2000
+    # Enough 20-entry batches that every kill lands in the middle of the drain.
+    n = max(2000, 40 * SYNC_KILLS) // 100 * 100
     for _ in range(n // 100):
         ids = [r["sale_id"] for r in batch(site.client, [("sale.open", {})] * 100)]
         batch(site.client, [("sale.add", {"sale_id": s, "plu": "300"}) for s in ids])
