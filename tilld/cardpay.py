@@ -123,8 +123,8 @@ class CardPayments:
                     "terminal again by itself. Take cash or manual Swish meanwhile, and check "
                     "the terminal's display or last receipt if it lasts.",
                 )
-            # The limit is checked again under the lock: two tills' worth of
-            # requests must not both take the last offline slot.
+            # Checked again here: resolving a doubt may just have used the last
+            # offline slot.
             self._check_rules(CardFacts(offline_stored=self.offline_stored, terminal_ready=True))
             payment = sale.tender("card", amount)
             doubt = terminal.doubt_record(amount, payment.payment_id)
@@ -161,7 +161,7 @@ class CardPayments:
                 ) from None
             finally:
                 self._running.pop(sale.sale_id, None)
-            return await self._settle(sale, payment, result)
+            return await self._settle(sale, payment, result, doubt)
 
     async def cancel(self, sale_id: str, payment_id: str) -> dict[str, Any] | None:
         """The cashier cancels a card payment waiting at the terminal (None: not ours)."""
@@ -180,22 +180,18 @@ class CardPayments:
         if not decision.allowed:
             raise Refused(decision.reason or "refused", decision.message or "", **decision.details)
 
-    async def _settle(self, sale: Sale, payment: Payment, result: TerminalResult) -> dict[str, Any]:
+    async def _settle(
+        self, sale: Sale, payment: Payment, result: TerminalResult, intent: InDoubt
+    ) -> dict[str, Any]:
         payment_id, amount = payment.payment_id, payment.amount
         if result.outcome is Outcome.IN_DOUBT:
             # Ask at once: most doubts are a blip the terminal can answer now.
             assert result.doubt is not None
             result = await self._ask(result.doubt)
             if result.outcome is Outcome.IN_DOUBT:
-                self._doubts[payment_id] = {
-                    "sale_id": sale.sale_id,
-                    "payment_id": payment_id,
-                    "amount": amount,
-                    "receipt_before": result.doubt.receipt_before if result.doubt else None,
-                    "receipt_before_known": bool(
-                        result.doubt and result.doubt.receipt_before_known
-                    ),
-                }
+                self._doubts[payment_id] = self._doubt_body(
+                    sale.sale_id, payment_id, amount, intent
+                )
                 self._publish("in-doubt", sale.sale_id, payment_id, amount=amount)
                 raise Refused(
                     "card-payment-in-doubt",
@@ -228,9 +224,17 @@ class CardPayments:
                 keep_sale=True,
                 receipt_lines=result.receipt_lines,
             )
-        except BaseException:
+        except Refused as exc:
+            # Charged, but the journal could not take it (a full disk): the
+            # intent is still open, so it is resolved again once it can be.
             sale.payments.remove(payment)
-            raise
+            self._doubts[payment_id] = self._doubt_body(sale.sale_id, payment_id, amount, intent)
+            raise Refused(
+                "card-payment-in-doubt",
+                f"The card was charged but could not be recorded ({exc.message}). Do not "
+                "charge it again: tilld records it as soon as it can.",
+                payment_id=payment_id,
+            ) from None
         outcome = await self.till.settle(sale)
         return {
             "payment_id": payment_id,
@@ -238,6 +242,21 @@ class CardPayments:
             "card": {k: payment.card[k] for k in ("brand", "masked_pan", "offline")},
             **outcome,
         }
+
+    def _doubt_body(
+        self, sale_id: str, payment_id: str, amount: int, doubt: InDoubt | None
+    ) -> dict[str, Any]:
+        """The same fields as the card-intent entry, which a restart reads back."""
+        return {
+            "sale_id": sale_id,
+            "payment_id": payment_id,
+            "amount": amount,
+            "receipt_before": doubt.receipt_before if doubt else None,
+            "receipt_before_known": bool(doubt and doubt.receipt_before_known),
+        }
+
+    def in_doubt_for(self, sale_id: str) -> bool:
+        return any(body["sale_id"] == sale_id for body in self._doubts.values())
 
     def _brand_refusal(self, transaction: CardTransaction, offline: bool) -> Refused | None:
         if not offline:

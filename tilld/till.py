@@ -343,6 +343,12 @@ class Till:
         async with self.sale_lock(sale_id):
             sale = self._sale(sale_id)
             sale.require_no_pending_payment()
+            if self.card is not None and self.card.in_doubt_for(sale_id):
+                raise Refused(
+                    "card-payment-in-doubt",
+                    "A card payment for this sale may have been charged; tilld is asking the "
+                    "terminal. Void the sale once it has answered.",
+                )
             entry = await self.journal.append(
                 "void",
                 sale.void_body(reason, self.connectivity.mode.value),
