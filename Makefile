@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint format bench system-deps clean install uninstall
+.PHONY: demo test lint format bench system-deps clean install install-app install-files uninstall
 
 demo: $(STAMP)
 	$(BIN)/tilld demo --state-dir .tilld-demo
@@ -72,7 +72,13 @@ PIP_INSTALL_FLAGS ?=
 MANIFEST := $(APPDIR)/share/installed-files
 ROOT := $(DESTDIR)
 
-install:
+# Stop a running till first (systemctl stop tilld): the environment is rebuilt in place.
+install: install-app
+	@$(MAKE) --no-print-directory install-files
+	@echo "installed tilld in $(ROOT)$(APPDIR); next: docs/install.md (systemd-sysusers, systemd-tmpfiles --create, systemctl enable --now tilld)"
+
+# The virtual environment with tilld and its dependencies.
+install-app:
 	@test -x $(INSTALL_PYTHON) || { echo "make install: $(INSTALL_PYTHON) is missing; apt-get install python3-venv, or set INSTALL_PYTHON" >&2; exit 1; }
 	rm -rf $(ROOT)$(APPDIR)
 	$(INSTALL_PYTHON) -m venv $(ROOT)$(APPDIR)
@@ -82,6 +88,13 @@ install:
 		grep -rlIF -- "$(ROOT)$(APPDIR)" $(ROOT)$(APPDIR) | xargs -r sed -i "s|$(ROOT)$(APPDIR)|$(APPDIR)|g"; \
 	fi
 	$(ROOT)$(APPDIR)/bin/python -m compileall -q -s $(ROOT) -p / $(ROOT)$(APPDIR)/lib >/dev/null
+	install -d $(ROOT)$(APPDIR)/share
+
+# Everything else: commands on PATH, units, users, directories, rules, the
+# example configuration (never over an existing one). Alone, it updates a
+# till's units without rebuilding the environment.
+install-files:
+	@test -x $(ROOT)$(APPDIR)/bin/tilld || { echo "make install-files: no $(ROOT)$(APPDIR)/bin/tilld; run make install" >&2; exit 1; }
 	install -d $(ROOT)$(APPDIR)/share
 	install -m 0644 systemd/tilld.toml.example $(ROOT)$(APPDIR)/share/tilld.toml.example
 	install -d $(ROOT)$(BINDIR)
@@ -111,7 +124,6 @@ install:
 	else \
 		install -m 0640 systemd/tilld.toml.example $(ROOT)$(SYSCONFDIR)/tilld/tilld.toml; \
 	fi
-	@echo "installed tilld in $(ROOT)$(APPDIR); next: docs/install.md (systemd-sysusers, systemd-tmpfiles --create, systemctl enable --now tilld)"
 
 uninstall:
 	@test -f $(ROOT)$(MANIFEST) || { echo "make uninstall: no $(ROOT)$(MANIFEST); was tilld installed with this APPDIR and DESTDIR?" >&2; exit 1; }
