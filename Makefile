@@ -29,6 +29,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/sale_latency.py --write docs/benchmarks.md
 	$(BIN)/python tests/bench/outage_figures.py --append docs/benchmarks.md
+	$(BIN)/python tests/bench/start_ready.py --append docs/benchmarks.md
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
