@@ -101,6 +101,7 @@ class Reloader:
 
     async def reload(self, origin: str) -> dict[str, Any]:
         if self._load is None:
+            log.warning("reload (%s) ignored: not started from a configuration file", origin)
             raise Refused(
                 "reload-unavailable",
                 "This daemon was not started from a configuration file (the demo builds its "
