@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-long lint format bench dbus-xml system-deps clean
+.PHONY: demo test test-long lint format bench dbus-xml system-deps clean install install-app install-files uninstall
 
 demo: $(STAMP)
 	$(BIN)/tilld demo --state-dir .tilld-demo
@@ -36,6 +36,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench/sale_latency.py --write docs/benchmarks.md
 	$(BIN)/python tests/bench/outage_figures.py --append docs/benchmarks.md
+	$(BIN)/python tests/bench/start_ready.py --append docs/benchmarks.md
 	$(BIN)/python tests/bench/api_throughput.py --append docs/benchmarks.md
 
 # docs/dbus/ from the running service's Introspect answer (tests/test_dbus.py checks it).
@@ -62,3 +63,90 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) .tilld-demo .pytest_cache .ruff_cache .hypothesis
+
+# --- Installation on a till -------------------------------------------------
+# `make install` (as root) puts tilld in its own virtual environment under
+# /opt/tilld, built from Debian's /usr/bin/python3: Debian's Python is
+# "externally managed" (PEP 668), so pip must not write into /usr, and a venv
+# keeps tilld's pinned dependencies away from apt's. The units, sysusers,
+# tmpfiles, udev rules and D-Bus policy go where systemd, udev and dbus look
+# for packaged files. On Debian 12 /lib is a symlink to /usr/lib (merged
+# /usr), so /usr/lib/systemd/system is /lib/systemd/system.
+# DESTDIR stages into another root (packaging, tests); PREFIX moves bin/ and
+# lib/ (PREFIX=/usr/local works for all but D-Bus, which reads only
+# /usr/share and /etc). Every file written is listed in $(MANIFEST), and
+# `make uninstall` removes exactly those: never /etc/tilld, never the journal.
+PREFIX ?= /usr
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
+SYSCONFDIR ?= /etc
+APPDIR ?= /opt/tilld
+INSTALL_PYTHON ?= /usr/bin/python3
+PIP_INSTALL_FLAGS ?=
+MANIFEST := $(APPDIR)/share/installed-files
+ROOT := $(DESTDIR)
+
+# Stop a running till first (systemctl stop tilld): the environment is rebuilt in place.
+install: install-app
+	@$(MAKE) --no-print-directory install-files
+	@echo "installed tilld in $(ROOT)$(APPDIR); next: docs/install.md (systemd-sysusers, systemd-tmpfiles --create, systemctl enable --now tilld)"
+
+# The virtual environment with tilld and its dependencies.
+install-app:
+	@test -x $(INSTALL_PYTHON) || { echo "make install: $(INSTALL_PYTHON) is missing; apt-get install python3-venv, or set INSTALL_PYTHON" >&2; exit 1; }
+	rm -rf $(ROOT)$(APPDIR)
+	$(INSTALL_PYTHON) -m venv $(ROOT)$(APPDIR)
+	$(ROOT)$(APPDIR)/bin/pip install --quiet --no-compile $(PIP_INSTALL_FLAGS) .
+	@# A venv built under DESTDIR names DESTDIR in its scripts; it will run from APPDIR.
+	if [ -n "$(DESTDIR)" ]; then \
+		grep -rlIF -- "$(ROOT)$(APPDIR)" $(ROOT)$(APPDIR) | xargs -r sed -i "s|$(ROOT)$(APPDIR)|$(APPDIR)|g"; \
+	fi
+	$(ROOT)$(APPDIR)/bin/python -m compileall -q -s $(ROOT) -p / $(ROOT)$(APPDIR)/lib >/dev/null
+	install -d $(ROOT)$(APPDIR)/share
+
+# Everything else: commands on PATH, units, users, directories, rules, the
+# example configuration (never over an existing one). Alone, it updates a
+# till's units without rebuilding the environment.
+install-files:
+	@test -x $(ROOT)$(APPDIR)/bin/tilld || { echo "make install-files: no $(ROOT)$(APPDIR)/bin/tilld; run make install" >&2; exit 1; }
+	install -d $(ROOT)$(APPDIR)/share
+	install -m 0644 systemd/tilld.toml.example $(ROOT)$(APPDIR)/share/tilld.toml.example
+	install -d $(ROOT)$(BINDIR)
+	ln -sfn $(APPDIR)/bin/tilld $(ROOT)$(BINDIR)/tilld
+	ln -sfn $(APPDIR)/bin/tillctl $(ROOT)$(BINDIR)/tillctl
+	install -d $(ROOT)$(UNITDIR) $(ROOT)$(SYSUSERSDIR) $(ROOT)$(TMPFILESDIR)
+	sed -e 's|/usr/bin/tilld|$(BINDIR)/tilld|' -e 's|/etc/tilld/|$(SYSCONFDIR)/tilld/|' \
+		systemd/tilld.service > $(ROOT)$(UNITDIR)/tilld.service
+	chmod 0644 $(ROOT)$(UNITDIR)/tilld.service
+	install -m 0644 systemd/tilld.sysusers $(ROOT)$(SYSUSERSDIR)/tilld.conf
+	install -m 0644 systemd/tilld.tmpfiles $(ROOT)$(TMPFILESDIR)/tilld.conf
+	printf '%s\n' $(BINDIR)/tilld $(BINDIR)/tillctl $(UNITDIR)/tilld.service \
+		$(SYSUSERSDIR)/tilld.conf $(TMPFILESDIR)/tilld.conf > $(ROOT)$(MANIFEST)
+	@# Written on other branches: installed when they exist.
+	if [ -f systemd/org.tilld.Till1.conf ]; then \
+		install -D -m 0644 systemd/org.tilld.Till1.conf $(ROOT)$(DBUSPOLICYDIR)/org.tilld.Till1.conf; \
+		echo $(DBUSPOLICYDIR)/org.tilld.Till1.conf >> $(ROOT)$(MANIFEST); \
+	fi
+	for rules in udev/*.rules; do \
+		[ -f "$$rules" ] || continue; \
+		install -D -m 0644 "$$rules" $(ROOT)$(UDEVRULESDIR)/$$(basename "$$rules"); \
+		echo $(UDEVRULESDIR)/$$(basename "$$rules") >> $(ROOT)$(MANIFEST); \
+	done
+	install -d -m 0755 $(ROOT)$(SYSCONFDIR)/tilld
+	if [ -e $(ROOT)$(SYSCONFDIR)/tilld/tilld.toml ]; then \
+		echo "kept $(SYSCONFDIR)/tilld/tilld.toml (the new example is $(APPDIR)/share/tilld.toml.example)"; \
+	else \
+		install -m 0640 systemd/tilld.toml.example $(ROOT)$(SYSCONFDIR)/tilld/tilld.toml; \
+	fi
+
+uninstall:
+	@test -f $(ROOT)$(MANIFEST) || { echo "make uninstall: no $(ROOT)$(MANIFEST); was tilld installed with this APPDIR and DESTDIR?" >&2; exit 1; }
+	while read -r path; do rm -f "$(ROOT)$$path"; done < $(ROOT)$(MANIFEST)
+	rm -rf $(ROOT)$(APPDIR)
+	@echo "removed tilld. Kept on purpose: $(SYSCONFDIR)/tilld (configuration) and /var/lib/tilld"
+	@echo "(the journal: sales not yet synced live there), and the tilld users and groups."
+	@echo "Remove them by hand only once the back-end has every sale."

@@ -103,8 +103,11 @@ class TillProcess:
         self.config_path.write_text(to_toml(sections), encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True) -> TillProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TILLD_")}
+    def start(self, wait: bool = True, env: dict[str, str] | None = None) -> TillProcess:
+        """``env`` adds variables (NOTIFY_SOCKET, TILLD_TEST_HOOKS...) to a clean environment."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("TILLD_")}
+        inherited.pop("NOTIFY_SOCKET", None)  # a suite run under systemd must not leak it
+        env = {**inherited, **(env or {})}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tilld.cli.daemon", "--config", str(self.config_path)],

@@ -24,13 +24,18 @@ from .cardpay import CardPayments
 from .config import Settings
 from .connectivity import ConnectivityMonitor
 from .devices import Devices
-from .errors import StartupError
+from .errors import Refused, StartupError
 from .events import EventBus
 from .journal import Journal
+from .logs import set_level
 from .printing import Printing
 from .receipt import Seller
+from .reload import Loader, Reloader
+from .sdnotify import Notifier
+from .supervision import StatusReporter, WatchdogPinger
 from .swish import SwishPayments
 from .sync import SyncEngine
+from .testhooks import install as install_test_hooks
 from .till import Till
 
 log = logging.getLogger("tilld")
@@ -79,8 +84,18 @@ def lock_state_dir(settings: Settings) -> int:
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        load_settings: Loader | None = None,
+        notifier: Notifier | None = None,
+        watchdog_s: float | None = None,
+    ) -> None:
+        """``load_settings`` re-reads the configuration on reload (None: no reloads);
+        ``notifier`` talks to systemd (None: nobody is listening)."""
         self.settings = settings
+        self.notifier = notifier or Notifier(None)
         self.events = EventBus()
         self.journal = Journal(settings.journal_path, settings.till.id)
         self.backend = BackendClient(
@@ -151,7 +166,13 @@ class Daemon:
             if settings.api.dbus != "none"
             else None
         )
+        self.reloader = Reloader(settings, load_settings, self._apply_settings, self.notifier)
+        self.till.reload = self.reloader.reload
+        self.status_reporter = StatusReporter(self.notifier, self.events, self.describe)
+        self.watchdog = WatchdogPinger(self.notifier, watchdog_s)
         self._stop = asyncio.Event()
+        self._reload_wanted = asyncio.Event()
+        self._stopping = False
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         started = time.monotonic()
@@ -163,6 +184,9 @@ class Daemon:
             os.close(lock)
 
     async def _run(self, started: float, on_ready: Callable[[], None] | None) -> None:
+        # Handlers first: a SIGTERM or SIGHUP during start-up must not kill the
+        # daemon half-way; it is acted on once the till is up.
+        self._install_signal_handlers()
         await self.journal.open()
         try:
             await self.till.start()
@@ -181,6 +205,7 @@ class Daemon:
             await self.printing.start()
             await self.devices.start(self.till.scan)
             await self.card.start()
+            reloads = asyncio.create_task(self._reload_on_sighup())
             try:
                 log.info(
                     "till %s ready in %.0f ms: mode %s, journal at seq %d",
@@ -189,16 +214,23 @@ class Daemon:
                     self.till.connectivity.mode.value,
                     self.journal.head_seq,
                 )
+                self.notifier.ready()
+                self.status_reporter.start()  # sends the first STATUS= at once
+                self.watchdog.start()
                 if on_ready is not None:
                     on_ready()
-                self._install_signal_handlers()
                 await self._stop.wait()
                 log.info("stopping: no new sales")
+                self._stopping = True
                 self.till.accepting_sales = False
+                self.status_reporter.push("STOPPING=1")
             finally:
                 await self.card.stop()
                 await self.devices.stop()
                 await self.printing.stop()
+                reloads.cancel()
+                await asyncio.gather(reloads, return_exceptions=True)
+                await self.status_reporter.stop()
                 await self.swish.stop()
                 await self.sync.stop()
                 await self.monitor.stop()
@@ -206,16 +238,67 @@ class Daemon:
                     await self.dbus.stop()
                 await self.api.stop()
                 await self.backend.close()
+                # The watchdog pings until the end: a slow drain must not look
+                # like a hang (TimeoutStopSec bounds the stop instead).
+                await self.watchdog.stop()
         finally:
             # The journal's writer finishes what it was given before closing,
             # so a sale being committed is either fully stored or not at all.
             await self.journal.close()
+            self._remove_signal_handlers()
         log.info("stopped")
+
+    def describe(self) -> str:
+        """The one-line STATUS= shown by `systemctl status tilld`."""
+        pending = self.till.status()["pending"]
+        state = "stopping, no new sales" if self._stopping else "selling"
+        return (
+            f"{state}; mode {self.till.connectivity.mode.value}; pending "
+            f"{pending['entries']} entries, {pending['tickets']} tickets, {pending['scans']} scans"
+        )
+
+    async def _reload_on_sighup(self) -> None:
+        # SIGHUPs that arrive while a reload runs, or before it starts, set the
+        # same event: any number of them becomes one more reload.
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            try:
+                await self.reloader.reload("SIGHUP")
+            except Refused:
+                pass  # logged by the reloader; the running configuration stays
+            except Exception:
+                log.exception("reload failed; the running configuration stays")
+
+    async def _apply_settings(self, new: Settings) -> None:
+        """Put the live keys of a reloaded configuration into effect (see tilld/reload.py)."""
+        self.settings = new
+        set_level(new.log.level)
+        await self.till.reconfigure(new)
+        await self.monitor.reconfigure(
+            internet_probes=new.connectivity.internet_probes,
+            interval_s=new.connectivity.probe_interval_s,
+            backoff_cap_s=new.connectivity.backoff_cap_s,
+            probe_timeout_s=new.connectivity.probe_timeout_s,
+        )
+        self.sync.batch_size = new.sync.batch_size
+        self.sync.catalog_refresh_s = new.sync.catalog_refresh_s
+        self.sync.backoff_cap_s = new.connectivity.backoff_cap_s
+        self.swish.poll_interval_s = new.swish.poll_interval_s
+        self.swish.timeout_s = new.swish.timeout_s
+        self.status_reporter.push()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
+        install_test_hooks(loop, self.notifier, self.settings.paths.state_dir)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
+            loop.remove_signal_handler(sig)
 
     def stop(self) -> None:
         self._stop.set()

@@ -84,7 +84,7 @@ class ConnectivityMonitor:
         self.probe_timeout_s = probe_timeout_s
         self._on_change = on_change
         self._rng = rng or random.Random()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = {"server": asyncio.Event(), "internet": asyncio.Event()}
         self._session: aiohttp.ClientSession | None = None
         if server_probe is None:
@@ -105,18 +105,59 @@ class ConnectivityMonitor:
         if self._internet_targets:
             self._session = aiohttp.ClientSession()
         if self._server_probe is not None:
-            self._tasks.append(asyncio.create_task(self._watch(self.server, self._probe_server)))
+            self._tasks["server"] = asyncio.create_task(
+                self._watch(self.server, self._probe_server)
+            )
         if self._internet_targets:
-            self._tasks.append(
-                asyncio.create_task(self._watch(self.internet, self._probe_internet))
+            self._tasks["internet"] = asyncio.create_task(
+                self._watch(self.internet, self._probe_internet)
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
         if self._session is not None:
             await self._session.close()
+            self._session = None
+
+    async def reconfigure(
+        self,
+        *,
+        internet_probes: list[str],
+        interval_s: float,
+        backoff_cap_s: float,
+        probe_timeout_s: float,
+    ) -> None:
+        """New probe settings from a reload; a changed target list restarts the internet probe."""
+        self.interval_s = interval_s
+        self.backoff_cap_s = backoff_cap_s
+        self.probe_timeout_s = probe_timeout_s
+        if list(internet_probes) != self._internet_targets:
+            before = self.state
+            old = self._tasks.pop("internet", None)
+            if old is not None:
+                old.cancel()
+                await asyncio.gather(old, return_exceptions=True)
+            self._internet_targets = list(internet_probes)
+            if self._internet_targets:
+                # Start from what the mode said so far; the first probe corrects it.
+                self.internet.up = before.internet
+                self.internet.failures = 0
+                if self._session is None:
+                    self._session = aiohttp.ClientSession()
+                self._tasks["internet"] = asyncio.create_task(
+                    self._watch(self.internet, self._probe_internet)
+                )
+            after = self.state
+            if after != before:
+                log.warning(
+                    "mode %s -> %s (probe targets changed)", before.mode.value, after.mode.value
+                )
+                self._on_change(after)
+        for wake in self._wake.values():
+            wake.set()  # the next probe uses the new settings now, not after the old delay
 
     def report_server(self, ok: bool, error: str | None) -> None:
         """A real request to the back-end succeeded or failed: treat it as a probe."""

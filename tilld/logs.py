@@ -43,4 +43,9 @@ def setup_logging(level: str = "info") -> None:
     handler.setFormatter(SyslogPrefixFormatter("%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(LEVELS.get(level, logging.INFO))
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """Change the level of everything logged from now on (``log.level`` reloads live)."""
+    logging.getLogger().setLevel(LEVELS.get(level, logging.INFO))

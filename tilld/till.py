@@ -14,7 +14,7 @@ import json
 import logging
 import uuid as uuidlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -89,6 +89,8 @@ class Till:
         self.printing: Printing | None = None
         self.card: CardPayments | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The composition root's configuration reload (SIGHUP shares it).
+        self.reload: Callable[[str], Awaitable[dict[str, Any]]] | None = None
         self.catalog = Catalog(EMPTY_CATALOG)
         self.catalog_source = "none"
         self.catalog_etag: str | None = None
@@ -117,6 +119,23 @@ class Till:
         if self._open:
             log.warning("restored %d open sale(s) that had taken payments", len(self._open))
         self._pending = await self.journal.pending_counts(*await self.journal.sync_marks())
+
+    async def reconfigure(self, settings: Settings) -> None:
+        """A reloaded configuration: card policy, payment switches, receipt header, catalog file."""
+        self.settings = settings
+        self.card_policy = CardPolicy(
+            offline_limit=settings.card.offline_limit,
+            offline_brands=frozenset(settings.card.offline_brands),
+        )
+        if settings.catalog.file:
+            # Read again even if the name is unchanged: reloading after editing
+            # the catalog file is how a technician updates prices offline.
+            await self._load_catalog()
+
+    async def reload_config(self) -> dict[str, Any]:
+        if self.reload is None:
+            raise Refused("reload-unavailable", "This till cannot reload its configuration.")
+        return await self.reload("admin.reload")
 
     def open_sales_with_pending_payments(self) -> list[Sale]:
         return [sale for sale in self._open.values() if sale.pending_payment is not None]

@@ -326,6 +326,13 @@ OPERATIONS: tuple[Operation, ...] = (
         lambda till, p: till.printer_test(),
     ),
     Operation(
+        "admin.reload",
+        NoParams,
+        Role.TECH,
+        "Re-read the configuration (as SIGHUP does): what changed, what needs a restart.",
+        lambda till, p: till.reload_config(),
+    ),
+    Operation(
         "admin.devices",
         NoParams,
         Role.TECH,

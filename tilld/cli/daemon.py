@@ -111,14 +111,31 @@ def run_daemon(config_file: str | None) -> int:
     setup_logging(settings.log.level)
     log.info("tilld %s, configuration %s", __version__, path or "built-in defaults")
     from ..app import Daemon
+    from ..sdnotify import Notifier, forget_environment, watchdog_interval
 
     try:
-        asyncio.run(Daemon(settings).run())
+        notifier = Notifier.from_environment()
+    except ValueError as exc:
+        log.warning("not talking to systemd: %s", exc)
+        notifier = Notifier(None)
+    watchdog_s = watchdog_interval()
+    forget_environment()  # programs the daemon starts must not speak for it
+    try:
+        daemon = Daemon(
+            settings,
+            load_settings=lambda: load_settings(config_file)[0],
+            notifier=notifier,
+            watchdog_s=watchdog_s,
+        )
+        asyncio.run(daemon.run())
     except StartupError as exc:
         log.critical("cannot start: %s", exc)
+        notifier.status(f"cannot start: {exc}")  # shown by `systemctl status tilld`
         return EX_CANTCREAT
     except KeyboardInterrupt:
         pass
+    finally:
+        notifier.close()
     return EX_OK
 
 
