@@ -14,13 +14,14 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tilld import config as config_module
-from tilld.config import effective_toml, load_settings
+from tilld.config import Settings, effective_toml, load_settings
 from tilld.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "hunter2-zvt"
+SECRET = "271828"  # a ZVT password is six digits; this one must never be printed
 
 
 @pytest.fixture(autouse=True)
@@ -386,3 +387,18 @@ def test_api_dbus_takes_a_bus_kind_or_an_address(tmp_path):
         assert settings.api.dbus == value
     problems = problems_of(str(write(tmp_path, '[api]\ndbus = "sytem"\n')))
     assert has_problem(problems, "api.dbus") and "bus address" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "words"),
+    [
+        ("terminal", {"password": "hunter2"}, "six-digit ZVT password"),
+        ("terminal", {"kind": "zvt-tcp"}, "needs address"),
+        ("printer", {"kind": "network", "address": "printer.local"}, "not host:port"),
+        ("scanner", {"kind": "serial"}, "needs port"),
+    ],
+)
+def test_a_device_without_what_it_needs_is_a_config_error(section, values, words):
+    with pytest.raises(ValidationError) as error:
+        Settings(devices={section: values})
+    assert words in str(error.value)

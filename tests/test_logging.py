@@ -13,7 +13,7 @@ import pytest
 from conftest import RpcError, TillProcess
 
 LINE = re.compile(r"^<[2-7]>tilld(\.[a-z]+)*: \S.*$")
-TERMINAL_PASSWORD = "pw-4711-secret"
+TERMINAL_PASSWORD = "947318"  # ZVT passwords are six digits
 BACKEND_TOKEN = "tok-0815-secret"
 
 
@@ -25,7 +25,12 @@ def test_every_line_has_a_priority_and_names_no_secret(short_tmp):
         {
             # Port 9 (discard) refuses: the server probe fails and logs why.
             "backend": {"url": "http://127.0.0.1:9/", "token_file": str(token_file)},
-            "devices.terminal": {"password": TERMINAL_PASSWORD},
+            # A terminal that is not there: the driver logs its attempts.
+            "devices.terminal": {
+                "kind": "zvt-tcp",
+                "address": "127.0.0.1:9",
+                "password": TERMINAL_PASSWORD,
+            },
         },
     ).start()
     client = till.client()
