@@ -9,15 +9,19 @@ to (max_clients lines of at most 1 MiB each, plus its working set).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import resource
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import Client, TillProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_sdnotify import NotifySocket
 
 from tilld.api.operations import OPERATIONS
 from tilld.api.socket import MAX_REQUEST
@@ -59,14 +63,54 @@ def frames() -> st.SearchStrategy[bytes]:
     )
 
 
+# systemd kills a unit whose pings stop for WATCHDOG_USEC; tilld pings at half of it.
+WATCHDOG_USEC = 2_000_000
+
+
+class WatchdogListener:
+    """NOTIFY_SOCKET held by the test: every WATCHDOG=1 the daemon sends, with its time."""
+
+    def __init__(self, path: Path) -> None:
+        self.notify = NotifySocket(str(path))
+        self.pings: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            datagram = self.notify.receive(0.2)
+            if datagram is not None and datagram.has("WATCHDOG=1"):
+                self.pings.append(datagram.at)
+
+    def assert_fed_since(self, start: float) -> None:
+        """No gap between pings (or since `start`) long enough for systemd to kill tilld."""
+        now = time.monotonic()
+        times = [start, *(t for t in self.pings if t >= start), now]
+        worst = max(b - a for a, b in itertools.pairwise(times))
+        assert worst < WATCHDOG_USEC / 1e6, f"the watchdog went {worst:.1f} s without a ping"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.notify.close()
+
+
 @pytest.fixture(scope="module")
 def fuzz_till():
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="tilld-fz-"))
-    till = TillProcess(base, {"api": {"max_clients": MAX_CLIENTS}}).start()
+    watchdog = WatchdogListener(base / "notify.sock")
+    till = TillProcess(base, {"api": {"max_clients": MAX_CLIENTS}})
+    till.start(
+        env={"NOTIFY_SOCKET": str(base / "notify.sock"), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+    )
+    till.watchdog = watchdog
+    till.started_at = time.monotonic()
     yield till
     till.stop()
+    watchdog.close()
 
 
 def rss_kib(pid: int) -> int:
@@ -163,6 +207,9 @@ def test_a_thousand_connections_with_half_sent_huge_lines_stay_bounded(
                 probe = Client(fuzz_till.socket_path)
         probe.close()
         assert fuzz_till.proc.poll() is None
+        # Through the hypothesis run before this test and the crowd in it.
+        fuzz_till.watchdog.assert_fed_since(fuzz_till.started_at)
+        assert fuzz_till.watchdog.pings, "no WATCHDOG=1 at all"
     finally:
         for sock in sockets:
             sock.close()
