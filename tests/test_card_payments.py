@@ -57,6 +57,10 @@ class CardSite:
         self.till = TillProcess(self.base, self.config).start()
         self.client = self.till.client()
 
+    def restart_with(self, extra: dict[str, dict[str, Any]]) -> None:
+        self.config = {**self.config, **extra}
+        self.restart()
+
     def journal(self) -> list[dict[str, Any]]:
         content = self.client.call("admin.journal_export", format="jsonl")["content"]
         return [json.loads(line) for line in content.splitlines() if line.strip()]
@@ -289,3 +293,27 @@ def test_offline_maestro_declined_by_the_terminal_is_refused_as_online_only(card
     assert approved(card_site) == []
     card_site.terminal.set(brand="visa")
     assert pay_card(card_site.client)["card"]["offline"] is True
+
+
+def test_the_card_sale_receipt_shows_brand_masked_pan_and_the_terminal_slip(
+    short_tmp: Path,
+) -> None:
+    from sims import PrinterSim
+
+    printer = PrinterSim(short_tmp)
+    site = build_site(short_tmp)
+    try:
+        site.restart_with({"devices.printer": {"kind": "network", "address": printer.address}})
+        wait_for(lambda: site.status()["devices"]["printer"]["state"] == "ok", 20, what="printer")
+        wait_for(lambda: site.status()["payment_methods"]["card"]["available"], 20, what="terminal")
+        pay_card(site.client)
+        wait_for(lambda: printer.receipts(), 20, what="receipt")
+        text = "\n".join(printer.receipts()[0]["lines"])
+        assert "Kort Visa" in text
+        assert "411111******1111" in text and "4111111111111111" not in text
+        assert "tilld terminal simulator" in text  # the terminal's slip, kept for the receipt
+    finally:
+        site.client.close()
+        site.till.kill()
+        for sim in (site.terminal, site.internet, site.server, site.backend, printer):
+            sim.stop()

@@ -211,6 +211,9 @@ class CardPayments:
             await self._reverse(sale, payment_id, amount, transaction)
             raise brand_refusal
         payment.card = card_record(transaction, offline)
+        if result.receipt_lines:
+            # The terminal's own slip text (masked PAN only), printed with the receipt.
+            payment.card["slip"] = list(result.receipt_lines)
         sale.payments.append(payment)
         try:
             await self._record(

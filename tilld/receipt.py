@@ -166,6 +166,10 @@ def _payment_lines(payment: dict[str, Any], sign: int) -> list[Block]:
             lines.append(Text(f"  Godkänd {card['auth_code']}"))
         if card.get("offline"):
             lines.append(Text("  Kortet godkänt offline"))
+        if card.get("slip"):
+            lines.append(Rule("."))
+            lines += [Text(line) for line in card["slip"]]
+            lines.append(Rule("."))
     return lines
 
 
