@@ -26,6 +26,7 @@ from ..app import Daemon
 from ..config import Settings
 from ..errors import Refused, StartupError
 from .bus import PrivateBus
+from .processes import stop_process
 
 DEMO_CATALOG = "catalog.json"
 START_TIMEOUT_S = 20
@@ -144,13 +145,7 @@ class Helper:
         return self.announced
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 5)
-            if self.proc.returncode is None:
-                self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc)
 
 
 def demo_settings(

@@ -20,6 +20,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from ..errors import StartupError
+from .processes import stop_process
 
 SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "systemd" / "org.tilld.Till1.conf"
 START_TIMEOUT_S = 10
@@ -132,10 +133,4 @@ class PrivateBus:
         return self.address
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 5)
-            if self.proc.returncode is None:
-                self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc)
