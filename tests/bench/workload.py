@@ -15,6 +15,7 @@ import shutil
 import socket
 import sqlite3
 import sys
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,22 @@ def rpc_batch(client: Client, calls: list[tuple[str, dict[str, Any]]]) -> list[A
     if errors:
         raise RuntimeError(f"{len(errors)} calls of a batch failed, first: {errors[0]}")
     return [r["result"] for r in replies]
+
+
+def sale_latencies(client: Client, rounds: int) -> tuple[list[float], list[float]]:
+    """Durable cash sales (open, three lines, pay): seconds for each whole sale and its pay."""
+    whole, pay_only = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        sale_id = client.call("sale.open")["sale_id"]
+        for plu in ("300", "301", "400"):
+            client.call("sale.add", sale_id=sale_id, plu=plu)
+        before_pay = time.perf_counter()
+        client.call("sale.pay", sale_id=sale_id, method="cash", amount=10000)
+        ended = time.perf_counter()
+        whole.append(ended - started)
+        pay_only.append(ended - before_pay)
+    return whole, pay_only
 
 
 def sell_offline(client: Client, n: int, plu: str = "300") -> None:
