@@ -14,6 +14,7 @@ and for a name nothing matches (every article's name is looked at).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -74,6 +75,7 @@ def main() -> int:
         for till in tills.values():
             if till.proc is not None:
                 till.stop(timeout=60)
+        shutil.rmtree(base, ignore_errors=True)  # a copy of a 1.2 GB journal
     figures = {
         "sale": "durable cash sale: open, 3 lines, pay",
         "name": f"catalog.search '{QUERIES['name']}' (name, stops at 50 hits)",

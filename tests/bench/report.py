@@ -145,10 +145,13 @@ def finish(path: Path) -> None:
     """The goals of this run, met and missed, then the carried-over reading of the figures."""
     text = path.read_text(encoding="utf-8")
     met, missed = [], []
+    heading = ""
     for line in text.splitlines():
+        if line.startswith("## "):
+            heading = line[3:].strip()
         if not line.startswith("| "):
             continue
-        figure = line.split("|")[1].strip()
+        figure = f"{heading}: {line.split('|')[1].strip()}"
         if f": {MISSED}" in line:
             missed.append(figure)
         elif f": {MET}" in line:
