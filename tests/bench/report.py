@@ -1,0 +1,179 @@
+"""What every benchmark script shares: percentiles, the machine line and the Markdown it writes.
+
+`make bench` runs the scripts in order into one docs/benchmarks.md: the first
+(sale_latency.py --write) writes the header through `write_header`, every
+other appends its section through `append_section`, and
+
+    .venv/bin/python tests/bench/report.py finish docs/benchmarks.md
+
+closes the file with the list of goals met and missed in this run, then the
+hand-written "Reading the figures" section carried over from the previous
+file (it explains the figures of the run it was written for; its date says
+which). Figures are never pass/fail: a missed goal is written down, not raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+COMMAND = "make bench"
+READING = "## Reading the figures"
+MET, MISSED = "MET", "MISSED"
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile (p in 0..100) of ``samples``."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def median(samples: Sequence[float]) -> float:
+    return statistics.median(samples)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def rate(per_second: float, unit: str) -> str:
+    return f"{per_second:,.0f} {unit}/s"
+
+
+def ratio(value: float, baseline: float) -> str:
+    return f"{value / baseline:.2f}x" if baseline else "n/a"
+
+
+def verdict(met: bool, goal: str) -> str:
+    """A goal cell: the goal in words and whether this run met it."""
+    return f"{goal}: {MET if met else MISSED}"
+
+
+def machine() -> str:
+    cpu = _cpu_model() or platform.processor() or platform.machine()
+    memory = _meminfo_gib()
+    return (
+        f"{platform.node()}, {os.cpu_count()} cores ({cpu}), {memory}, Python "
+        f"{platform.python_version()}, {platform.system()} {platform.release()}; "
+        f"state folders on {tempfile.gettempdir()} ({_filesystem(tempfile.gettempdir())})"
+    )
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def _meminfo_gib() -> str:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 2**20:.0f} GiB RAM"
+    return "RAM unknown"
+
+
+def _filesystem(path: str) -> str:
+    """The filesystem type under ``path``: the longest matching mount point wins."""
+    best, kind = "", "unknown filesystem"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _dev, mount, fstype, *_ = line.split()
+            if path.startswith(mount) and len(mount) > len(best):
+                best, kind = mount, fstype
+    return kind
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def section(title: str, intro: Sequence[str], body: Sequence[str]) -> str:
+    return "\n".join(["", f"## {title}", "", *intro, "", *body]) + "\n"
+
+
+def _stash_path(path: Path) -> Path:
+    key = re.sub(r"[^A-Za-z0-9]+", "-", str(path.resolve())).strip("-")
+    return Path(tempfile.gettempdir()) / f"tilld-bench-reading-{os.getuid()}-{key}.md"
+
+
+def write_header(path: Path) -> None:
+    """Start a new benchmarks file, keeping its old "Reading the figures" for `finish`."""
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        if READING in old:
+            _stash_path(path).write_text(old[old.index(READING) :], encoding="utf-8")
+    text = "\n".join(
+        [
+            "# tilld benchmarks",
+            "",
+            f"Produced by one `{COMMAND}` run on "
+            f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}: each script in tests/bench/",
+            "appends its section (the Makefile's `bench` target lists them).",
+            f"Machine: {machine()}.",
+            "The machine is a shared VM: other engineers' test runs may have been running",
+            "at the same time, so absolute figures vary between runs; each figure is set",
+            "against a baseline measured in the same run, and the ratio is the comparable",
+            "number. Figures never pass or fail a build; a missed goal is written down.",
+            "",
+        ]
+    )
+    path.write_text(text, encoding="utf-8")
+
+
+def append_section(path: str | None, text: str) -> None:
+    print(text)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(text)
+
+
+def finish(path: Path) -> None:
+    """The goals of this run, met and missed, then the carried-over reading of the figures."""
+    text = path.read_text(encoding="utf-8")
+    met, missed = [], []
+    heading = ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            heading = line[3:].strip()
+        if not line.startswith("| "):
+            continue
+        figure = f"{heading}: {line.split('|')[1].strip()}"
+        if f": {MISSED}" in line:
+            missed.append(figure)
+        elif f": {MET}" in line:
+            met.append(figure)
+    lines = ["", "## Goals in this run", ""]
+    lines += [f"- {MISSED}: {figure}" for figure in missed]
+    lines += [f"- {MET}: {figure}" for figure in met]
+    stash = _stash_path(path)
+    reading = stash.read_text(encoding="utf-8") if stash.exists() else f"{READING}\n\n(none yet)\n"
+    with open(path, "a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n\n" + reading)
+    stash.unlink(missing_ok=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="close a benchmarks file written by make bench")
+    parser.add_argument("action", choices=["finish"])
+    parser.add_argument("file", type=Path)
+    args = parser.parse_args()
+    finish(args.file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
