@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.escpos.document import Document
 from drivers.escpos.printer import PrinterNotReady, PrintOutcome, ReceiptPrinter
-from drivers.escpos.render import render
+from drivers.escpos.render import preload, render
 
 from .errors import Refused
 from .journal import Entry, Journal, start_print_job
@@ -89,6 +89,7 @@ class Printing:
             )
         if self.printer is not None:
             self._worker = asyncio.create_task(self._work(), name="print jobs")
+            self._preload = asyncio.create_task(asyncio.to_thread(preload), name="escpos import")
 
     async def stop(self) -> None:
         if self._worker is not None:

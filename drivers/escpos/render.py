@@ -13,9 +13,8 @@ page by someone else still prints our receipts right.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
-
-from escpos.printer import Dummy
 
 from .document import Barcode, Columns, Cut, Document, Feed, QrCode, Rule, Text, layout_columns
 
@@ -37,11 +36,22 @@ def printable(text: str, code_page: str) -> str:
     return text.encode(code_page, "replace").decode(code_page)
 
 
+def _dummy():
+    # python-escpos loads its printer profiles (a large YAML file) on import,
+    # a quarter of a second: imported when first needed, not at start-up.
+    return importlib.import_module("escpos.printer").Dummy()
+
+
+def preload() -> None:
+    """Import python-escpos now (from a thread), so the first receipt does not wait."""
+    _dummy()
+
+
 def render(document: Document, *, width: int = 48, code_page: str = "CP858") -> bytes:
     def fit(text: str) -> str:
         return printable(text, code_page)
 
-    printer = Dummy()
+    printer = _dummy()
     printer._raw(INITIALISE)
     printer.charcode(code_page)
     for block in document:
@@ -79,6 +89,6 @@ def render(document: Document, *, width: int = 48, code_page: str = "CP858") -> 
 
 def drawer_kick(pin: int = 2) -> bytes:
     """ESC p m t1 t2: pulse the drawer solenoid (connector pin 2 or 5)."""
-    printer = Dummy()
+    printer = _dummy()
     printer.cashdraw(pin)
     return printer.output
