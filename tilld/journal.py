@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS sync_results (
     reason TEXT,
     at TEXT NOT NULL
 );
+-- Rejected entries are few; counting them at start must not walk every result.
+CREATE INDEX IF NOT EXISTS sync_results_rejected ON sync_results (status)
+    WHERE status = 'rejected';
 CREATE TABLE IF NOT EXISTS scan_results (
     seq INTEGER PRIMARY KEY REFERENCES entries (seq),
     status TEXT NOT NULL,
