@@ -61,6 +61,7 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("drawer.open", {}),
     ("admin.printer_test", {}),
     ("sale.open", {"training": True}),
+    ("admin.reload", {}),
 ]
 
 VOLATILE = [
