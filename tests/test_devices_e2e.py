@@ -238,3 +238,18 @@ def test_a_training_receipt_is_marked_and_left_out_of_the_takings(rig: Rig) -> N
     assert "Övningskvitto - inget köp" in lines
     report = rig.client.call("admin.report", kind="x")
     assert (report["sales"], report["gross_sales"], report["training_receipts"]) == (0, 0, 1)
+
+
+def test_a_copy_asked_for_while_the_original_prints_waits_for_it(rig: Rig) -> None:
+    rig.printer.set_state("cover-open")  # the original cannot print yet
+    wait_for(lambda: _devices(rig.client)["printer"] == "error", 10, what="printer error")
+    receipt_no = _sell(rig.client, ("300", 1))["receipt_no"]
+    with pytest.raises(RpcError) as waiting:
+        rig.client.call("receipt.print", receipt_no=receipt_no, copy=True)
+    assert waiting.value.reason == "receipt-printing"
+    rig.printer.set_state("ok")
+    wait_for(lambda: len(_complete_receipts(rig.printer)) == 1, 15, what="the original")
+    reply = rig.client.call("receipt.print", receipt_no=receipt_no, copy=True)
+    assert reply["copy"] is True and reply["state"] == "printed"
+    copies = [r for r in _complete_receipts(rig.printer) if "KOPIA" in r["lines"]]
+    assert len(copies) == 1 and len(_complete_receipts(rig.printer)) == 2

@@ -120,6 +120,19 @@ class Printing:
                 f"There is no receipt number {receipt_no} in this till's journal.",
                 receipt_no=receipt_no,
             )
+        original = self._active.get((receipt_no, False))
+        if copy and original is not None:
+            # Whether the customer got the original decides what a copy is,
+            # and that is only known once the original's job has finished.
+            try:
+                await asyncio.wait_for(asyncio.shield(original.done), ANSWER_WAIT_S)
+            except TimeoutError:
+                raise Refused(
+                    "receipt-printing",
+                    f"The original of receipt {receipt_no} is still waiting for the printer "
+                    f"({printer.status.detail or 'busy'}); ask for the copy once it has printed.",
+                    receipt_no=receipt_no,
+                ) from None
         jobs = await self.journal.print_jobs_of(receipt_no)
         originals = [j for j in jobs if not j["copy"]]
         if copy:
