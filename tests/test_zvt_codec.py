@@ -292,3 +292,11 @@ def test_frame_decoder_reports_bad_crc_as_an_event_to_nak():
     assert len(events) == 1 and isinstance(events[0], FrameError)
     assert "bad CRC" in events[0].reason
     assert decoder.feed(ACK_FRAME) == [Frame(ACK_APDU)]
+
+
+def test_a_full_card_number_in_a_terminal_receipt_line_is_masked() -> None:
+    from drivers.zvt.bmp import mask_card_numbers
+
+    line = "VISA 4111111111111111 AID A0000000031010 TRACE 0000123456789"
+    assert mask_card_numbers(line) == "VISA 411111******1111 AID A0000000031010 TRACE 0000123456789"
+    assert mask_card_numbers("receipt 0042  trace 000042") == "receipt 0042  trace 000042"

@@ -190,6 +190,8 @@ class Daemon:
         await self.journal.open()
         try:
             await self.till.start()
+            # Payments in doubt are known before anyone can ask to void their sale.
+            await self.card.load()
             await self.api.start()
             # D-Bus never stops the till from starting: without a bus it warns and retries.
             if self.dbus is not None:
@@ -225,6 +227,12 @@ class Daemon:
                 self.till.accepting_sales = False
                 self.status_reporter.push("STOPPING=1")
             finally:
+                # The APIs go first: requests in flight (a card payment at the
+                # terminal, a sale being committed) get their answers while
+                # everything they need still runs. Then devices, then the rest.
+                if self.dbus is not None:
+                    await self.dbus.stop()
+                await self.api.stop()
                 await self.card.stop()
                 await self.devices.stop()
                 await self.printing.stop()
@@ -234,9 +242,6 @@ class Daemon:
                 await self.swish.stop()
                 await self.sync.stop()
                 await self.monitor.stop()
-                if self.dbus is not None:
-                    await self.dbus.stop()
-                await self.api.stop()
                 await self.backend.close()
                 # The watchdog pings until the end: a slow drain must not look
                 # like a hang (TimeoutStopSec bounds the stop instead).

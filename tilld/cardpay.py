@@ -73,7 +73,8 @@ class CardPayments:
     def ready(self) -> bool:
         return self.terminal is not None and bool(getattr(self.terminal, "ready", False))
 
-    async def start(self) -> None:
+    async def load(self) -> None:
+        """Read the offline count and the open intents: before the API serves anyone."""
         journal = self.till.journal
         self.offline_stored = await journal.card_counter(OFFLINE_STORED)
         for entry in await journal.open_card_intents():
@@ -84,6 +85,8 @@ class CardPayments:
                 "asking the terminal what it booked before the next card payment",
                 len(self._doubts),
             )
+
+    async def start(self) -> None:
         if self.terminal is not None:
             self._task = asyncio.create_task(self._resolve_in_background(), name="card doubts")
 
@@ -161,7 +164,18 @@ class CardPayments:
                 ) from None
             finally:
                 self._running.pop(sale.sale_id, None)
-            return await self._settle(sale, payment, result, doubt)
+            try:
+                return await self._settle(sale, payment, result, doubt)
+            except Refused:
+                raise
+            except BaseException:
+                # The intent is on disk and open: whatever went wrong, the
+                # payment must be asked about before the next card payment.
+                self._doubts[payment.payment_id] = self._doubt_body(
+                    sale.sale_id, payment.payment_id, amount, doubt
+                )
+                log.exception("card payment %s: outcome not recorded", payment.payment_id)
+                raise
 
     async def cancel(self, sale_id: str, payment_id: str) -> dict[str, Any] | None:
         """The cashier cancels a card payment waiting at the terminal (None: not ours)."""
@@ -188,23 +202,19 @@ class CardPayments:
             # Ask at once: most doubts are a blip the terminal can answer now.
             assert result.doubt is not None
             result = await self._ask(result.doubt)
-            if result.outcome is Outcome.IN_DOUBT:
-                self._doubts[payment_id] = self._doubt_body(
-                    sale.sale_id, payment_id, amount, intent
-                )
-                self._publish("in-doubt", sale.sale_id, payment_id, amount=amount)
-                raise Refused(
-                    "card-payment-in-doubt",
-                    "The terminal did not say whether the card was charged. Do not charge the "
-                    "card again: tilld asks the terminal by itself and adds the payment to the "
-                    "sale if it went through. Check the terminal's display meanwhile.",
-                    payment_id=payment_id,
-                )
+        if result.outcome is Outcome.APPROVED and result.transaction is None:
+            # Approved, but the terminal's report of it was unreadable: what
+            # was charged is known only by asking again.
+            result = await self._ask(intent)
+        if result.outcome is Outcome.IN_DOUBT or (
+            result.outcome is Outcome.APPROVED and result.transaction is None
+        ):
+            return self._keep_in_doubt(sale, payment_id, amount, intent)
         if result.outcome is not Outcome.APPROVED:
             await self._record(sale, payment_id, amount, result.outcome.value, result.result_text)
             return self._refuse_outcome(result)
-        assert result.transaction is not None
         transaction = result.transaction
+        assert transaction is not None
         offline = transaction.offline or not self.till.connectivity.internet
         brand_refusal = self._brand_refusal(transaction, offline)
         if brand_refusal is not None:
@@ -245,6 +255,19 @@ class CardPayments:
             "card": {k: payment.card[k] for k in ("brand", "masked_pan", "offline")},
             **outcome,
         }
+
+    def _keep_in_doubt(
+        self, sale: Sale, payment_id: str, amount: int, intent: InDoubt
+    ) -> dict[str, Any]:
+        self._doubts[payment_id] = self._doubt_body(sale.sale_id, payment_id, amount, intent)
+        self._publish("in-doubt", sale.sale_id, payment_id, amount=amount)
+        raise Refused(
+            "card-payment-in-doubt",
+            "The terminal did not say whether the card was charged. Do not charge the "
+            "card again: tilld asks the terminal by itself and adds the payment to the "
+            "sale if it went through. Check the terminal's display meanwhile.",
+            payment_id=payment_id,
+        )
 
     def _doubt_body(
         self, sale_id: str, payment_id: str, amount: int, doubt: InDoubt | None
@@ -289,12 +312,15 @@ class CardPayments:
             transaction=transaction,
             offline=True,
         )
+        reversal: TerminalResult | None = None
         if transaction.receipt_no is None:
-            reversal = None
             text = "the terminal gave no receipt number to reverse"
         else:
-            reversal = await self.terminal.reverse(transaction.receipt_no)
-            text = reversal.result_text
+            try:
+                reversal = await self.terminal.reverse(transaction.receipt_no)
+                text = reversal.result_text
+            except (TerminalError, OSError) as exc:
+                text = f"the reversal could not be sent: {exc}"
         ok = reversal is not None and reversal.approved
         await self.till.journal.append(
             "card-reversal",
@@ -306,7 +332,8 @@ class CardPayments:
                 "outcome": reversal.outcome.value if reversal else "not-sent",
                 "result_text": text,
             },
-            effects=(count_card(OFFLINE_STORED, -1),) if ok else (),
+            # Only a payment the terminal stored offline was counted.
+            effects=(count_card(OFFLINE_STORED, -1),) if ok and transaction.offline else (),
         )
         if not ok:
             log.error(
@@ -318,7 +345,8 @@ class CardPayments:
             )
             self._publish("reversal-failed", sale.sale_id, payment_id, text=text)
         else:
-            self.offline_stored = max(0, self.offline_stored - 1)
+            if transaction.offline:
+                self.offline_stored = max(0, self.offline_stored - 1)
             self._publish("reversed", sale.sale_id, payment_id, amount=amount)
 
     async def _record(
@@ -443,17 +471,29 @@ class CardPayments:
         payment.card = card_record(transaction, offline)
         lock = contextlib.nullcontext() if lock_held else self.till.sale_lock(sale_id)
         async with lock:
+            # Read again under the lock: the sale may have been completed
+            # (paid another way) while this waited for it.
+            sale = self.till.open_sale_for(sale_id)
+            if sale is None:
+                await self._record_detached(
+                    sale_id, payment_id, amount, "approved-without-sale", transaction
+                )
+                return
             sale.payments.append(payment)
-            await self._record(
-                sale,
-                payment_id,
-                amount,
-                "approved",
-                "resolved after the link was lost",
-                transaction=transaction,
-                offline=offline,
-                keep_sale=True,
-            )
+            try:
+                await self._record(
+                    sale,
+                    payment_id,
+                    amount,
+                    "approved",
+                    "resolved after the link was lost",
+                    transaction=transaction,
+                    offline=offline,
+                    keep_sale=True,
+                )
+            except BaseException:
+                sale.payments.remove(payment)
+                raise
             if sale.due <= 0:
                 await self.till.settle(sale)
 
@@ -498,6 +538,13 @@ class CardPayments:
                         await self._resolve_doubts()
                     except Refused as exc:
                         log.warning("resolving a card payment in doubt: %s", exc.message)
+                    except Exception:
+                        # The loop must outlive one bad answer: doubts left
+                        # unresolved would block every card payment.
+                        log.exception("resolving a card payment in doubt failed; retrying")
+                if not self._doubts and self.till.connectivity.internet:
+                    # A flush waits for doubts; now there are none it can run.
+                    self.internet_back()
             await asyncio.sleep(RESOLVE_RETRY_S if self._doubts else 1.0)
 
     # -- the terminal's offline store -----------------------------------------------
@@ -510,10 +557,21 @@ class CardPayments:
             self._flush_task = asyncio.create_task(self._flush(), name="terminal flush")
 
     async def _flush(self) -> None:
+        try:
+            await self._flush_once()
+        except Exception:
+            log.exception("terminal flush failed; tilld tries again when the internet returns")
+
+    async def _flush_once(self) -> None:
         assert self.terminal is not None
         if not self.ready:
             await self.terminal.wait_ready(60)  # type: ignore[attr-defined]
         async with self._lock:
+            if self._doubts:
+                # After an end of day a terminal's "last transaction" is the
+                # day's closing, so a doubt could no longer be resolved.
+                log.info("terminal flush waits until no card payment is in doubt")
+                return
             before = self.offline_stored
             try:
                 sent = await self.terminal.send_offline_transactions()

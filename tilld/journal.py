@@ -297,6 +297,9 @@ class Journal:
         self._read_db: sqlite3.Connection | None = None
         self.head_seq = 0
         self.head_hash = GENESIS_HASH
+        # Told of every committed entry, whoever appended it (the Till keeps
+        # its pending counts with it, so no appender can forget to).
+        self.on_append: Callable[[Entry], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -400,7 +403,10 @@ class Journal:
         ``number`` names a series in NUMBER_SERIES: the next number is put into
         the body under that key before the entry is hashed.
         """
-        return await self._on_writer(self._append, type_, body, number, effects)
+        entry = await self._on_writer(self._append, type_, body, number, effects)
+        if self.on_append is not None:
+            self.on_append(entry)
+        return entry
 
     def _append(
         self,

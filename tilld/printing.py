@@ -104,10 +104,11 @@ class Printing:
             return None
         return self._submit(receipt_no, copy=False)
 
-    def _submit(self, receipt_no: int, copy: bool) -> PrintJob:
+    def _submit(self, receipt_no: int, copy: bool, earlier_attempts: int = 0) -> PrintJob:
         job = self._active.get((receipt_no, copy))
         if job is None:
-            job = self._active[(receipt_no, copy)] = PrintJob(receipt_no, copy=copy)
+            job = PrintJob(receipt_no, copy=copy, attempts=earlier_attempts)
+            self._active[(receipt_no, copy)] = job
             self._queue.put_nowait(job)
         return job
 
@@ -152,7 +153,10 @@ class Printing:
                 f"Receipt {receipt_no} has already been printed; ask for a copy (copy: true).",
                 receipt_no=receipt_no,
             )
-        job = self._submit(receipt_no, copy)
+        # Attempts cut short earlier (even before a restart) count, so the
+        # paper says this is not the first try.
+        earlier = sum(j["attempts"] for j in jobs if j["copy"] == copy and j["state"] != "printed")
+        job = self._submit(receipt_no, copy, earlier)
         try:
             return await asyncio.wait_for(asyncio.shield(job.done), ANSWER_WAIT_S)
         except TimeoutError:
@@ -167,7 +171,8 @@ class Printing:
     async def print_test_page(self) -> dict[str, Any]:
         printer = self._require_printer()
         try:
-            result = await printer.print_job(self._bytes(printer_test_page(self.seller)))
+            data = await asyncio.to_thread(self._bytes, printer_test_page(self.seller))
+            result = await printer.print_job(data)
         except PrinterNotReady as exc:
             raise _not_ready(exc) from None
         return {"state": result.outcome.value, "detail": result.detail, "status": self.status()}
@@ -206,17 +211,27 @@ class Printing:
         assert self.printer is not None
         while True:
             job = await self._queue.get()
-            while True:
-                await self.printer.wait_ready()
-                outcome = await self._attempt(job)
-                if outcome is not None:
-                    break
-                # Every attempt is a journal entry: a printer flapping between
-                # ready and not must not fill the journal with them.
-                await asyncio.sleep(RETRY_PAUSE_S)
+            try:
+                outcome = await self._until_printed(job)
+            except Exception as exc:
+                # One job that cannot be printed (a full disk, a bug) must not
+                # stop every receipt after it.
+                log.exception("receipt %d could not be printed", job.receipt_no)
+                outcome = {"job_id": job.job_id, "state": "failed", "detail": str(exc)}
             self._active.pop((job.receipt_no, job.copy), None)
             if not job.done.done():
                 job.done.set_result(outcome)
+
+    async def _until_printed(self, job: PrintJob) -> dict[str, Any]:
+        assert self.printer is not None
+        while True:
+            await self.printer.wait_ready()
+            outcome = await self._attempt(job)
+            if outcome is not None:
+                return outcome
+            # Every attempt is a journal entry: a printer flapping between
+            # ready and not must not fill the journal with them.
+            await asyncio.sleep(RETRY_PAUSE_S)
 
     async def _attempt(self, job: PrintJob) -> dict[str, Any] | None:
         """Print once; None means "interrupted, try again when the printer is back"."""
@@ -226,8 +241,18 @@ class Printing:
         entry = await self.journal.find_receipt(job.receipt_no)
         if entry is None:
             return {"job_id": job.job_id, "state": "failed", "detail": "receipt not found"}
+        done_by_another = [
+            j
+            for j in await self.journal.print_jobs_of(job.receipt_no)
+            if j["copy"] == job.copy and j["state"] == "printed" and j["job_id"] != job.job_id
+        ]
+        if done_by_another:
+            # Asked twice in a race: the other job printed it; printing again
+            # would be a second, unmarked original (or a second copy).
+            return {"job_id": job.job_id, "state": "already-printed", "copy": job.copy}
         job.attempts += 1
-        data = self._bytes(self._documents(entry, job))
+        # Rendering imports python-escpos the first time: off the event loop.
+        data = await asyncio.to_thread(self._bytes, self._documents(entry, job))
         await self.journal.append(
             "print",
             {

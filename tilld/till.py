@@ -79,6 +79,7 @@ class Till:
     ) -> None:
         self.settings = settings
         self.journal = journal
+        journal.on_append = self._after_append
         self.events = events
         self.backend = backend
         self.monitor = monitor
@@ -375,7 +376,6 @@ class Till:
             )
             view = _view_of_entry(entry)
             self._close(sale, view)
-        self._after_append()
         self.events.publish(
             "sale",
             event="voided",
@@ -421,7 +421,6 @@ class Till:
         entry = await self._complete(sale)
         view = _view_of_entry(entry)
         self._close(sale, view)
-        self._after_append()
         self.events.publish(
             "sale",
             event="completed",
@@ -558,7 +557,6 @@ class Till:
             entry = await self.journal.append(
                 "refund", body, number="receipt_no", effects=(set_ticket_state(codes, "refunded"),)
             )
-        self._after_append()
         self._after_receipt(entry)
         self.events.publish(
             "sale",
@@ -569,8 +567,10 @@ class Till:
         )
         return {"receipt_no": entry.body["receipt_no"], "seq": entry.seq, "refund": entry.body}
 
-    def _after_append(self) -> None:
+    def _after_append(self, entry: Entry) -> None:
         self._pending["entries"] += 1
+        if entry.type == "scan":
+            self._pending["scans"] += 1
         # The one place a local append changes the pending counts; sync publishes
         # the other direction. So a UI's offline badge (D-Bus PendingEntries) follows
         # events instead of polling status.get.
@@ -699,8 +699,6 @@ class Till:
                 "mode": self.connectivity.mode.value,
             },
         )
-        self._pending["scans"] += 1
-        self._after_append()
         result: dict[str, Any] = {
             "code": code,
             "kind": "ticket",
@@ -770,7 +768,6 @@ class Till:
         if kind == "x":
             return report
         entry = await self.journal.append("z-report", report, number="z_no")
-        self._after_append()
         return {**entry.body, "seq": entry.seq}
 
 

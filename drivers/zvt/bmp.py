@@ -8,6 +8,8 @@ material are parsed past but never kept (CONTRACT.md: never store them).
 
 from __future__ import annotations
 
+import re
+
 from .bcd import decode_digits, decode_var_length, encode_bcd, encode_var_length
 from .errors import ZvtProtocolError
 from .tlv import _read_length
@@ -233,6 +235,30 @@ def mask_pan(pan: str) -> str:
         # Too short to show 6 + 4 without showing it all: show only the last 4.
         return "*" * max(0, len(pan) - 4) + pan[-4:]
     return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
+
+
+_DIGIT_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        n = int(char)
+        if position % 2:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def mask_card_numbers(text: str) -> str:
+    """Mask anything in free text that could be a full card number.
+
+    A terminal's receipt lines are its own text; a badly configured one may
+    print the whole PAN there, and tilld keeps and prints those lines.
+    """
+    return _DIGIT_RUN.sub(
+        lambda m: mask_pan(m.group()) if luhn_valid(m.group()) else m.group(), text
+    )
 
 
 def encode_pan(pan: str, *, mask: bool = True) -> bytes:

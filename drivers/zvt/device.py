@@ -46,7 +46,7 @@ from .apdu import (
     STATUS_INFORMATION,
     Apdu,
 )
-from .bmp import parse_bmps
+from .bmp import mask_card_numbers, parse_bmps
 from .errors import ZvtProtocolError
 from .link import ApduLink, LinkClosed, LinkTimeout
 from .transport import Transport
@@ -258,9 +258,9 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
                 if 0x60 in bmps:
                     flow.totals.append(messages.decode_totals(bmps[0x60]))
             elif command == PRINT_LINE:
-                flow.lines.append(messages.decode_print_line(message))
+                flow.lines.append(mask_card_numbers(messages.decode_print_line(message)))
             elif command == PRINT_TEXT_BLOCK:
-                flow.lines += messages.decode_text_block(message)
+                flow.lines += map(mask_card_numbers, messages.decode_text_block(message))
             elif command == COMPLETION:
                 flow.end, flow.completion = COMPLETION, message.data
                 return True

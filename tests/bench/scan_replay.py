@@ -45,13 +45,15 @@ def main() -> int:
     args = parser.parse_args()
     site = start_site(Path(tempfile.mkdtemp(prefix="tilld-bench-")))
     try:
-        listener = site.till.client()
-        listener.call("events.subscribe", topics=["mode", "sync"])
         site.server.set_mode("refuse")
         wait_for(lambda: not site.status()["server"], 30, what="server unreachable")
         captured = time.perf_counter()
         capture_scans(site.client, args.scans, "TKREPLAY")
         capture_s = time.perf_counter() - captured
+        # Subscribed only now: a subscriber that reads nothing while 10,000
+        # scans are captured would overflow its queue and be dropped.
+        listener = site.till.client()
+        listener.call("events.subscribe", topics=["mode", "sync"])
         assert site.status()["pending"]["scans"] == args.scans
         switched = time.perf_counter()
         site.server.set_mode("pass")
