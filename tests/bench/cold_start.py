@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import socket
 import sys
@@ -72,11 +71,9 @@ def notify_socket(base: Path):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     sock.settimeout(60)
-    os.environ["NOTIFY_SOCKET"] = str(path)  # TillProcess passes our environment on
     try:
         yield sock
     finally:
-        del os.environ["NOTIFY_SOCKET"]
         sock.close()
         path.unlink(missing_ok=True)
 
@@ -87,7 +84,7 @@ def one_start(till: TillProcess) -> tuple[float, float]:
     if SDNOTIFY:
         with notify_socket(till.base) as notify:
             started = time.perf_counter()
-            till.start(wait=False)
+            till.start(wait=False, env={"NOTIFY_SOCKET": notify.getsockname()})
             while b"READY=1" not in notify.recv(4096).split(b"\n"):
                 pass
             seconds = time.perf_counter() - started
