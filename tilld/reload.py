@@ -119,7 +119,8 @@ class Reloader:
     async def _reload(self, origin: str) -> dict[str, Any]:
         assert self._load is not None
         try:
-            loaded = self._load()
+            # Reading and validating the file is blocking work: off the loop.
+            loaded = await asyncio.to_thread(self._load)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload (%s): configuration: %s", origin, problem)

@@ -146,14 +146,14 @@ class Till:
         path = self.settings.catalog.file
         if path:
             try:
-                with open(path, "rb") as handle:
-                    raw = handle.read()
-                document = parse_catalog(raw, path)
+                # A big catalog takes a while to parse: not on the loop, which
+                # may be selling (a reload re-reads the file).
+                document, dumped = await asyncio.to_thread(_read_catalog_file, path)
             except (OSError, ConfigError) as exc:
                 log.error("catalog file %s is unusable (%s); using the cached catalog", path, exc)
             else:
-                if cached is None or cached[0] != document.model_dump_json():
-                    await self.journal.store_catalog(document.model_dump_json(), path, None)
+                if cached is None or cached[0] != dumped:
+                    await self.journal.store_catalog(dumped, path, None)
                 self._use_catalog(document, path)
                 return
         if cached is not None:
@@ -769,6 +769,13 @@ class Till:
             return report
         entry = await self.journal.append("z-report", report, number="z_no")
         return {**entry.body, "seq": entry.seq}
+
+
+def _read_catalog_file(path: str) -> tuple[CatalogDocument, str]:
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    document = parse_catalog(raw, path)
+    return document, document.model_dump_json()
 
 
 def _raise_if_refused(decision: Decision) -> None:
