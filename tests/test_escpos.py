@@ -244,3 +244,23 @@ def test_a_serial_printer_on_a_real_pty_prints_and_answers_status(tmp_path: Path
         os.close(slave)
     assert [r.lines for r in model.receipts] == [["Kvitto över serieporten"]]
     assert model.queries >= 8  # status read before and after the job, and polled
+
+
+def test_a_usb_printer_that_is_not_there_is_offline_with_a_reason() -> None:
+    from drivers.escpos.links import UsbLink
+
+    async def run() -> None:
+        recorder = Recorder()
+        printer = ReceiptPrinter(
+            "printer", recorder, UsbLink(0x04B8, 0x0E15), backoff=Backoff(0.05, 0.1)
+        )
+        await printer.open()
+        try:
+            await recorder.until(lambda: printer.status.detail not in ("", "not opened"))
+            assert printer.status.state is DeviceState.OFFLINE
+            # No USB printer here: libusb is either missing or finds none; both say so.
+            assert "04b8:0e15" in printer.status.detail or "libusb" in printer.status.detail
+        finally:
+            await printer.close()
+
+    asyncio.run(run())

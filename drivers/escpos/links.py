@@ -17,6 +17,8 @@ from typing import Any
 import serial
 
 from ..device import DeviceUnavailable
+from ..usb import claim as claim_usb
+from ..usb import release as release_usb
 
 
 class PrinterLink(ABC):
@@ -137,39 +139,14 @@ class UsbLink(PrinterLink):
         await asyncio.to_thread(self._claim)
 
     def _claim(self) -> None:
-        import usb.core
-        import usb.util
-
-        try:
-            device = usb.core.find(idVendor=self.vendor_id, idProduct=self.product_id)
-        except usb.core.NoBackendError as exc:
-            raise DeviceUnavailable("libusb is not installed (apt install libusb-1.0-0)") from exc
-        if device is None:
-            raise DeviceUnavailable(
-                f"no USB printer {self.vendor_id:04x}:{self.product_id:04x} is plugged in"
-            )
-        try:
-            if device.is_kernel_driver_active(0):
-                # usblp would otherwise own the printer.
-                device.detach_kernel_driver(0)
-            interface = device.get_active_configuration()[(0, 0)]
-            self._out = usb.util.find_descriptor(
-                interface,
-                custom_match=lambda e: (
-                    usb.util.endpoint_direction(e.bEndpointAddress) == usb.util.ENDPOINT_OUT
-                ),
-            )
-            self._in = usb.util.find_descriptor(
-                interface,
-                custom_match=lambda e: (
-                    usb.util.endpoint_direction(e.bEndpointAddress) == usb.util.ENDPOINT_IN
-                ),
-            )
-        except usb.core.USBError as exc:
-            raise DeviceUnavailable(f"cannot claim the printer: {exc}") from exc
-        if self._out is None:
+        claimed = claim_usb(self.vendor_id, self.product_id, "printer")
+        if claimed.endpoint_out is None:
             raise DeviceUnavailable("the printer has no output endpoint")
-        self._device = device
+        self._device, self._in, self._out = (
+            claimed.device,
+            claimed.endpoint_in,
+            claimed.endpoint_out,
+        )
 
     async def write(self, data: bytes) -> None:
         await asyncio.to_thread(self._transfer_out, data)
@@ -200,9 +177,4 @@ class UsbLink(PrinterLink):
     async def close(self) -> None:
         device, self._device = self._device, None
         if device is not None:
-            import usb.core
-            import usb.util
-
-            # Unplugged: nothing left to release.
-            with contextlib.suppress(usb.core.USBError):
-                await asyncio.to_thread(usb.util.dispose_resources, device)
+            await asyncio.to_thread(release_usb, device)

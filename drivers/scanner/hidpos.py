@@ -17,12 +17,13 @@ A code longer than one report arrives in several, the last with bit 0 clear.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..device import DeviceListener, DeviceUnavailable
+from ..usb import claim as claim_usb
+from ..usb import release as release_usb
 from .base import ScanCallback, Scanner
 from .decoding import AIM_SYMBOLOGIES, ScanData, ScanGarbage, ScanRules, clean
 
@@ -107,36 +108,10 @@ class HidPosScanner(Scanner):
         self._device, self._endpoint = await asyncio.to_thread(self._claim)
 
     def _claim(self) -> tuple[Any, Any]:
-        try:
-            import usb.core
-            import usb.util
-        except ImportError as exc:
-            raise DeviceUnavailable("pyusb is not installed") from exc
-        try:
-            device = usb.core.find(idVendor=self.vendor_id, idProduct=self.product_id)
-        except usb.core.NoBackendError as exc:
-            raise DeviceUnavailable("libusb is not installed (apt install libusb-1.0-0)") from exc
-        if device is None:
-            raise DeviceUnavailable(
-                f"no USB device {self.vendor_id:04x}:{self.product_id:04x} is plugged in"
-            )
-        try:
-            for interface in device.get_active_configuration():
-                if device.is_kernel_driver_active(interface.bInterfaceNumber):
-                    # usbhid would otherwise own the scanner and we could not read it.
-                    device.detach_kernel_driver(interface.bInterfaceNumber)
-            usb.util.claim_interface(device, 0)
-            endpoint = usb.util.find_descriptor(
-                device.get_active_configuration()[(0, 0)],
-                custom_match=lambda e: (
-                    usb.util.endpoint_direction(e.bEndpointAddress) == usb.util.ENDPOINT_IN
-                ),
-            )
-        except usb.core.USBError as exc:
-            raise DeviceUnavailable(f"cannot claim the scanner: {exc}") from exc
-        if endpoint is None:
+        claimed = claim_usb(self.vendor_id, self.product_id, "scanner")
+        if claimed.endpoint_in is None:
             raise DeviceUnavailable("the scanner has no input endpoint; is it in HID POS mode?")
-        return device, endpoint
+        return claimed.device, claimed.endpoint_in
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -172,9 +147,4 @@ class HidPosScanner(Scanner):
     async def _disconnect(self) -> None:
         device, self._device = self._device, None
         if device is not None:
-            import usb.core
-            import usb.util
-
-            # The device may already be gone; releasing it then has nothing to do.
-            with contextlib.suppress(usb.core.USBError):
-                await asyncio.to_thread(usb.util.dispose_resources, device)
+            await asyncio.to_thread(release_usb, device)
