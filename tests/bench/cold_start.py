@@ -81,19 +81,23 @@ def notify_socket(base: Path):
 def one_start(till: TillProcess) -> tuple[float, float]:
     """Seconds from spawning the daemon to ready, and its peak RSS in MB then."""
     till.socket_path.unlink(missing_ok=True)
-    if SDNOTIFY:
-        with notify_socket(till.base) as notify:
+    try:
+        if SDNOTIFY:
+            with notify_socket(till.base) as notify:
+                started = time.perf_counter()
+                till.start(wait=False, env={"NOTIFY_SOCKET": notify.getsockname()})
+                while b"READY=1" not in notify.recv(4096).split(b"\n"):
+                    pass
+                seconds = time.perf_counter() - started
+        else:
             started = time.perf_counter()
-            till.start(wait=False, env={"NOTIFY_SOCKET": notify.getsockname()})
-            while b"READY=1" not in notify.recv(4096).split(b"\n"):
-                pass
+            till.start(wait=False)
+            wait_socket_answers(till, started + 60)
             seconds = time.perf_counter() - started
-    else:
-        started = time.perf_counter()
-        till.start(wait=False)
-        wait_socket_answers(till, started + 60)
-        seconds = time.perf_counter() - started
-    rss = peak_rss_mb(till.proc.pid)
+        rss = peak_rss_mb(till.proc.pid)
+    except BaseException:
+        till.kill()  # a failed measurement must not leave a daemon behind
+        raise
     till.stop(timeout=60)
     return seconds, rss
 
