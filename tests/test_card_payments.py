@@ -318,3 +318,108 @@ def test_the_card_sale_receipt_shows_brand_masked_pan_and_the_terminal_slip(
         site.till.kill()
         for sim in (site.terminal, site.internet, site.server, site.backend, printer):
             sim.stop()
+
+
+def refunds_booked(site: CardSite) -> list[dict[str, Any]]:
+    return [b for b in site.terminal.state()["booked"] if b["kind"] == "refund"]
+
+
+def test_a_card_refund_goes_back_to_the_card_on_a_refund_receipt(card_site) -> None:
+    sale = pay_card(card_site.client)
+    receipt_no = sale["sale"]["receipt_no"]
+    total = sale["sale"]["total"]
+    reply = card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    payment = reply["refund"]["payments"][0]
+    assert payment["method"] == "card" and payment["amount"] == total
+    assert re.fullmatch(r"411111\*+1111", payment["card"]["masked_pan"])
+    assert [b["amount"] for b in refunds_booked(card_site)] == [total]
+    types = [e["type"] for e in card_site.journal()]
+    assert types[-2:] == ["card-intent", "refund"]  # the receipt closes its own intent
+    report = card_site.client.call("admin.report", kind="x")
+    assert report["payments"]["card"] == 0 and report["refunds"] == 1
+    # Nothing is left to go back to the card, whatever the method asks.
+    with pytest.raises(RpcError) as nothing:
+        card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert nothing.value.reason == "nothing-to-refund"
+    assert len(refunds_booked(card_site)) == 1
+
+
+def test_a_card_refund_never_exceeds_what_the_receipt_took_by_card(card_site) -> None:
+    client = card_site.client
+    sale_id = client.call("sale.open")["sale_id"]
+    client.call("sale.add", sale_id=sale_id, plu="300", quantity=2)
+    total = client.call("sale.get", sale_id=sale_id)["total"]
+    client.call("sale.pay", sale_id=sale_id, method="cash", amount=total // 2)
+    done = client.call("sale.pay", sale_id=sale_id, method="card", amount=total - total // 2)
+    receipt_no = done["sale"]["receipt_no"]
+    line_id = done["sale"]["lines"][0]["line_id"]
+    one = [{"line_id": line_id, "quantity": 1}]
+    client.call("sale.refund", receipt_no=receipt_no, lines=one, method="card")
+    with pytest.raises(RpcError) as refused:
+        client.call("sale.refund", receipt_no=receipt_no, lines=one, method="card")
+    assert refused.value.reason == "refund-exceeds-card-payment"
+    assert refused.value.error["data"]["card_left"] == 0
+    assert len(refunds_booked(card_site)) == 1
+    assert client.call("sale.refund", receipt_no=receipt_no, lines=one, method="cash")
+
+
+def test_card_refunds_need_the_internet_and_a_declined_refund_writes_no_receipt(
+    card_site,
+) -> None:
+    receipt_no = pay_card(card_site.client)["sale"]["receipt_no"]
+    card_site.internet_down()
+    with pytest.raises(RpcError) as offline:
+        card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert offline.value.reason == "card-refund-needs-internet"
+    card_site.internet_up()
+    card_site.terminal.set(decision="decline")
+    with pytest.raises(RpcError) as declined:
+        card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert declined.value.reason == "card-declined"
+    assert refunds_booked(card_site) == []
+    entries = card_site.journal()
+    assert "refund" not in [e["type"] for e in entries]
+    assert entries[-1]["type"] == "card-result"
+    assert entries[-1]["body"]["outcome"] == "declined"
+    card_site.terminal.set(decision="approve")
+    card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert len(refunds_booked(card_site)) == 1
+
+
+def test_a_card_refund_in_doubt_across_a_crash_is_written_exactly_once(card_site) -> None:
+    receipt_no = pay_card(card_site.client)["sale"]["receipt_no"]
+    card_site.terminal.set(drop="after-approval")
+    with pytest.raises(RpcError) as doubt:
+        card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert doubt.value.reason == "card-payment-in-doubt"
+    assert len(refunds_booked(card_site)) == 1  # the money did go back
+    card_site.restart(kill=True)  # tilld dies before it learns so
+
+    def refund_receipts() -> list[dict[str, Any]]:
+        return [e for e in card_site.journal() if e["type"] == "refund"]
+
+    wait_for(lambda: len(refund_receipts()) == 1, 30, what="the refund receipt after the doubt")
+    (refund,) = refund_receipts()
+    assert refund["body"]["payments"][0]["method"] == "card"
+    assert refund["body"]["original_receipt_no"] == receipt_no
+    with pytest.raises(RpcError) as again:
+        card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert again.value.reason == "nothing-to-refund"
+    assert len(refunds_booked(card_site)) == 1
+
+
+def test_a_training_sale_takes_no_card_and_refunds_no_card(card_site) -> None:
+    client = card_site.client
+    sale_id = client.call("sale.open", training=True)["sale_id"]
+    client.call("sale.add", sale_id=sale_id, plu="300")
+    total = client.call("sale.get", sale_id=sale_id)["total"]
+    with pytest.raises(RpcError) as card:
+        client.call("sale.pay", sale_id=sale_id, method="card", amount=total)
+    assert card.value.reason == "training-real-money"
+    receipt_no = client.call("sale.pay", sale_id=sale_id, method="cash", amount=total)["sale"][
+        "receipt_no"
+    ]
+    with pytest.raises(RpcError) as refund:
+        client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert refund.value.reason == "training-real-money"
+    assert card_site.terminal.state()["booked"] == []

@@ -29,6 +29,7 @@ from tilld.rules import (
     Mode,
     check_article,
     check_payment,
+    check_refund,
 )
 
 DEFAULT_OFFLINE_BRANDS = {"visa", "mastercard"}
@@ -498,3 +499,52 @@ def test_an_unknown_article_kind_is_refused_in_every_mode(conn):
     decision = check_article("season-pass", conn)
     assert not decision.allowed
     assert decision.reason == "unknown-article-kind"
+
+
+# -- refunds and training sales ------------------------------------------------
+# Money goes back by cash or manual Swish in every mode; to a card only with
+# the internet, a ready terminal, not for training, and never more than the
+# receipt took by card. Integrated Swish is paid back by the venue, not the till.
+
+
+@given(method=st.sampled_from(("cash", "swish-manual")), conn=connectivities, training=booleans)
+def test_cash_and_manual_swish_refunds_are_allowed_in_every_mode(method, conn, training):
+    assert check_refund(method, conn, training=training, amount=10**6, card_left=0).allowed
+
+
+@given(conn=connectivities)
+def test_integrated_swish_refunds_are_not_the_tills(conn):
+    assert check_refund("swish", conn).reason == "method-not-supported"
+
+
+@given(
+    conn=connectivities,
+    ready=booleans,
+    training=booleans,
+    amount=st.integers(0, 10**6),
+    card_left=st.integers(0, 10**6),
+)
+def test_a_card_refund_is_allowed_exactly_when_every_condition_holds(
+    conn, ready, training, amount, card_left
+):
+    decision = check_refund(
+        "card", conn, terminal_ready=ready, training=training, amount=amount, card_left=card_left
+    )
+    expected = ready and conn.internet and not training and amount <= card_left
+    assert decision.allowed is expected
+    if training:
+        assert decision.reason == "training-real-money"
+    elif not ready:
+        assert decision.reason == "terminal-unavailable"
+    elif not conn.internet:
+        assert decision.reason == "card-refund-needs-internet"
+    elif amount > card_left:
+        assert decision.reason == "refund-exceeds-card-payment"
+        assert decision.details == {"card_left": card_left}
+
+
+@given(method=st.sampled_from(("card", "swish")), conn=connectivities)
+def test_a_training_sale_takes_no_real_money(method, conn):
+    decision = check_payment(method, conn, training=True)
+    assert decision.reason == "training-real-money"
+    assert check_payment("cash", conn, training=True).allowed

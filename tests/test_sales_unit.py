@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tilld.catalog import Article
 from tilld.errors import Refused
-from tilld.sales import MAX_QUANTITY, Payment, Sale, plan_refund, refund_body
+from tilld.sales import MAX_QUANTITY, Payment, Sale, card_refundable, plan_refund, refund_body
 
 ENTRE = Article(id="a1", plu="100", name="Entré vuxen", price=15000, vat_rate=6, kind="ticket")
 KAFFE = Article(
@@ -525,3 +525,14 @@ def test_refund_body_lists_ticket_codes_only_for_ticket_lines():
     tickets, goods = refund["lines"]
     assert len(tickets["ticket_codes"]) == 3
     assert "ticket_codes" not in goods
+
+
+def test_card_refundable_is_the_card_payments_less_earlier_card_refunds():
+    sale = {"payments": [{"method": "cash", "amount": 500}, {"method": "card", "amount": 700}]}
+    earlier = [
+        {"payments": [{"method": "card", "amount": 200}]},
+        {"payments": [{"method": "cash", "amount": 300}]},
+    ]
+    assert card_refundable(sale, []) == 700
+    assert card_refundable(sale, earlier) == 500
+    assert card_refundable(sale, [*earlier, {"payments": [{"method": "card", "amount": 900}]}]) == 0

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
 from drivers.terminal import (
@@ -48,6 +49,7 @@ from .rules import CardFacts, check_payment
 from .sales import Payment, Sale
 
 if TYPE_CHECKING:
+    from .journal import Entry
     from .till import Till
 
 log = logging.getLogger("tilld.card")
@@ -416,6 +418,167 @@ class CardPayments:
             result_code=result.result_code,
         )
 
+    # -- paying back --------------------------------------------------------------
+
+    async def refund(self, body: dict[str, Any]) -> Entry:
+        """Pay a planned refund receipt back to the customer's card.
+
+        The same order as a payment: the intent (with the whole refund receipt
+        it will become) is journaled first, so a refund in doubt is written
+        as a receipt if, and only if, the terminal booked it.
+        """
+        terminal = self._require_terminal()
+        if self._lock.locked():
+            raise Refused(
+                "terminal-busy",
+                "The card terminal is busy with another payment; wait for it to finish.",
+            )
+        async with self._lock:
+            await self._resolve_doubts()
+            if self._doubts:
+                raise Refused(
+                    "card-payment-in-doubt",
+                    "An earlier card payment's outcome is still unknown; tilld asks the "
+                    "terminal again by itself. Refund in cash or by manual Swish meanwhile.",
+                )
+            amount, payment_id = body["total"], str(uuidlib.uuid4())
+            doubt = terminal.doubt_record(amount, payment_id, kind="refund")
+            intent = {
+                **self._doubt_body(body["original_sale_id"], payment_id, amount, doubt),
+                "kind": "refund",
+                "original_receipt_no": body["original_receipt_no"],
+                "refund": body,
+            }
+            await self.till.journal.append(
+                "card-intent", intent, effects=(open_card_intent(payment_id),)
+            )
+            sale_id = intent["sale_id"]
+            self._running[sale_id] = payment_id
+            self._publish("refund-started", sale_id, payment_id, amount=amount)
+            try:
+                result = await terminal.refund(
+                    amount,
+                    payment_id,
+                    on_status=lambda s: self._publish(
+                        "status", sale_id, payment_id, code=s.code, text=s.text
+                    ),
+                )
+            except TerminalUnavailable as exc:
+                await self._close_refund(intent, "unavailable", str(exc))
+                raise Refused(
+                    "terminal-unavailable",
+                    f"The card terminal is not connected ({exc}); nothing went back to the "
+                    "card. Refund in cash or by manual Swish.",
+                ) from None
+            finally:
+                self._running.pop(sale_id, None)
+            try:
+                return await self._settle_refund(intent, result, doubt)
+            except Refused:
+                raise
+            except BaseException:
+                self._doubts[payment_id] = intent
+                log.exception("card refund %s: outcome not recorded", payment_id)
+                raise
+
+    def refund_in_doubt_for(self, receipt_no: int) -> bool:
+        return any(
+            body.get("kind") == "refund" and body.get("original_receipt_no") == receipt_no
+            for body in self._doubts.values()
+        )
+
+    async def _settle_refund(
+        self, intent: dict[str, Any], result: TerminalResult, doubt: InDoubt
+    ) -> Entry:
+        if result.outcome is Outcome.IN_DOUBT:
+            assert result.doubt is not None
+            result = await self._ask(result.doubt)
+        if result.outcome is Outcome.APPROVED and result.transaction is None:
+            result = await self._ask(doubt)
+        if result.outcome is Outcome.IN_DOUBT or (result.transaction is None and result.approved):
+            self._doubts[intent["payment_id"]] = intent
+            self._publish("in-doubt", intent["sale_id"], intent["payment_id"], amount=doubt.amount)
+            raise Refused(
+                "card-payment-in-doubt",
+                "The terminal did not say whether the money went back to the card. Do not "
+                "refund again: tilld asks the terminal by itself and writes the refund "
+                "receipt if it went through. Check the terminal's display meanwhile.",
+                payment_id=intent["payment_id"],
+            )
+        if not result.approved:
+            await self._close_refund(intent, result.outcome.value, result.result_text)
+            if result.outcome is Outcome.ABORTED:
+                raise Refused(
+                    "card-aborted",
+                    f"The card refund was cancelled ({result.result_text}); nothing went "
+                    "back to the card.",
+                )
+            raise Refused(
+                "card-declined",
+                f"The terminal refused the refund ({result.result_text}); nothing went back "
+                "to the card. Refund in cash or by manual Swish.",
+                result_code=result.result_code,
+            )
+        assert result.transaction is not None
+        try:
+            return await self._record_refund(intent, result.transaction, result.receipt_lines)
+        except Refused as exc:
+            self._doubts[intent["payment_id"]] = intent
+            raise Refused(
+                "card-payment-in-doubt",
+                f"The money went back to the card but could not be recorded ({exc.message}). "
+                "Do not refund again: tilld records it as soon as it can.",
+                payment_id=intent["payment_id"],
+            ) from None
+
+    async def _record_refund(
+        self,
+        intent: dict[str, Any],
+        transaction: CardTransaction,
+        receipt_lines: tuple[str, ...],
+    ) -> Entry:
+        """The refund receipt, closing its intent in the same transaction."""
+        card = card_record(transaction, offline=False)
+        if receipt_lines:
+            card["slip"] = list(receipt_lines)
+        payment = {
+            "payment_id": intent["payment_id"],
+            "method": "card",
+            "amount": intent["amount"],
+            "card": card,
+        }
+        body = {**intent["refund"], "payments": [payment]}
+        entry = await self.till.record_refund(body, close_card_intent(intent["payment_id"]))
+        self._doubts.pop(intent["payment_id"], None)
+        self._publish(
+            "refunded",
+            intent["sale_id"],
+            intent["payment_id"],
+            amount=intent["amount"],
+            receipt_no=entry.body["receipt_no"],
+        )
+        return entry
+
+    async def _close_refund(self, intent: dict[str, Any], outcome: str, text: str) -> None:
+        """A card refund that paid nothing back: close its intent."""
+        await self.till.journal.append(
+            "card-result",
+            {
+                "kind": "refund",
+                "sale_id": intent["sale_id"],
+                "payment_id": intent["payment_id"],
+                "original_receipt_no": intent["original_receipt_no"],
+                "amount": intent["amount"],
+                "outcome": outcome,
+                "result_text": text,
+            },
+            effects=(close_card_intent(intent["payment_id"]),),
+        )
+        self._doubts.pop(intent["payment_id"], None)
+        self._publish(
+            f"refund-{outcome}", intent["sale_id"], intent["payment_id"], amount=intent["amount"]
+        )
+
     # -- payments in doubt -------------------------------------------------------
 
     async def _ask(self, doubt: InDoubt) -> TerminalResult:
@@ -438,11 +601,27 @@ class CardPayments:
                 reason="resolving",
                 receipt_before=body.get("receipt_before"),
                 receipt_before_known=bool(body.get("receipt_before_known")),
+                kind=body.get("kind", "authorisation"),
             )
             result = await self._ask(doubt)
             if result.outcome is Outcome.IN_DOUBT:
                 continue
+            if doubt.kind == "refund":
+                await self._settle_resolved_refund(body, result)
+                continue
             await self._settle_resolved(body, result, lock_held=body["sale_id"] == held_sale_id)
+
+    async def _settle_resolved_refund(self, intent: dict[str, Any], result: TerminalResult) -> None:
+        if result.approved and result.transaction is not None:
+            log.warning(
+                "card refund %s of %d öre WAS booked by the terminal; writing its receipt",
+                intent["payment_id"],
+                intent["amount"],
+            )
+            await self._record_refund(intent, result.transaction, result.receipt_lines)
+        else:
+            log.info("card refund %s was not booked by the terminal", intent["payment_id"])
+            await self._close_refund(intent, "not-booked", "resolved after the link was lost")
 
     async def _settle_resolved(
         self, body: dict[str, Any], result: TerminalResult, *, lock_held: bool

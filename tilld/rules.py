@@ -28,6 +28,8 @@ MODE_TABLE: Mapping[tuple[bool, bool], Mode] = {
 }
 
 PAYMENT_METHODS = ("cash", "swish-manual", "swish", "card")
+# Methods the till itself moves money with; a training sale must not use them.
+REAL_MONEY_METHODS = frozenset({"swish", "card"})
 ARTICLE_KINDS = ("goods", "ticket", "event-ticket")
 
 
@@ -111,6 +113,7 @@ def check_payment(
     enabled: Mapping[str, bool] | None = None,
     card: CardFacts | None = None,
     policy: CardPolicy = CardPolicy(),
+    training: bool = False,
 ) -> Decision:
     """May ``method`` be taken now? ``enabled`` is the catalog's per-method switch."""
     need = METHOD_NEEDS.get(method)
@@ -118,6 +121,12 @@ def check_payment(
         return _refuse(
             "unknown-method",
             f"'{method}' is not a payment method; use one of {', '.join(PAYMENT_METHODS)}.",
+        )
+    if training and method in REAL_MONEY_METHODS:
+        return _refuse(
+            "training-real-money",
+            f"This is a training sale: payment by {method} would move real money. "
+            "Take cash or manual Swish, which the till only records.",
         )
     if enabled is not None and not enabled.get(method, False):
         return _refuse(
@@ -160,6 +169,68 @@ def _check_card(connectivity: Connectivity, card: CardFacts, policy: CardPolicy)
             f"{card.brand} cards need the internet. Without it only these brands work: "
             f"{allowed}. Ask for another card, cash or manual Swish.",
             brand=card.brand,
+        )
+    return ALLOWED
+
+
+def check_refund(
+    method: str,
+    connectivity: Connectivity,
+    *,
+    enabled: Mapping[str, bool] | None = None,
+    terminal_ready: bool = True,
+    training: bool = False,
+    amount: int | None = None,
+    card_left: int | None = None,
+) -> Decision:
+    """May ``amount`` öre be paid back by ``method`` now?
+
+    Money goes back the way a till can send it: cash, manual Swish, or to a
+    card through the terminal, never more to cards than the receipt took by
+    card. ``amount`` and ``card_left`` are None before the refund is planned.
+    """
+    if method not in METHOD_NEEDS:
+        return _refuse(
+            "unknown-method",
+            f"'{method}' is not a payment method; use one of {', '.join(PAYMENT_METHODS)}.",
+        )
+    if method == "swish":
+        return _refuse(
+            "method-not-supported",
+            "Integrated Swish payments are paid back from the venue's Swish account, not "
+            "from the till; refund in cash, by manual Swish or to the card instead.",
+        )
+    if enabled is not None and not enabled.get(method, False):
+        return _refuse(
+            "method-disabled",
+            f"Payment by {method} is switched off for this till in the catalog.",
+        )
+    if method != "card":
+        return ALLOWED
+    if training:
+        return _refuse(
+            "training-real-money",
+            "This is a training receipt: a card refund would move real money. Refund it "
+            "in cash or by manual Swish, which the till only records.",
+        )
+    if not terminal_ready:
+        return _refuse(
+            "terminal-unavailable",
+            "No card terminal is connected to this till. Refund in cash or by manual "
+            "Swish, or wait for the terminal.",
+        )
+    if not connectivity.internet:
+        return _refuse(
+            "card-refund-needs-internet",
+            "Money goes back to a card only with the internet, which is down. Refund in "
+            "cash or by manual Swish, or keep the receipt and refund when it is back.",
+        )
+    if amount is not None and card_left is not None and amount > card_left:
+        return _refuse(
+            "refund-exceeds-card-payment",
+            f"Only {card_left} öre of this receipt was paid by card; refund the rest "
+            "in cash or by manual Swish.",
+            card_left=card_left,
         )
     return ALLOWED
 

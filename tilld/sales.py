@@ -369,3 +369,19 @@ def refund_body(
         "mode": mode,
         **({"training": True} if sale_body.get("training") else {}),
     }
+
+
+def card_refundable(sale_body: dict[str, Any], earlier_refunds: list[dict[str, Any]]) -> int:
+    """Öre of a sale's card payments not yet paid back to a card."""
+    paid = sum(p["amount"] for p in sale_body["payments"] if p["method"] == "card")
+    back = sum(
+        p["amount"]
+        for refund in earlier_refunds
+        for p in refund["payments"]
+        if p["method"] == "card"
+    )
+    return max(0, paid - back)
+
+
+def refund_ticket_codes(refund: dict[str, Any]) -> list[str]:
+    return [code for line in refund["lines"] for code in line.get("ticket_codes", ())]

@@ -27,6 +27,7 @@ from .events import EventBus
 from .journal import (
     Entry,
     Journal,
+    SideEffect,
     TicketRecord,
     forget_open_sale,
     now_with_offset,
@@ -42,8 +43,9 @@ from .rules import (
     Decision,
     check_article,
     check_payment,
+    check_refund,
 )
-from .sales import Sale, plan_refund, refund_body
+from .sales import Sale, card_refundable, plan_refund, refund_body, refund_ticket_codes
 from .ticketcodes import UnsupportedPattern, make_ticket_code
 
 if TYPE_CHECKING:
@@ -203,13 +205,32 @@ class Till:
     def open_sale_for(self, sale_id: str) -> Sale | None:
         return self._open.get(sale_id)
 
-    def payment_decision(self, method: str) -> Decision:
+    def payment_decision(self, method: str, *, training: bool = False) -> Decision:
         return check_payment(
             method,
             self.connectivity,
             enabled=self._enabled_methods(),
             card=self._card_facts(),
             policy=self.card_policy,
+            training=training,
+        )
+
+    def refund_decision(
+        self,
+        method: str,
+        *,
+        training: bool = False,
+        amount: int | None = None,
+        card_left: int | None = None,
+    ) -> Decision:
+        return check_refund(
+            method,
+            self.connectivity,
+            enabled=self._enabled_methods(),
+            terminal_ready=self.card is not None and self.card.ready,
+            training=training,
+            amount=amount,
+            card_left=card_left,
         )
 
     def status(self) -> dict[str, Any]:
@@ -391,7 +412,7 @@ class Till:
         self._require_accepting()
         async with self.sale_lock(sale_id):
             sale = self._sale(sale_id)
-            _raise_if_refused(self.payment_decision(method))
+            _raise_if_refused(self.payment_decision(method, training=sale.training))
             if method == "swish" and self.swish is not None:
                 return await self.swish.start(sale, amount)
             if method == "card" and self.card is not None:
@@ -534,12 +555,7 @@ class Till:
         self, receipt_no: int, lines: dict[int, int | None] | None, method: str, reason: str
     ) -> dict[str, Any]:
         self._require_accepting()
-        _raise_if_refused(self.payment_decision(method))
-        if method not in ("cash", "swish-manual"):
-            raise Refused(
-                "method-not-supported",
-                f"This till cannot refund by {method}; refund in cash or by manual Swish.",
-            )
+        _raise_if_refused(self.refund_decision(method))
         original = await self.journal.find_receipt(receipt_no)
         if original is None or original.type != "sale":
             raise Refused(
@@ -550,22 +566,49 @@ class Till:
         # Refunds are rare: one at a time keeps two of the same receipt from
         # both passing the "what is left" check.
         async with self._refund_lock:
+            if self.card is not None and self.card.refund_in_doubt_for(receipt_no):
+                raise Refused(
+                    "card-payment-in-doubt",
+                    f"A card refund of receipt {receipt_no} is still in doubt; tilld asks the "
+                    "terminal by itself. Refund the rest once it is settled.",
+                    receipt_no=receipt_no,
+                )
             earlier = [e.body for e in await self.journal.refunds_of(receipt_no)]
             plan = plan_refund(original.body, earlier, lines)
             body = refund_body(original.body, plan, method, self.connectivity.mode.value, reason)
-            codes = [code for line in plan for code in line.ticket_codes]
-            entry = await self.journal.append(
-                "refund", body, number="receipt_no", effects=(set_ticket_state(codes, "refunded"),)
+            _raise_if_refused(
+                self.refund_decision(
+                    method,
+                    training=bool(original.body.get("training")),
+                    amount=body["total"],
+                    card_left=card_refundable(original.body, earlier),
+                )
             )
+            if method == "card":
+                assert self.card is not None
+                entry = await self.card.refund(body)
+            else:
+                entry = await self.record_refund(body)
+        return {"receipt_no": entry.body["receipt_no"], "seq": entry.seq, "refund": entry.body}
+
+    async def record_refund(self, body: dict[str, Any], *effects: SideEffect) -> Entry:
+        """Journal a refund receipt (its tickets become refunded), print it, tell the UIs."""
+        entry = await self.journal.append(
+            "refund",
+            body,
+            number="receipt_no",
+            effects=(set_ticket_state(refund_ticket_codes(body), "refunded"), *effects),
+        )
         self._after_receipt(entry)
         self.events.publish(
             "sale",
             event="refunded",
             receipt_no=entry.body["receipt_no"],
-            original_receipt_no=receipt_no,
+            original_receipt_no=body["original_receipt_no"],
             total=body["total"],
+            method=body["payments"][0]["method"],
         )
-        return {"receipt_no": entry.body["receipt_no"], "seq": entry.seq, "refund": entry.body}
+        return entry
 
     def _after_append(self, entry: Entry) -> None:
         self._pending["entries"] += 1

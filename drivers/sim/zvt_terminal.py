@@ -138,6 +138,7 @@ class SimTerminal:
             "script": asdict(self.script),
             "booked": [asdict(b) for b in self.booked],
             "approved": sum(1 for b in self.booked if b.kind == "authorisation"),
+            "refunded": sum(1 for b in self.booked if b.kind == "refund"),
             "offline_stored": len(self.offline_store),
             "commands": dict(self.commands),
         }
@@ -342,7 +343,38 @@ class SimTerminal:
             return
         amount = decode_amount(parse_bmps(apdu.data[3:]).get(0x04, b""))
         await link.send(POSITIVE_ACK)
-        await self._send_booked(link, self._book("refund", amount, offline=False))
+        script = self.script
+        try:
+            await self._send_wait_ack(link, messages.intermediate_status(codes.STATUS_INSERT_CARD))
+            await self._hold(link)
+            if not script.online:
+                # Money back to a card is always authorised online.
+                await self._send_wait_ack(
+                    link, messages.abort_from_terminal(codes.RESULT_OFFLINE_ERROR)
+                )
+                return
+            if script.delay_s:
+                await self._wait_or_abort(link, script.delay_s)
+            if script.decision == "customer-abort":
+                await self._send_wait_ack(link, messages.abort_from_terminal(codes.RESULT_ABORTED))
+                return
+        except _Aborted:
+            await link.send(POSITIVE_ACK)
+            await self._send_wait_ack(link, messages.abort_from_terminal(codes.RESULT_ABORTED))
+            return
+        if script.decision == "decline":
+            await self._send_wait_ack(link, messages.abort_from_terminal(RESULT_DECLINED))
+            return
+        if script.drop == "before-approval":
+            script.drop = None
+            drop()
+            raise _Dropped()
+        booked = self._book("refund", amount, offline=False)
+        if script.drop == "after-approval":
+            script.drop = None
+            drop()
+            raise _Dropped()
+        await self._send_booked(link, booked)
 
     async def _status_enquiry(self, link: ApduLink, apdu: Apdu, drop) -> None:
         if not await self._check_password(link, apdu):
