@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import sqlite3
+import tempfile
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -55,8 +59,21 @@ def document(**overrides) -> dict:
     return doc
 
 
+def stored(raw: str | bytes, source: str = "test-catalog") -> Catalog:
+    """A catalog as the till keeps it: parsed, then stored in its own SQLite file."""
+    cat = Catalog(Path(tempfile.mkdtemp(prefix="tilld-catalog-")) / "catalog.sqlite")
+    cat.open()
+    cat.use(cat.replace(parse_catalog(raw, source), source=source, etag=None, digest=None))
+    return cat
+
+
+@functools.cache
+def _default_catalog() -> Catalog:
+    return stored(json.dumps(document()))
+
+
 def catalog(**overrides) -> Catalog:
-    return Catalog(parse_catalog(json.dumps(document(**overrides)), "test-catalog"))
+    return stored(json.dumps(document(**overrides))) if overrides else _default_catalog()
 
 
 def plus(articles) -> list[str]:
@@ -233,7 +250,7 @@ def test_the_protocol_example_catalog_parses():
   {"id": "a3", "plu": "300", "name": "Kaffe", "price": 3500, "vat_rate": 12,
    "kind": "goods", "barcodes": ["7310000000001"], "event_id": null, "fallback_plu": null}
  ]}"""
-    cat = Catalog(parse_catalog(raw, "protocol-example"))
+    cat = stored(raw, "protocol-example")
     assert plus(cat.search("")) == ["100", "200", "300"]
     assert cat.find(barcode="7310000000001").price == 3500
 
@@ -245,7 +262,7 @@ def test_missing_optional_fields_take_defaults():
             {"id": "x", "plu": "1", "name": "N", "price": 0, "vat_rate": 0, "kind": "goods"}
         ],
     }
-    cat = Catalog(parse_catalog(json.dumps(doc), "minimal"))
+    cat = stored(json.dumps(doc), "minimal")
     assert cat.ticket_code_re.pattern == "^TK[0-9A-Z]{8,32}$"
     assert cat.payment_methods == {"cash": True, "swish-manual": True, "swish": True, "card": True}
 
@@ -297,3 +314,59 @@ def test_every_bad_field_is_reported_with_the_source_name():
 def test_a_catalog_that_is_not_json_is_a_config_error():
     with pytest.raises(ConfigError):
         parse_catalog("{not json", "broken.json")
+
+
+# -- the catalog on disk ---------------------------------------------------------
+
+
+def test_a_stored_catalog_is_there_after_a_restart_without_parsing_it_again(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    first = Catalog(path)
+    first.open()
+    info = first.replace(
+        parse_catalog(json.dumps(document()), "f"), source="/etc/c.json", etag="e1", digest="d1"
+    )
+    first.use(info)
+    first.close()
+    again = Catalog(path)
+    again.open()
+    assert again.info == info
+    assert (again.info.articles, again.info.digest, again.info.etag) == (len(ARTICLES), "d1", "e1")
+    assert again.find(plu="300").name == "Kaffe"
+    assert plus(again.search("kaffe")) == ["300", "7310000000001", "502"]
+
+
+def test_replacing_the_catalog_drops_articles_that_are_gone(tmp_path):
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    cat.open()
+    cat.replace(parse_catalog(json.dumps(document()), "a"), source="a", etag=None, digest=None)
+    smaller = document(version="v2", articles=[article("900", "Paraply", barcodes=["555"])])
+    cat.use(
+        cat.replace(parse_catalog(json.dumps(smaller), "b"), source="b", etag=None, digest=None)
+    )
+    assert cat.version == "v2" and cat.info.articles == 1
+    assert cat.find(plu="300") is None and cat.find(barcode="7310000000001") is None
+    assert cat.find(barcode="555").plu == "900"
+
+
+def test_a_duplicate_plu_or_barcode_finds_the_last_and_searches_both():
+    cat = catalog(
+        articles=[
+            article("1", "Karta", barcodes=["77"]),
+            article("1", "Karta ny", barcodes=["77"]),
+        ]
+    )
+    assert cat.find(plu="1").name == "Karta ny"
+    assert cat.find(barcode="77").name == "Karta ny"
+    assert [a.name for a in cat.search("karta")] == ["Karta", "Karta ny"]  # catalog order
+
+
+def test_a_damaged_catalog_file_is_set_aside_and_the_till_starts_empty(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    path.write_bytes(b"this is not a database" * 1000)
+    cat = Catalog(path)
+    cat.open()
+    assert cat.info.source == "none" and cat.find(plu="300") is None
+    assert (tmp_path / "catalog.sqlite.broken").read_bytes().startswith(b"this is not")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sqlite3
@@ -9,7 +10,7 @@ import time
 from typing import ClassVar
 
 import pytest
-from conftest import DEMO_CATALOG, TillProcess, to_toml
+from conftest import DEMO_CATALOG, RpcError, TillProcess, to_toml
 
 EX_CANTCREAT = 73
 
@@ -129,6 +130,60 @@ def test_restart_without_catalog_file_sells_from_the_cached_catalog(short_tmp):
     client.close()
     assert till.stop() == 0
     assert f"catalog file {catalog} is unusable" in till.log()
+
+
+def test_an_edited_catalog_file_is_read_again_and_an_unchanged_one_is_not_parsed(short_tmp):
+    catalog = short_tmp / "catalog.json"
+    shutil.copy(DEMO_CATALOG, catalog)
+    till = Till(short_tmp, {"catalog": {"file": str(catalog)}}).start()
+    till.client().close()
+    assert till.stop() == 0
+    till.start()  # the same bytes: the stored catalog is used as it is
+    client = till.client()
+    assert client.call("status.get")["catalog"]["version"] == "demo-2026-11-26"
+    client.close()
+    assert till.stop() == 0
+    assert "demo-2026-11-26 from " + str(catalog) + ": unchanged" in till.log()
+    edited = json.loads(catalog.read_text(encoding="utf-8"))
+    edited["version"] = "edited"
+    edited["articles"] = [a for a in edited["articles"] if a["plu"] != "302"]
+    catalog.write_text(json.dumps(edited), encoding="utf-8")
+    till.start()
+    client = till.client()
+    assert client.call("status.get")["catalog"] == {
+        "version": "edited",
+        "articles": 8,
+        "source": str(catalog),
+    }
+    with pytest.raises(RpcError) as gone:
+        sell(client, "302")
+    assert gone.value.reason == "unknown-article"
+    client.close()
+
+
+def test_a_till_upgraded_from_the_journal_catalog_cache_keeps_selling(short_tmp):
+    """Earlier tilld kept the catalog in the journal database; an upgrade must not lose it."""
+    till = Till(short_tmp, {}).start()
+    till.client().close()
+    assert till.stop() == 0
+    (till.state_dir / "catalog.sqlite").unlink()
+    sections = {
+        "till": {"id": "till-test"},
+        "paths": {"state_dir": str(till.state_dir)},
+        "api": {"socket_path": str(till.socket_path), "dbus": "none"},
+    }
+    till.config_path.write_text(to_toml(sections), encoding="utf-8")
+    with sqlite3.connect(till.state_dir / "journal.sqlite") as db:
+        db.execute(
+            "INSERT INTO catalog_cache (id, document, etag, source, stored_at)"
+            " VALUES (1, ?, 'etag-1', 'back-end', '2026-11-26T08:00:00+00:00')",
+            (DEMO_CATALOG.read_text(encoding="utf-8"),),
+        )
+    till.start()
+    client = till.client()
+    assert client.call("status.get")["catalog"]["source"] == "back-end"
+    assert sell(client, "302")["receipt_no"] == 1
+    client.close()
 
 
 def test_a_journal_of_another_till_refuses_to_start(short_tmp):

@@ -245,6 +245,10 @@ class Settings(BaseSettings):
     def journal_path(self) -> Path:
         return self.paths.state_dir / "journal.sqlite"
 
+    @property
+    def catalog_path(self) -> Path:
+        return self.paths.state_dir / "catalog.sqlite"
+
 
 def config_path(explicit: str | None) -> tuple[Path, bool]:
     """The file to read and whether the user named it (then it must exist)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -58,8 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tilld.till")
 
-EMPTY_CATALOG = CatalogDocument(version="none", articles=[])
-
 # What a captured scan's local check tells the person at the entrance.
 LOCAL_CHECK_WORDS = {
     "sold-here": "Sold at this till; will be registered when the server is back.",
@@ -94,9 +93,7 @@ class Till:
         self._tasks: set[asyncio.Task[Any]] = set()
         # The composition root's configuration reload (SIGHUP shares it).
         self.reload: Callable[[str], Awaitable[dict[str, Any]]] | None = None
-        self.catalog = Catalog(EMPTY_CATALOG)
-        self.catalog_source = "none"
-        self.catalog_etag: str | None = None
+        self.catalog = Catalog(settings.catalog_path)
         self.card_policy = CardPolicy(
             offline_limit=settings.card.offline_limit,
             offline_brands=frozenset(settings.card.offline_brands),
@@ -115,6 +112,7 @@ class Till:
         return self.monitor.state
 
     async def start(self) -> None:
+        self.catalog.open()
         await self._load_catalog()
         for state in await self.journal.open_sales():
             sale = Sale.from_state(state)
@@ -143,47 +141,63 @@ class Till:
     def open_sales_with_pending_payments(self) -> list[Sale]:
         return [sale for sale in self._open.values() if sale.pending_payment is not None]
 
+    @property
+    def catalog_etag(self) -> str | None:
+        return self.catalog.info.etag
+
     async def _load_catalog(self) -> None:
-        cached = await self.journal.cached_catalog()
+        info = self.catalog.info
         path = self.settings.catalog.file
         if path:
+            known = info.digest if info.source == path else None
             try:
-                # A big catalog takes a while to parse: not on the loop, which
-                # may be selling (a reload re-reads the file).
-                document, dumped = await asyncio.to_thread(_read_catalog_file, path)
+                # Read (and, if it changed, parse) off the loop, which may be
+                # selling: a reload reads the file again.
+                digest, document = await asyncio.to_thread(_read_catalog_file, path, known)
             except (OSError, ConfigError) as exc:
                 log.error("catalog file %s is unusable (%s); using the cached catalog", path, exc)
             else:
-                if cached is None or cached[0] != dumped:
-                    await self.journal.store_catalog(dumped, path, None)
-                self._use_catalog(document, path)
+                if document is not None:
+                    await self._store_catalog(document, source=path, etag=None, digest=digest)
+                else:
+                    log.info("catalog %s from %s: unchanged", info.version, path)
                 return
-        if cached is not None:
-            document_json, etag, source = cached
-            self._use_catalog(CatalogDocument.model_validate_json(document_json), source)
-            self.catalog_etag = etag
+        if info.source == "none":
+            await self._adopt_journal_cache()
+        if self.catalog.info.source == "none":
+            log.warning("no catalog: configure catalog.file or a back-end; nothing can be sold")
+        else:
+            info = self.catalog.info
+            log.info("catalog %s from %s: %d articles", info.version, info.source, info.articles)
+
+    async def _adopt_journal_cache(self) -> None:
+        """Tills upgraded from a tilld that cached the catalog in the journal keep selling."""
+        cached = await self.journal.cached_catalog()
+        if cached is None:
             return
-        log.warning("no catalog: configure catalog.file or a back-end; nothing can be sold")
+        document_json, etag, source = cached
+        document = await asyncio.to_thread(parse_catalog, document_json, "cached catalog")
+        await self._store_catalog(document, source=source, etag=etag, digest=None)
 
     async def use_fetched_catalog(self, raw: bytes, etag: str | None) -> None:
-        """A catalog from the back-end: cached first, then used for selling."""
+        """A catalog from the back-end: stored first, then used for selling."""
         try:
-            document = parse_catalog(raw, "back-end catalog")
+            document = await asyncio.to_thread(parse_catalog, raw, "back-end catalog")
         except ConfigError as exc:
             log.error(
                 "the back-end sent an unusable catalog, keeping %s: %s", self.catalog.version, exc
             )
             return
-        await self.journal.store_catalog(document.model_dump_json(), "back-end", etag)
-        self._use_catalog(document, "back-end")
-        self.catalog_etag = etag
+        await self._store_catalog(document, source="back-end", etag=etag, digest=None)
 
-    def _use_catalog(self, document: CatalogDocument, source: str) -> None:
-        self.catalog = Catalog(document)
-        self.catalog_source = source
-        log.info(
-            "catalog %s from %s: %d articles", document.version, source, len(document.articles)
+    async def _store_catalog(
+        self, document: CatalogDocument, *, source: str, etag: str | None, digest: str | None
+    ) -> None:
+        info = await asyncio.to_thread(
+            self.catalog.replace, document, source=source, etag=etag, digest=digest
         )
+        self.catalog.use(info)
+        log.info("catalog %s from %s: %d articles", info.version, source, info.articles)
 
     # -- state ----------------------------------------------------------------
 
@@ -252,8 +266,8 @@ class Till:
             "devices": self.devices.status() if self.devices is not None else {},
             "catalog": {
                 "version": self.catalog.version,
-                "articles": len(self.catalog.document.articles),
-                "source": self.catalog_source,
+                "articles": self.catalog.info.articles,
+                "source": self.catalog.info.source,
             },
             "open_sales": len(self._open),
             "journal": {"last_seq": self.journal.head_seq},
@@ -263,8 +277,9 @@ class Till:
 
     # -- catalog --------------------------------------------------------------
 
-    def search(self, query: str, limit: int) -> dict[str, Any]:
-        found = self.catalog.search(query, limit)
+    async def search(self, query: str, limit: int) -> dict[str, Any]:
+        # A name search reads every name of the catalog: not on the loop.
+        found = await asyncio.to_thread(self.catalog.search, query, limit)
         return {"articles": [a.summary() for a in found], "catalog_version": self.catalog.version}
 
     # -- sales ----------------------------------------------------------------
@@ -534,7 +549,7 @@ class Till:
 
     async def _complete(self, sale: Sale) -> Entry:
         tickets: list[TicketRecord] = []
-        pattern = self.catalog.document.ticket_code_pattern
+        pattern = self.catalog.info.ticket_code_pattern
         try:
             for line in sale.lines:
                 if line.kind != "goods" and not sale.training:
@@ -716,7 +731,7 @@ class Till:
     async def scan(self, code: str, source: str) -> dict[str, Any]:
         """Route a scanned code: an article barcode, a ticket to register, or unknown."""
         code = code.strip()
-        article = self.catalog.by_barcode.get(code)
+        article = self.catalog.find(barcode=code)
         if article is not None:
             result: dict[str, Any] = {"code": code, "kind": "article", "article": article.summary()}
         elif self.catalog.ticket_code_re.fullmatch(code):
@@ -814,11 +829,14 @@ class Till:
         return {**entry.body, "seq": entry.seq}
 
 
-def _read_catalog_file(path: str) -> tuple[CatalogDocument, str]:
+def _read_catalog_file(path: str, known_digest: str | None) -> tuple[str, CatalogDocument | None]:
+    """The file's digest, and its parsed catalog unless the digest is the one stored."""
     with open(path, "rb") as handle:
         raw = handle.read()
-    document = parse_catalog(raw, path)
-    return document, document.model_dump_json()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest == known_digest:
+        return digest, None
+    return digest, parse_catalog(raw, path)
 
 
 def _raise_if_refused(decision: Decision) -> None:
