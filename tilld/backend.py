@@ -90,11 +90,10 @@ class BackendClient:
             return None
         return body, response_headers.get("ETag")
 
-    async def post_journal(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        reply = await self._request(
-            "POST", f"/v1/tills/{self.till_id}/journal", payload={"entries": entries}
-        )
-        return _results(reply, len(entries))
+    async def post_journal(self, payload: bytes, count: int) -> list[dict[str, Any]]:
+        """Post `{"entries": [...]}` already encoded (journal.OutboxBatch) with `count` entries."""
+        reply = await self._request("POST", f"/v1/tills/{self.till_id}/journal", encoded=payload)
+        return _results(reply, count)
 
     async def post_scans(self, scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
         reply = await self._request(
@@ -136,6 +135,7 @@ class BackendClient:
         path: str,
         *,
         payload: Any = None,
+        encoded: bytes | None = None,
         headers: dict[str, str] | None = None,
         auth: bool = True,
         raw: bool = False,
@@ -148,9 +148,16 @@ class BackendClient:
         if auth and self._token:
             all_headers["Authorization"] = f"Bearer {self._token}"
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        if encoded is not None:
+            all_headers["Content-Type"] = "application/json"
         try:
             async with self._session.request(
-                method, self.base_url + path, json=payload, headers=all_headers, timeout=timeout
+                method,
+                self.base_url + path,
+                json=payload,
+                data=encoded,
+                headers=all_headers,
+                timeout=timeout,
             ) as response:
                 body = await response.read()
                 status = response.status

@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -98,6 +99,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
+CREATE INDEX IF NOT EXISTS tickets_seq ON tickets (seq);
 CREATE TABLE IF NOT EXISTS open_sales (
     sale_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -178,6 +180,7 @@ class TicketRecord:
 
 # Work done inside an append's transaction, after the entry is inserted.
 SideEffect = Callable[[sqlite3.Connection, Entry], None]
+Fill = Callable[[sqlite3.Connection], dict[str, Any]]
 
 
 def store_tickets(tickets: list[TicketRecord], state: str = "pending") -> SideEffect:
@@ -207,6 +210,29 @@ def set_ticket_state(codes: list[str], state: str) -> SideEffect:
         db.executemany("UPDATE tickets SET state = ? WHERE code = ?", [(state, c) for c in codes])
 
     return effect
+
+
+def local_ticket_check(code: str) -> Fill:
+    """What this till itself knows of a ticket code, read where the scan is written.
+
+    ``already-scanned`` (a passage here before), ``refunded``, ``sold-here``,
+    or ``not-known-locally`` (sold elsewhere: only the server can tell).
+    """
+
+    def fill(db: sqlite3.Connection) -> dict[str, Any]:
+        scanned = db.execute(
+            "SELECT 1 FROM entries WHERE json_extract(body, '$.code') = ? AND type = 'scan'"
+            " LIMIT 1",
+            (code,),
+        ).fetchone()
+        if scanned:
+            return {"local_check": "already-scanned"}
+        row = db.execute("SELECT state FROM tickets WHERE code = ?", (code,)).fetchone()
+        if row is None:
+            return {"local_check": "not-known-locally"}
+        return {"local_check": "refunded" if row[0] == "refunded" else "sold-here"}
+
+    return fill
 
 
 def forget_open_sale(sale_id: str) -> SideEffect:
@@ -284,6 +310,43 @@ def start_print_job(job_id: str, receipt_no: int, copy: bool) -> SideEffect:
 
 
 COLUMNS = "seq, uuid, type, created_at, body, prev_hash, hash"
+
+
+@dataclass(frozen=True)
+class OutboxBatch:
+    """Entries on their way to the back-end, encoded as JSON where they were read.
+
+    The stored body is already canonical JSON, so an entry is sent without
+    parsing it and encoding it again, and none of that work is done on the
+    event loop that answers cashiers while a backlog drains.
+    """
+
+    seqs: list[int]
+    uuids: list[str]
+    types: list[str]
+    encoded: list[str]
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def payload(self) -> bytes:
+        return ('{"entries":[' + ",".join(self.encoded) + "]}").encode()
+
+    def halves(self) -> tuple[OutboxBatch, OutboxBatch]:
+        mid = len(self) // 2
+        return (
+            OutboxBatch(self.seqs[:mid], self.uuids[:mid], self.types[:mid], self.encoded[:mid]),
+            OutboxBatch(self.seqs[mid:], self.uuids[mid:], self.types[mid:], self.encoded[mid:]),
+        )
+
+
+def _encode_row(row: tuple[Any, ...]) -> str:
+    seq, uuid, type_, created_at, body, prev_hash, hash_ = row
+    head = json.dumps({"seq": seq, "uuid": uuid, "type": type_, "created_at": created_at})
+    tail = json.dumps({"prev_hash": prev_hash, "hash": hash_})
+    return f'{head[:-1]},"body":{body},{tail[1:]}'
+
+
 TICKET_COLUMNS = ("code", "receipt_no", "plu", "name", "state", "created_at")
 
 
@@ -292,9 +355,12 @@ class Journal:
         self.path = path
         self.till_id = till_id
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
+        # Two readers: lookups a cashier waits for (a receipt, a sale) never
+        # queue behind a sync batch, a report or an export on the bulk one.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-reader")
+        self._bulk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-bulk")
         self._db: sqlite3.Connection | None = None
-        self._read_db: sqlite3.Connection | None = None
+        self._readers = threading.local()  # each reader thread's read-only connection
         self.head_seq = 0
         self.head_hash = GENESIS_HASH
         # Told of every committed entry, whoever appended it (the Till keeps
@@ -306,6 +372,7 @@ class Journal:
     async def open(self) -> None:
         await self._on_writer(self._open_writer)
         await self._on_reader(self._open_reader)
+        await self._on_bulk(self._open_reader)
 
     async def close(self) -> None:
         def close_writer() -> None:
@@ -314,14 +381,16 @@ class Journal:
                 self._db = None
 
         def close_reader() -> None:
-            if self._read_db is not None:
-                self._read_db.close()
-                self._read_db = None
+            db = getattr(self._readers, "db", None)
+            if db is not None:
+                db.close()
+                self._readers.db = None
 
         await self._on_writer(close_writer)
         await self._on_reader(close_reader)
-        self._writer.shutdown(wait=True)
-        self._reader.shutdown(wait=True)
+        await self._on_bulk(close_reader)
+        for pool in (self._writer, self._reader, self._bulk):
+            pool.shutdown(wait=True)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
@@ -380,13 +449,16 @@ class Journal:
     def _open_reader(self) -> None:
         db = self._connect()
         db.execute("PRAGMA query_only = ON")
-        self._read_db = db
+        self._readers.db = db
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    async def _on_bulk(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._bulk, fn, *args)
 
     # -- writing -----------------------------------------------------------
 
@@ -397,13 +469,16 @@ class Journal:
         *,
         number: str | None = None,
         effects: tuple[SideEffect, ...] = (),
+        fill: Fill | None = None,
     ) -> Entry:
         """Append one entry and return it once committed.
 
         ``number`` names a series in NUMBER_SERIES: the next number is put into
-        the body under that key before the entry is hashed.
+        the body under that key before the entry is hashed. ``fill`` reads
+        more fields for the body inside the same transaction (a scan's local
+        check), so what it read cannot change before the entry is written.
         """
-        entry = await self._on_writer(self._append, type_, body, number, effects)
+        entry = await self._on_writer(self._append, type_, body, number, effects, fill)
         if self.on_append is not None:
             self.on_append(entry)
         return entry
@@ -414,11 +489,14 @@ class Journal:
         body: dict[str, Any],
         number: str | None,
         effects: tuple[SideEffect, ...],
+        fill: Fill | None = None,
     ) -> Entry:
         db = self._require_writer()
         with self._transaction(db):
             if number is not None:
                 body = {**body, number: self._next_number(db, number)}
+            if fill is not None:
+                body = {**body, **fill(db)}
             entry = self._build_entry(type_, body)
             db.execute(
                 f"INSERT INTO entries ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -578,6 +656,27 @@ class Journal:
 
         return await self._on_writer(read)
 
+    async def outbox_batch(self, after_seq: int, limit: int) -> OutboxBatch:
+        """The next entries after ``after_seq`` to send, in seq order, ready to post."""
+
+        def read() -> OutboxBatch:
+            rows = (
+                self._read()
+                .execute(
+                    f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                )
+                .fetchall()
+            )
+            return OutboxBatch(
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [_encode_row(r) for r in rows],
+            )
+
+        return await self._on_bulk(read)
+
     async def outbox(self, after_seq: int, limit: int, type_: str | None = None) -> list[Entry]:
         """Entries after ``after_seq`` in seq order (only scans when ``type_`` is 'scan')."""
 
@@ -589,14 +688,32 @@ class Journal:
             )
             return [Entry.from_row(r) for r in rows]
 
+        return await self._on_bulk(read)
+
+    async def first_scan_after(self, after_seq: int) -> int | None:
+        """The seq of the oldest scan after ``after_seq``: a quick look, not a batch."""
+
+        def read() -> int | None:
+            row = (
+                self._read()
+                .execute(
+                    "SELECT seq FROM entries INDEXED BY entries_type"
+                    " WHERE type = 'scan' AND seq > ? ORDER BY seq LIMIT 1",
+                    (after_seq,),
+                )
+                .fetchone()
+            )
+            return row[0] if row else None
+
         return await self._on_reader(read)
 
     async def record_sync_results(
-        self, results: list[tuple[int, str, str | None]], valid_tickets: list[str]
-    ) -> None:
-        """Store the back-end's answer for a batch, and mark its accepted tickets valid."""
+        self, results: list[tuple[int, str, str | None]], accepted_sales: list[int]
+    ) -> int:
+        """Store the back-end's answer for a batch; the tickets of its accepted sales
+        become valid. Returns how many tickets did."""
 
-        def write() -> None:
+        def write() -> int:
             db = self._require_writer()
             at = now_with_offset()
             with self._transaction(db):
@@ -605,12 +722,14 @@ class Journal:
                     " VALUES (?, ?, ?, ?)",
                     [(seq, status, reason, at) for seq, status, reason in results],
                 )
+                before = db.total_changes
                 db.executemany(
-                    "UPDATE tickets SET state = 'valid' WHERE code = ? AND state = 'pending'",
-                    [(code,) for code in valid_tickets],
+                    "UPDATE tickets SET state = 'valid' WHERE seq = ? AND state = 'pending'",
+                    [(seq,) for seq in accepted_sales],
                 )
+                return db.total_changes - before
 
-        await self._on_writer(write)
+        return await self._on_writer(write)
 
     async def record_scan_results(self, results: list[tuple[int, str, str | None]]) -> None:
         def write() -> None:
@@ -698,33 +817,6 @@ class Journal:
 
         return await self._on_reader(read)
 
-    async def ticket_state(self, code: str) -> str | None:
-        def read() -> str | None:
-            row = (
-                self._require_writer()
-                .execute("SELECT state FROM tickets WHERE code = ?", (code,))
-                .fetchone()
-            )
-            return row[0] if row else None
-
-        return await self._on_writer(read)
-
-    async def scan_count(self, code: str) -> int:
-        """How many times ``code`` has been scanned at this till before."""
-
-        def read() -> int:
-            return (
-                self._require_writer()
-                .execute(
-                    "SELECT count(*) FROM entries WHERE type = 'scan'"
-                    " AND json_extract(body, '$.code') = ?",
-                    (code,),
-                )
-                .fetchone()[0]
-            )
-
-        return await self._on_writer(read)
-
     async def scans(self, state: str | None, limit: int) -> list[dict[str, Any]]:
         """Scans, newest first, with their registration result (None while pending)."""
 
@@ -758,7 +850,7 @@ class Journal:
                 )
             return scans
 
-        return await self._on_reader(read)
+        return await self._on_bulk(read)
 
     async def pending(self, limit: int) -> dict[str, list[dict[str, Any]]]:
         """The oldest unsynced entries and pending tickets, as the offline icon lists them."""
@@ -785,7 +877,7 @@ class Journal:
             ]
             return {"entries": entries, "tickets": tickets}
 
-        return await self._on_reader(read)
+        return await self._on_bulk(read)
 
     async def find_receipt(self, receipt_no: int) -> Entry | None:
         def read() -> Entry | None:
@@ -854,7 +946,7 @@ class Journal:
             rows = db.execute(f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq", (after,))
             return [Entry.from_row(r) for r in rows]
 
-        return await self._on_reader(read)
+        return await self._on_bulk(read)
 
     async def verify(self) -> dict[str, Any]:
         def run() -> dict[str, Any]:
@@ -870,7 +962,7 @@ class Journal:
                 result["first_bad_seq"] = bad
             return result
 
-        return await self._on_reader(run)
+        return await self._on_bulk(run)
 
     async def page(self, since_seq: int, limit: int) -> list[Entry]:
         def read() -> list[Entry]:
@@ -880,12 +972,13 @@ class Journal:
             )
             return [Entry.from_row(r) for r in rows]
 
-        return await self._on_reader(read)
+        return await self._on_bulk(read)
 
     def _read(self) -> sqlite3.Connection:
-        if self._read_db is None:
+        db: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if db is None:
             raise RuntimeError("journal is not open")
-        return self._read_db
+        return db
 
 
 def _summary(entry: Entry, status: str | None, reason: str | None) -> dict[str, Any]:

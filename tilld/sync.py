@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .backend import BackendClient, BackendError
-from .journal import Entry, Journal
+from .journal import Entry, Journal, OutboxBatch, now_with_offset
 
 if TYPE_CHECKING:
     from .till import Till
@@ -146,49 +146,40 @@ class SyncEngine:
     # -- entries -----------------------------------------------------------
 
     async def _send_entries(self) -> bool:
-        entries = await self.journal.outbox(self.entry_mark, self.batch_size)
-        if not entries:
+        batch = await self.journal.outbox_batch(self.entry_mark, self.batch_size)
+        if not batch:
             return False
-        results = await self._post_entries(entries)
+        results = await self._post_entries(batch)
         recorded: list[tuple[int, str, str | None]] = []
-        valid_tickets: list[str] = []
-        for entry, result in zip(entries, results, strict=True):
+        accepted_sales: list[int] = []
+        for seq, type_, result in zip(batch.seqs, batch.types, results, strict=True):
             status = result["status"]
-            recorded.append((entry.seq, status, result.get("reason")))
+            recorded.append((seq, status, result.get("reason")))
             if status == "rejected":
-                log.error(
-                    "back-end rejected entry %d (%s): %s",
-                    entry.seq,
-                    entry.type,
-                    result.get("reason"),
-                )
-            elif entry.type == "sale":
-                valid_tickets += [
-                    c for ln in entry.body["lines"] for c in ln.get("ticket_codes", ())
-                ]
-        await self.journal.record_sync_results(recorded, valid_tickets)
-        self.entry_mark = entries[-1].seq
+                log.error("back-end rejected entry %d (%s): %s", seq, type_, result.get("reason"))
+            elif type_ == "sale":
+                accepted_sales.append(seq)
+        valid_tickets = await self.journal.record_sync_results(recorded, accepted_sales)
+        self.entry_mark = batch.seqs[-1]
         done = sum(1 for _, status, _ in recorded if status != "rejected")
-        self.last_success = entries[-1].created_at
-        self.till.entries_synced(done, len(valid_tickets))
-        return len(entries) == self.batch_size
+        self.last_success = now_with_offset()
+        self.till.entries_synced(done, valid_tickets)
+        return len(batch) == self.batch_size
 
-    async def _post_entries(self, entries: list[Entry]) -> list[dict[str, Any]]:
+    async def _post_entries(self, batch: OutboxBatch) -> list[dict[str, Any]]:
         try:
-            results = await self.backend.post_journal([e.as_dict() for e in entries])
+            results = await self.backend.post_journal(batch.payload(), len(batch))
         except BackendError as exc:
             if exc.status != 400:
                 raise
-            if len(entries) == 1:
-                return [{"uuid": entries[0].uuid, "status": "rejected", "reason": exc.message}]
-            half = len(entries) // 2
-            return await self._post_entries(entries[:half]) + await self._post_entries(
-                entries[half:]
-            )
-        for entry, result in zip(entries, results, strict=True):
-            if result.get("uuid") != entry.uuid or result.get("status") not in ENTRY_STATUSES:
+            if len(batch) == 1:
+                return [{"uuid": batch.uuids[0], "status": "rejected", "reason": exc.message}]
+            first, second = batch.halves()
+            return await self._post_entries(first) + await self._post_entries(second)
+        for seq, uuid, result in zip(batch.seqs, batch.uuids, results, strict=True):
+            if result.get("uuid") != uuid or result.get("status") not in ENTRY_STATUSES:
                 raise BackendError(
-                    f"the back-end's result for entry {entry.seq} does not match it: {result}",
+                    f"the back-end's result for entry {seq} does not match it: {result}",
                     transient=True,
                 )
         return results
@@ -212,8 +203,7 @@ class SyncEngine:
         if not self.server_up():
             return None
         async with self.scan_lock:
-            waiting = await self.journal.outbox(self.scan_mark, 1, type_="scan")
-            if not waiting or waiting[0].seq != entry.seq:
+            if await self.journal.first_scan_after(self.scan_mark) != entry.seq:
                 return None
             return (await self._register([entry]))[0]
 

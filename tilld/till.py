@@ -31,6 +31,7 @@ from .journal import (
     SideEffect,
     TicketRecord,
     forget_open_sale,
+    local_ticket_check,
     now_with_offset,
     set_ticket_state,
     store_tickets,
@@ -746,17 +747,19 @@ class Till:
         return result
 
     async def _ticket_scan(self, code: str, source: str) -> dict[str, Any]:
-        local_check = await self._local_ticket_check(code)
+        # One trip to the writer: the local check is read in the transaction
+        # that journals the scan, so two scans of one code cannot both pass.
         entry = await self.journal.append(
             "scan",
             {
                 "code": code,
                 "scanned_at": now_with_offset(),
-                "local_check": local_check,
                 "source": source,
                 "mode": self.connectivity.mode.value,
             },
+            fill=local_ticket_check(code),
         )
+        local_check = entry.body["local_check"]
         result: dict[str, Any] = {
             "code": code,
             "kind": "ticket",
@@ -775,17 +778,6 @@ class Till:
         else:
             result.update(status="captured", detail=LOCAL_CHECK_WORDS[local_check])
         return result
-
-    async def _local_ticket_check(self, code: str) -> str:
-        """What the till itself knows of a ticket, for the cashier while offline."""
-        if await self.journal.scan_count(code) > 0:
-            return "already-scanned"
-        state = await self.journal.ticket_state(code)
-        if state == "refunded":
-            return "refunded"
-        if state is not None:
-            return "sold-here"
-        return "not-known-locally"
 
     async def scans_list(self, state: str | None, limit: int) -> dict[str, Any]:
         return {"scans": await self.journal.scans(state, limit), "pending": self.pending_scans}

@@ -1,0 +1,102 @@
+"""The sync outbox on a real journal file: entries sent as stored, tickets made valid by seq."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tilld.chain import entry_hash
+from tilld.journal import Journal, TicketRecord, store_tickets
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+bodies = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def with_journal(path: Path, work):
+    journal = Journal(path, "till-test")
+    await journal.open()
+    try:
+        return await work(journal)
+    finally:
+        await journal.close()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=st.lists(bodies, min_size=1, max_size=8))
+def test_a_batch_posts_exactly_the_stored_entries_and_their_hashes_hold(tmp_path_factory, batch):
+    path = tmp_path_factory.mktemp("outbox") / "journal.sqlite"
+
+    async def work(journal: Journal):
+        for body in batch:
+            await journal.append("note", body)
+        sent = await journal.outbox_batch(0, 100)
+        stored = await journal.outbox(0, 100)
+        return sent, stored
+
+    sent, stored = run(with_journal(path, work))
+    posted = json.loads(sent.payload())["entries"]
+    assert posted == [e.as_dict() for e in stored]
+    assert sent.seqs == [e.seq for e in stored] and sent.types == ["note"] * len(batch)
+    for entry in posted:  # what the back-end verifies
+        assert entry_hash(entry) == entry["hash"]
+    first, second = sent.halves()
+    assert json.loads(first.payload())["entries"] + json.loads(second.payload())["entries"] == (
+        posted
+    )
+
+
+def test_a_batch_starts_after_the_mark_and_stops_at_the_limit(tmp_path):
+    async def work(journal: Journal):
+        for n in range(5):
+            await journal.append("note", {"n": n})
+        return await journal.outbox_batch(2, 2), await journal.outbox_batch(5, 10)
+
+    middle, after_all = run(with_journal(tmp_path / "journal.sqlite", work))
+    assert middle.seqs == [3, 4]
+    assert [e["body"]["n"] for e in json.loads(middle.payload())["entries"]] == [2, 3]
+    assert len(after_all) == 0
+
+
+def test_accepted_sales_make_their_pending_tickets_valid_and_rejected_ones_do_not(tmp_path):
+    async def work(journal: Journal):
+        seqs = []
+        for n in range(3):
+            entry = await journal.append(
+                "sale",
+                {"receipt_no": n + 1},
+                effects=(store_tickets([TicketRecord(f"TK{n:010d}", "100", "Entré")]),),
+            )
+            seqs.append(entry.seq)
+        made_valid = await journal.record_sync_results(
+            [
+                (seqs[0], "accepted", None),
+                (seqs[1], "rejected", "bad"),
+                (seqs[2], "duplicate", None),
+            ],
+            [seqs[0], seqs[2]],
+        )
+        again = await journal.record_sync_results([(seqs[0], "duplicate", None)], [seqs[0]])
+        return made_valid, again
+
+    path = tmp_path / "journal.sqlite"
+    assert run(with_journal(path, work)) == (2, 0)
+    with sqlite3.connect(path) as db:
+        states = dict(db.execute("SELECT code, state FROM tickets ORDER BY code"))
+    assert states == {"TK0000000000": "valid", "TK0000000001": "pending", "TK0000000002": "valid"}
