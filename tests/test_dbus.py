@@ -166,6 +166,33 @@ def test_the_till_sells_when_the_bus_refuses_its_name(short_tmp):
         bus.stop()
 
 
+def test_the_till_comes_back_on_a_restarted_bus_and_sells_meanwhile(short_tmp):
+    bus = Bus(short_tmp)
+    till = TillProcess(short_tmp, {"api": {"dbus": bus.address}}).start()
+    try:
+        client = Client(bus.address)
+        wait_for_name(client)
+        client.close()
+        bus.stop()  # the system bus restarted (dbus-broker can be), or crashed
+        socket_api = till.client()
+        sale_id = socket_api.call("sale.open")["sale_id"]
+        socket_api.call("sale.add", sale_id=sale_id, plu="300")
+        paid = socket_api.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+        assert paid["status"] == "completed"
+        wait_for(lambda: "lost the D-Bus connection" in till.log(), 10, what="loss noticed")
+        bus.socket_path.unlink(missing_ok=True)
+        bus = Bus(short_tmp)  # the same address, a new daemon
+        client = Client(bus.address)
+        wait_for_name(client, timeout=40)
+        assert client.call("SaleGet", "s", sale_id)["receipt_no"] == paid["receipt_no"]
+        assert client.properties()["PendingEntries"] == 1
+        client.close()
+        socket_api.close()
+    finally:
+        till.kill()
+        bus.stop()
+
+
 def test_the_till_starts_without_any_bus(short_tmp):
     till = TillProcess(short_tmp, {"api": {"dbus": f"unix:path={short_tmp}/no-bus"}}).start()
     try:
