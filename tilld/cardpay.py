@@ -105,12 +105,7 @@ class CardPayments:
 
     async def pay(self, sale: Sale, amount: int) -> dict[str, Any]:
         """Charge `amount` to a card (the caller holds the sale's lock and checked the rules)."""
-        terminal = self._require_terminal()
-        if self._lock.locked():
-            raise Refused(
-                "terminal-busy",
-                "The card terminal is busy with another payment; wait for it to finish.",
-            )
+        terminal = self._idle_terminal()
         async with self._lock:
             paid_before = sale.paid
             await self._resolve_doubts(held_sale_id=sale.sale_id)
@@ -427,12 +422,7 @@ class CardPayments:
         it will become) is journaled first, so a refund in doubt is written
         as a receipt if, and only if, the terminal booked it.
         """
-        terminal = self._require_terminal()
-        if self._lock.locked():
-            raise Refused(
-                "terminal-busy",
-                "The card terminal is busy with another payment; wait for it to finish.",
-            )
+        terminal = self._idle_terminal()
         async with self._lock:
             await self._resolve_doubts()
             if self._doubts:
@@ -787,6 +777,15 @@ class CardPayments:
             )
 
     # -- helpers -----------------------------------------------------------------
+
+    def _idle_terminal(self) -> CardTerminal:
+        terminal = self._require_terminal()
+        if self._lock.locked():
+            raise Refused(
+                "terminal-busy",
+                "The card terminal is busy with another payment; wait for it to finish.",
+            )
+        return terminal
 
     def _require_terminal(self) -> CardTerminal:
         if self.terminal is None:
