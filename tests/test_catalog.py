@@ -370,3 +370,34 @@ def test_a_damaged_catalog_file_is_set_aside_and_the_till_starts_empty(tmp_path)
     assert (tmp_path / "catalog.sqlite.broken").read_bytes().startswith(b"this is not")
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_catalog_file_damaged_past_its_first_pages_is_set_aside_at_open(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    many = [article(str(10_000 + n), f"Artikel {n}", barcodes=[f"70{n:011d}"]) for n in range(3000)]
+    first = Catalog(path)
+    first.open()
+    first.replace(
+        parse_catalog(json.dumps(document(articles=many)), "many"),
+        source="/etc/c.json",
+        etag=None,
+        digest="d1",
+    )
+    first.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16 * 4096] = b"\xab" * (16 * 4096)
+    path.write_bytes(bytes(data))
+    again = Catalog(path)
+    again.open()  # the header and the info row are fine; the articles are not
+    assert again.info.source == "none" and again.info.digest is None
+    assert (tmp_path / "catalog.sqlite.broken").exists()
+    # Empty, not broken: the next catalog is stored and found.
+    again.use(
+        again.replace(
+            parse_catalog(json.dumps(document()), "f"), source="f", etag=None, digest=None
+        )
+    )
+    assert again.find(plu="300").name == "Kaffe"

@@ -309,3 +309,18 @@ def test_responses_reset_mid_way_are_retried_without_duplicates(site):
     till_stats = site.backend.stats()["tills"][TILL]
     assert till_stats["entries"] == 20 and till_stats["entries.rejected"] == 0
     assert till_stats["entries.duplicate"] >= 1
+
+
+def test_a_ticket_refunded_before_it_synced_is_no_longer_pending(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    sell(site.client, plu="100")  # kept: pending until the server has it
+    refunded = sell(site.client, plu="100")
+    assert site.status()["pending"]["tickets"] == 2
+    site.client.call("sale.refund", receipt_no=refunded["receipt_no"], method="cash")
+    assert site.status()["pending"]["tickets"] == 1
+    site.server.set_mode("pass")
+    wait_for(lambda: site.status()["pending"]["entries"] == 0, 30, what="drained")
+    assert site.status()["pending"]["tickets"] == 0
+    site.restart_till()  # counted from the journal: the same answer
+    assert site.status()["pending"]["tickets"] == 0

@@ -590,19 +590,15 @@ class Journal:
 
         await self._on_writer(save)
 
-    async def store_catalog(self, document_json: str, source: str, etag: str | None) -> None:
-        def store() -> None:
+    async def forget_cached_catalog(self) -> None:
+        """Drop the catalog an earlier tilld kept here, once catalog.sqlite holds it."""
+
+        def forget() -> None:
             db = self._require_writer()
             with self._transaction(db):
-                db.execute(
-                    "INSERT INTO catalog_cache (id, document, etag, source, stored_at)"
-                    " VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                    " document = excluded.document, etag = excluded.etag,"
-                    " source = excluded.source, stored_at = excluded.stored_at",
-                    (document_json, etag, source, now_with_offset()),
-                )
+                db.execute("DELETE FROM catalog_cache")
 
-        await self._on_writer(store)
+        await self._on_writer(forget)
 
     # -- reading -----------------------------------------------------------
 
@@ -644,13 +640,13 @@ class Journal:
             db = self._require_writer()
             unsent = db.execute("SELECT count(*) FROM entries WHERE seq > ?", (entry_mark,))
             rejected = db.execute("SELECT count(*) FROM sync_results WHERE status = 'rejected'")
-            tickets = db.execute("SELECT count(*) FROM tickets WHERE state = 'pending'")
+            tickets = _pending_tickets(db)
             scans = db.execute(
                 "SELECT count(*) FROM entries WHERE type = 'scan' AND seq > ?", (scan_mark,)
             )
             return {
                 "entries": unsent.fetchone()[0] + rejected.fetchone()[0],
-                "tickets": tickets.fetchone()[0],
+                "tickets": tickets,
                 "scans": scans.fetchone()[0],
             }
 
@@ -711,7 +707,7 @@ class Journal:
         self, results: list[tuple[int, str, str | None]], accepted_sales: list[int]
     ) -> int:
         """Store the back-end's answer for a batch; the tickets of its accepted sales
-        become valid. Returns how many tickets did."""
+        become valid. Returns how many tickets are still pending."""
 
         def write() -> int:
             db = self._require_writer()
@@ -722,14 +718,17 @@ class Journal:
                     " VALUES (?, ?, ?, ?)",
                     [(seq, status, reason, at) for seq, status, reason in results],
                 )
-                before = db.total_changes
                 db.executemany(
                     "UPDATE tickets SET state = 'valid' WHERE seq = ? AND state = 'pending'",
                     [(seq,) for seq in accepted_sales],
                 )
-                return db.total_changes - before
+                return _pending_tickets(db)
 
         return await self._on_writer(write)
+
+    async def pending_ticket_count(self) -> int:
+        """Counted on the writer, so it is exact as of every entry appended before it."""
+        return await self._on_writer(lambda: _pending_tickets(self._require_writer()))
 
     async def record_scan_results(self, results: list[tuple[int, str, str | None]]) -> None:
         def write() -> None:
@@ -979,6 +978,11 @@ class Journal:
         if db is None:
             raise RuntimeError("journal is not open")
         return db
+
+
+def _pending_tickets(db: sqlite3.Connection) -> int:
+    """Tickets sold here that the back-end has not accepted yet (not valid at gates)."""
+    return db.execute("SELECT count(*) FROM tickets WHERE state = 'pending'").fetchone()[0]
 
 
 def _summary(entry: Entry, status: str | None, reason: str | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import sqlite3
 import uuid as uuidlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -172,13 +173,17 @@ class Till:
             log.info("catalog %s from %s: %d articles", info.version, info.source, info.articles)
 
     async def _adopt_journal_cache(self) -> None:
-        """Tills upgraded from a tilld that cached the catalog in the journal keep selling."""
+        """A till upgraded from a tilld that kept the catalog in the journal keeps selling.
+
+        Adopted once, then dropped: a catalog.sqlite lost later must not bring
+        back prices from before the upgrade."""
         cached = await self.journal.cached_catalog()
         if cached is None:
             return
         document_json, etag, source = cached
         document = await asyncio.to_thread(parse_catalog, document_json, "cached catalog")
-        await self._store_catalog(document, source=source, etag=etag, digest=None)
+        if await self._store_catalog(document, source=source, etag=etag, digest=None):
+            await self.journal.forget_cached_catalog()
 
     async def use_fetched_catalog(self, raw: bytes, etag: str | None) -> None:
         """A catalog from the back-end: stored first, then used for selling."""
@@ -193,12 +198,25 @@ class Till:
 
     async def _store_catalog(
         self, document: CatalogDocument, *, source: str, etag: str | None, digest: str | None
-    ) -> None:
-        info = await asyncio.to_thread(
-            self.catalog.replace, document, source=source, etag=etag, digest=digest
-        )
+    ) -> bool:
+        try:
+            info = await asyncio.to_thread(
+                self.catalog.replace, document, source=source, etag=etag, digest=digest
+            )
+        except sqlite3.Error as exc:
+            log.error(
+                "cannot store catalog %s from %s in %s (%s); still selling from %s. Free "
+                "space in the state directory or check the disk",
+                document.version,
+                source,
+                self.catalog.path,
+                exc,
+                self.catalog.version,
+            )
+            return False
         self.catalog.use(info)
         log.info("catalog %s from %s: %d articles", info.version, source, info.articles)
+        return True
 
     # -- state ----------------------------------------------------------------
 
@@ -615,6 +633,10 @@ class Till:
             number="receipt_no",
             effects=(set_ticket_state(refund_ticket_codes(body), "refunded"), *effects),
         )
+        if refund_ticket_codes(body):
+            # A refunded ticket is no longer pending, synced or not.
+            self._pending["tickets"] = await self.journal.pending_ticket_count()
+            self._publish_sync()
         self._after_receipt(entry)
         self.events.publish(
             "sale",
@@ -668,9 +690,9 @@ class Till:
             "last_success": self.sync.last_success,
         }
 
-    def entries_synced(self, done: int, tickets_valid: int) -> None:
+    def entries_synced(self, done: int, pending_tickets: int) -> None:
         self._pending["entries"] -= done
-        self._pending["tickets"] -= tickets_valid
+        self._pending["tickets"] = pending_tickets
         self._publish_sync()
 
     def scans_registered(self, scans: list[Entry], results: list[dict[str, Any]]) -> None:
