@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -423,3 +424,65 @@ def test_a_training_sale_takes_no_card_and_refunds_no_card(card_site) -> None:
         client.call("sale.refund", receipt_no=receipt_no, method="card")
     assert refund.value.reason == "training-real-money"
     assert card_site.terminal.state()["booked"] == []
+
+
+def test_a_card_refund_at_the_terminal_blocks_its_own_receipt_only(card_site) -> None:
+    client = card_site.client
+    first = pay_card(client)["sale"]["receipt_no"]
+    second = pay_card(client)["sale"]["receipt_no"]
+    card_site.terminal.set(decision="hold", pan="5555555555554444", brand="mastercard")
+    outcome: dict[str, Any] = {}
+    other = card_site.till.client()
+
+    def refund_at_terminal() -> None:
+        try:
+            outcome["reply"] = other.call("sale.refund", receipt_no=first, method="card")
+        except RpcError as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=refund_at_terminal)
+    worker.start()
+    wait_for(
+        lambda: any(
+            e["type"] == "card-intent" and e["body"].get("kind") == "refund"
+            for e in card_site.journal()
+        ),
+        10,
+        what="the refund at the terminal",
+    )
+    with pytest.raises(RpcError) as busy:
+        client.call("sale.refund", receipt_no=first, method="cash")
+    assert busy.value.reason == "refund-in-progress"
+    # Another receipt is refunded in cash meanwhile: the customer at the terminal holds up nobody.
+    assert client.call("sale.refund", receipt_no=second, method="cash")["refund"]["total"] > 0
+    card_site.terminal.set(decision="approve")
+    worker.join(30)
+    other.close()
+    assert "error" not in outcome, outcome
+    card = outcome["reply"]["refund"]["payments"][0]["card"]
+    # Paid with a Visa, refunded to a Mastercard: allowed, and marked.
+    assert card["brand"] == "mastercard" and card["same_card"] is False
+    assert len(refunds_booked(card_site)) == 1
+
+
+def test_a_card_refund_lost_before_the_terminal_booked_it_writes_no_receipt(card_site) -> None:
+    receipt_no = pay_card(card_site.client)["sale"]["receipt_no"]
+    card_site.terminal.set(drop="before-approval")
+    with pytest.raises(RpcError) as doubt:
+        card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert doubt.value.reason == "card-payment-in-doubt"
+
+    def closed() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in card_site.journal()
+            if e["type"] == "card-result" and e["body"].get("kind") == "refund"
+        ]
+
+    wait_for(lambda: closed(), 30, what="the doubt resolved")
+    assert closed()[0]["body"]["outcome"] == "not-booked"
+    assert refunds_booked(card_site) == []
+    assert "refund" not in [e["type"] for e in card_site.journal()]
+    reply = card_site.client.call("sale.refund", receipt_no=receipt_no, method="card")
+    assert reply["refund"]["payments"][0]["card"]["same_card"] is True
+    assert len(refunds_booked(card_site)) == 1

@@ -548,3 +548,10 @@ def test_a_training_sale_takes_no_real_money(method, conn):
     decision = check_payment(method, conn, training=True)
     assert decision.reason == "training-real-money"
     assert check_payment("cash", conn, training=True).allowed
+
+
+@given(conn=connectivities, card_left=st.integers(0, 10**6))
+def test_a_card_refund_of_nothing_is_refused(conn, card_left):
+    decision = check_refund("card", Connectivity(True, True), amount=0, card_left=card_left)
+    assert decision.reason == "invalid-amount"
+    assert check_refund("cash", conn, amount=0, card_left=card_left).allowed

@@ -44,7 +44,13 @@ from drivers.terminal import (
 )
 
 from .errors import Refused
-from .journal import close_card_intent, count_card, keep_open_sale, open_card_intent
+from .journal import (
+    IntentClosed,
+    close_card_intent,
+    count_card,
+    keep_open_sale,
+    open_card_intent,
+)
 from .rules import CardFacts, check_payment
 from .sales import Payment, Sale
 
@@ -145,13 +151,17 @@ class CardPayments:
             self._running[sale.sale_id] = payment.payment_id
             self._publish("started", sale.sale_id, payment.payment_id, amount=amount)
             try:
-                result = await terminal.authorize(
-                    amount,
-                    payment.payment_id,
-                    on_status=lambda s: self._publish(
-                        "status", sale.sale_id, payment.payment_id, code=s.code, text=s.text
-                    ),
-                )
+                try:
+                    result = await terminal.authorize(
+                        amount,
+                        payment.payment_id,
+                        on_status=lambda s: self._publish(
+                            "status", sale.sale_id, payment.payment_id, code=s.code, text=s.text
+                        ),
+                    )
+                finally:
+                    self._running.pop(sale.sale_id, None)
+                return await self._settle(sale, payment, result, doubt)
             except TerminalUnavailable as exc:
                 # Nothing was sent: close the intent as not charged.
                 await self._record(sale, payment.payment_id, amount, "unavailable", str(exc))
@@ -159,10 +169,6 @@ class CardPayments:
                     "terminal-unavailable",
                     f"The card terminal is not connected ({exc}). Take another payment method.",
                 ) from None
-            finally:
-                self._running.pop(sale.sale_id, None)
-            try:
-                return await self._settle(sale, payment, result, doubt)
             except Refused:
                 raise
             except BaseException:
@@ -415,12 +421,14 @@ class CardPayments:
 
     # -- paying back --------------------------------------------------------------
 
-    async def refund(self, body: dict[str, Any]) -> Entry:
+    async def refund(self, body: dict[str, Any], original_cards: list[str]) -> Entry:
         """Pay a planned refund receipt back to the customer's card.
 
         The same order as a payment: the intent (with the whole refund receipt
         it will become) is journaled first, so a refund in doubt is written
-        as a receipt if, and only if, the terminal booked it.
+        as a receipt if, and only if, the terminal booked it. `original_cards`
+        are the masked numbers the receipt was paid with: money going to
+        another card is allowed (a customer's new card) but marked.
         """
         terminal = self._idle_terminal()
         async with self._lock:
@@ -437,6 +445,7 @@ class CardPayments:
                 **self._doubt_body(body["original_sale_id"], payment_id, amount, doubt),
                 "kind": "refund",
                 "original_receipt_no": body["original_receipt_no"],
+                "original_cards": original_cards,
                 "refund": body,
             }
             await self.till.journal.append(
@@ -446,13 +455,17 @@ class CardPayments:
             self._running[sale_id] = payment_id
             self._publish("refund-started", sale_id, payment_id, amount=amount)
             try:
-                result = await terminal.refund(
-                    amount,
-                    payment_id,
-                    on_status=lambda s: self._publish(
-                        "status", sale_id, payment_id, code=s.code, text=s.text
-                    ),
-                )
+                try:
+                    result = await terminal.refund(
+                        amount,
+                        payment_id,
+                        on_status=lambda s: self._publish(
+                            "status", sale_id, payment_id, code=s.code, text=s.text
+                        ),
+                    )
+                finally:
+                    self._running.pop(sale_id, None)
+                return await self._settle_refund(intent, result, doubt)
             except TerminalUnavailable as exc:
                 await self._close_refund(intent, "unavailable", str(exc))
                 raise Refused(
@@ -460,13 +473,11 @@ class CardPayments:
                     f"The card terminal is not connected ({exc}); nothing went back to the "
                     "card. Refund in cash or by manual Swish.",
                 ) from None
-            finally:
-                self._running.pop(sale_id, None)
-            try:
-                return await self._settle_refund(intent, result, doubt)
             except Refused:
                 raise
             except BaseException:
+                # The intent is on disk and open: whatever went wrong, the
+                # terminal is asked before the next card payment or refund.
                 self._doubts[payment_id] = intent
                 log.exception("card refund %s: outcome not recorded", payment_id)
                 raise
@@ -529,8 +540,17 @@ class CardPayments:
     ) -> Entry:
         """The refund receipt, closing its intent in the same transaction."""
         card = card_record(transaction, offline=False)
+        card["same_card"] = transaction.masked_pan in intent.get("original_cards", ())
         if receipt_lines:
             card["slip"] = list(receipt_lines)
+        if not card["same_card"]:
+            log.warning(
+                "card refund %s of receipt %s went to another card (%s %s) than it was paid with",
+                intent["payment_id"],
+                intent["original_receipt_no"],
+                card["brand"],
+                card["masked_pan"],
+            )
         payment = {
             "payment_id": intent["payment_id"],
             "method": "card",
@@ -596,10 +616,18 @@ class CardPayments:
             result = await self._ask(doubt)
             if result.outcome is Outcome.IN_DOUBT:
                 continue
-            if doubt.kind == "refund":
-                await self._settle_resolved_refund(body, result)
-                continue
-            await self._settle_resolved(body, result, lock_held=body["sale_id"] == held_sale_id)
+            try:
+                if doubt.kind == "refund":
+                    await self._settle_resolved_refund(body, result)
+                else:
+                    held = body["sale_id"] == held_sale_id
+                    await self._settle_resolved(body, result, lock_held=held)
+            except IntentClosed:
+                # Recorded already (the journal refused a second record): nothing to add.
+                log.error(
+                    "card %s %s was recorded already; no longer in doubt", doubt.kind, payment_id
+                )
+                self._doubts.pop(payment_id, None)
 
     async def _settle_resolved_refund(self, intent: dict[str, Any], result: TerminalResult) -> None:
         if result.approved and result.transaction is not None:

@@ -268,9 +268,19 @@ def open_card_intent(payment_id: str) -> SideEffect:
     return effect
 
 
+class IntentClosed(Exception):
+    """A card payment's outcome was journaled already: a second record is refused."""
+
+
 def close_card_intent(payment_id: str) -> SideEffect:
     def effect(db: sqlite3.Connection, entry: Entry) -> None:
-        db.execute("UPDATE card_intents SET open = 0 WHERE payment_id = ?", (payment_id,))
+        closed = db.execute(
+            "UPDATE card_intents SET open = 0 WHERE payment_id = ? AND open = 1", (payment_id,)
+        )
+        if closed.rowcount != 1:
+            # The journal itself keeps a card outcome (a refund receipt, an
+            # approval) from being written twice, whatever the caller believed.
+            raise IntentClosed(payment_id)
 
     return effect
 

@@ -225,6 +225,11 @@ def check_refund(
             "Money goes back to a card only with the internet, which is down. Refund in "
             "cash or by manual Swish, or keep the receipt and refund when it is back.",
         )
+    if amount is not None and amount <= 0:
+        return _refuse(
+            "invalid-amount",
+            "Nothing would go back to the card (0 öre); refund it in cash, which records it.",
+        )
     if amount is not None and card_left is not None and amount > card_left:
         return _refuse(
             "refund-exceeds-card-payment",

@@ -104,6 +104,7 @@ class Till:
         self._open: dict[str, Sale] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._refund_lock = asyncio.Lock()
+        self._refunding: set[int] = set()  # receipts with a card refund at the terminal
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._pending = {"entries": 0, "tickets": 0, "scans": 0}
 
@@ -598,15 +599,11 @@ class Till:
                 receipt_no=receipt_no,
             )
         # Refunds are rare: one at a time keeps two of the same receipt from
-        # both passing the "what is left" check.
+        # both passing the "what is left" check. A card refund leaves the lock
+        # once its receipt is marked as refunding, so a customer at the
+        # terminal does not hold up refunds of other receipts.
         async with self._refund_lock:
-            if self.card is not None and self.card.refund_in_doubt_for(receipt_no):
-                raise Refused(
-                    "card-payment-in-doubt",
-                    f"A card refund of receipt {receipt_no} is still in doubt; tilld asks the "
-                    "terminal by itself. Refund the rest once it is settled.",
-                    receipt_no=receipt_no,
-                )
+            self._refuse_if_refunding(receipt_no)
             earlier = [e.body for e in await self.journal.refunds_of(receipt_no)]
             plan = plan_refund(original.body, earlier, lines)
             body = refund_body(original.body, plan, method, self.connectivity.mode.value, reason)
@@ -618,12 +615,37 @@ class Till:
                     card_left=card_refundable(original.body, earlier),
                 )
             )
-            if method == "card":
-                assert self.card is not None
-                entry = await self.card.refund(body)
-            else:
+            if method != "card":
                 entry = await self.record_refund(body)
+                return {
+                    "receipt_no": entry.body["receipt_no"],
+                    "seq": entry.seq,
+                    "refund": entry.body,
+                }
+            self._refunding.add(receipt_no)
+        assert self.card is not None
+        cards = [p["card"]["masked_pan"] for p in original.body["payments"] if p.get("card")]
+        try:
+            entry = await self.card.refund(body, cards)
+        finally:
+            self._refunding.discard(receipt_no)
         return {"receipt_no": entry.body["receipt_no"], "seq": entry.seq, "refund": entry.body}
+
+    def _refuse_if_refunding(self, receipt_no: int) -> None:
+        if receipt_no in self._refunding:
+            raise Refused(
+                "refund-in-progress",
+                f"A card refund of receipt {receipt_no} is at the terminal now; wait for it, "
+                "then refund what is left.",
+                receipt_no=receipt_no,
+            )
+        if self.card is not None and self.card.refund_in_doubt_for(receipt_no):
+            raise Refused(
+                "card-payment-in-doubt",
+                f"A card refund of receipt {receipt_no} is still in doubt; tilld asks the "
+                "terminal by itself. Refund the rest once it is settled.",
+                receipt_no=receipt_no,
+            )
 
     async def record_refund(self, body: dict[str, Any], *effects: SideEffect) -> Entry:
         """Journal a refund receipt (its tickets become refunded), print it, tell the UIs."""
