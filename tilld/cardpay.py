@@ -491,7 +491,8 @@ class CardPayments:
     async def _settle_refund(
         self, intent: dict[str, Any], result: TerminalResult, doubt: InDoubt
     ) -> Entry:
-        if result.outcome is Outcome.IN_DOUBT:
+        lost = result.outcome is Outcome.IN_DOUBT
+        if lost:
             assert result.doubt is not None
             result = await self._ask(result.doubt)
         if result.outcome is Outcome.APPROVED and result.transaction is None:
@@ -513,6 +514,12 @@ class CardPayments:
                     "card-aborted",
                     f"The card refund was cancelled ({result.result_text}); nothing went "
                     "back to the card.",
+                )
+            if lost:
+                raise Refused(
+                    "card-refund-not-booked",
+                    "The link to the terminal broke before it booked the refund; nothing went "
+                    "back to the card. Refund again.",
                 )
             raise Refused(
                 "card-declined",
