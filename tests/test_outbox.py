@@ -84,7 +84,7 @@ def test_accepted_sales_make_their_pending_tickets_valid_and_rejected_ones_do_no
                 effects=(store_tickets([TicketRecord(f"TK{n:010d}", "100", "Entré")]),),
             )
             seqs.append(entry.seq)
-        still_pending = await journal.record_sync_results(
+        made_valid = await journal.record_sync_results(
             [
                 (seqs[0], "accepted", None),
                 (seqs[1], "rejected", "bad"),
@@ -93,10 +93,10 @@ def test_accepted_sales_make_their_pending_tickets_valid_and_rejected_ones_do_no
             [seqs[0], seqs[2]],
         )
         again = await journal.record_sync_results([(seqs[0], "duplicate", None)], [seqs[0]])
-        return still_pending, again
+        return made_valid, again
 
     path = tmp_path / "journal.sqlite"
-    assert run(with_journal(path, work)) == (1, 1)  # the rejected sale's ticket
+    assert run(with_journal(path, work)) == (2, 0)
     with sqlite3.connect(path) as db:
         states = dict(db.execute("SELECT code, state FROM tickets ORDER BY code"))
     assert states == {"TK0000000000": "valid", "TK0000000001": "pending", "TK0000000002": "valid"}

@@ -159,12 +159,12 @@ class SyncEngine:
                 log.error("back-end rejected entry %d (%s): %s", seq, type_, result.get("reason"))
             elif type_ == "sale":
                 accepted_sales.append(seq)
-        pending_tickets = await self.journal.record_sync_results(recorded, accepted_sales)
+        made_valid = await self.journal.record_sync_results(recorded, accepted_sales)
         self.entry_mark = batch.seqs[-1]
         done = sum(1 for _, status, _ in recorded if status != "rejected")
         if done:
             self.last_success = now_with_offset()
-        self.till.entries_synced(done, pending_tickets)
+        self.till.entries_synced(done, made_valid)
         return len(batch) == self.batch_size
 
     async def _post_entries(self, batch: OutboxBatch) -> list[dict[str, Any]]:

@@ -712,9 +712,9 @@ class Till:
             "last_success": self.sync.last_success,
         }
 
-    def entries_synced(self, done: int, pending_tickets: int) -> None:
+    def entries_synced(self, done: int, tickets_valid: int) -> None:
         self._pending["entries"] -= done
-        self._pending["tickets"] = pending_tickets
+        self._pending["tickets"] -= tickets_valid
         self._publish_sync()
 
     def scans_registered(self, scans: list[Entry], results: list[dict[str, Any]]) -> None:
