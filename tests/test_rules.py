@@ -521,8 +521,8 @@ def test_integrated_swish_refunds_are_not_the_tills(conn):
     conn=connectivities,
     ready=booleans,
     training=booleans,
-    amount=st.integers(0, 10**6),
-    card_left=st.integers(0, 10**6),
+    amount=st.one_of(st.sampled_from((0, 1, 500)), st.integers(0, 10**6)),
+    card_left=st.one_of(st.sampled_from((0, 1, 500)), st.integers(0, 10**6)),
 )
 def test_a_card_refund_is_allowed_exactly_when_every_condition_holds(
     conn, ready, training, amount, card_left
@@ -530,7 +530,7 @@ def test_a_card_refund_is_allowed_exactly_when_every_condition_holds(
     decision = check_refund(
         "card", conn, terminal_ready=ready, training=training, amount=amount, card_left=card_left
     )
-    expected = ready and conn.internet and not training and amount <= card_left
+    expected = ready and conn.internet and not training and 0 < amount <= card_left
     assert decision.allowed is expected
     if training:
         assert decision.reason == "training-real-money"
@@ -538,6 +538,8 @@ def test_a_card_refund_is_allowed_exactly_when_every_condition_holds(
         assert decision.reason == "terminal-unavailable"
     elif not conn.internet:
         assert decision.reason == "card-refund-needs-internet"
+    elif amount == 0:
+        assert decision.reason == "invalid-amount"
     elif amount > card_left:
         assert decision.reason == "refund-exceeds-card-payment"
         assert decision.details == {"card_left": card_left}
