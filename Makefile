@@ -21,9 +21,16 @@ test: $(STAMP)
 # The fault suite at full strength: 800 SIGKILLs during sales and 200 while
 # syncing (1,000 in all) and two minutes of mixed back-end faults. CI runs it
 # after `make test`; `make test` runs the same tests smaller.
+# The hardening tests run again here and write docs/reliability.md: each
+# attack or fault they tried, with its figures, held or not held.
+RELIABILITY_LOG ?= $(or $(TMPDIR),/tmp)/tilld-reliability-$(shell id -u).jsonl
+
 test-long: $(STAMP)
+	rm -f $(RELIABILITY_LOG)
 	TILLD_CRASH_KILLS=800 TILLD_SYNC_KILLS=200 TILLD_CHAOS_S=120 \
-		$(BIN)/pytest -q tests/test_crash.py tests/test_chaos.py
+	TILLD_RELIABILITY_LOG=$(RELIABILITY_LOG) \
+		$(BIN)/pytest -q tests/test_crash.py tests/test_chaos.py tests/test_hardening_*.py
+	$(BIN)/python tests/reliability.py $(RELIABILITY_LOG) docs/reliability.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

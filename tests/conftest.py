@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from reliability import Recorder
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CATALOG = REPO / "tilld" / "demo" / "catalog.json"
@@ -172,6 +173,22 @@ def no_daemon_outlives_the_tests():
     for process in leaked:
         process.kill()
     assert not leaked, f"tests left {len(leaked)} tilld running: {[str(p.base) for p in leaked]}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.passed_call = report.passed
+    return report
+
+
+@pytest.fixture
+def reliability(request):
+    """Record what a hardening test tried; it held if the test passed (tests/reliability.py)."""
+    recorder = Recorder(request.node.nodeid)
+    yield recorder
+    recorder.finish(getattr(request.node, "passed_call", False))
 
 
 @pytest.fixture

@@ -1,0 +1,75 @@
+"""The reliability table: what each hardening test tried against tilld, and whether tilld held.
+
+A test asks for the ``reliability`` fixture and records the attack or fault it
+tried with its figures. Whether tilld *held* is not the test's word: it is the
+test's own outcome (passed = held), taken when the test ends. With
+``TILLD_RELIABILITY_LOG`` set (``make test-long`` sets it), each record is
+appended to that file as one JSON line; ``python tests/reliability.py LOG DOC``
+turns the lines into docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+LOG_ENV = "TILLD_RELIABILITY_LOG"
+
+
+@dataclass
+class Attempt:
+    kind: str  # e.g. "fiscal integrity", "back-end faults", "socket abuse"
+    attack: str  # what was tried, in words
+    tries: int  # how many times (sales raced, connections held, calls made)
+    figure: str = ""  # the measured figure, with its unit
+    test: str = ""
+    held: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class Recorder:
+    def __init__(self, test: str) -> None:
+        self.test = test
+        self.attempts: list[Attempt] = []
+
+    def record(self, kind: str, attack: str, *, tries: int, figure: str = "") -> None:
+        self.attempts.append(Attempt(kind, attack, tries, figure, self.test))
+
+    def finish(self, passed: bool) -> None:
+        path = os.environ.get(LOG_ENV)
+        if not path or not self.attempts:
+            return
+        with open(path, "a", encoding="utf-8") as log:
+            for attempt in self.attempts:
+                attempt.held = passed
+                log.write(json.dumps(asdict(attempt), ensure_ascii=False) + "\n")
+
+
+def write_table(log: Path, doc: Path) -> None:
+    attempts = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
+    attempts.sort(key=lambda a: (a["kind"], a["attack"]))
+    lines = [
+        "# Reliability: attacks and faults tried",
+        "",
+        "Written by `make test-long` from the hardening tests themselves: each row is",
+        "one test's attempt, *held* when the test passed. Regenerate with `make test-long`",
+        f"(the rows below: {len(attempts)} attempts,"
+        f" {sum(not a['held'] for a in attempts)} not held).",
+        "",
+        "| kind | attack or fault | tries | figure | result | test |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for a in attempts:
+        result = "held" if a["held"] else "**not held**"
+        test = a["test"].split("::")[-1]
+        lines.append(
+            f"| {a['kind']} | {a['attack']} | {a['tries']} | {a['figure']} | {result} | `{test}` |"
+        )
+    doc.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_table(Path(sys.argv[1]), Path(sys.argv[2]))
