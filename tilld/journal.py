@@ -235,6 +235,27 @@ def local_ticket_check(code: str) -> Fill:
     return fill
 
 
+def since_last(type_: str, digest: Callable[[Entry | None, list[Entry]], dict[str, Any]]) -> Fill:
+    """Fields digested from the last entry of ``type_`` and every entry after it.
+
+    Read inside the append's transaction, so an entry that closes a period (a
+    Z report) covers exactly what was committed before it: no sale can commit
+    between the read and the close and so fall into no period at all.
+    """
+
+    def fill(db: sqlite3.Connection) -> dict[str, Any]:
+        row = db.execute(
+            f"SELECT {COLUMNS} FROM entries WHERE type = ? ORDER BY seq DESC LIMIT 1", (type_,)
+        ).fetchone()
+        last = Entry.from_row(row) if row else None
+        rows = db.execute(
+            f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq", (last.seq if last else 0,)
+        )
+        return digest(last, [Entry.from_row(r) for r in rows])
+
+    return fill
+
+
 def forget_open_sale(sale_id: str) -> SideEffect:
     def effect(db: sqlite3.Connection, entry: Entry) -> None:
         db.execute("DELETE FROM open_sales WHERE sale_id = ?", (sale_id,))
@@ -948,15 +969,16 @@ class Journal:
 
         return await self._on_reader(read)
 
-    async def since_last(self, type_: str) -> list[Entry]:
-        """Every entry after the last one of ``type_`` (e.g. since the last Z report)."""
+    async def read_fill(self, fill: Fill) -> dict[str, Any]:
+        """What ``fill`` reads, from one snapshot on the bulk reader (an X report's figures)."""
 
-        def read() -> list[Entry]:
+        def read() -> dict[str, Any]:
             db = self._read()
-            row = db.execute("SELECT max(seq) FROM entries WHERE type = ?", (type_,)).fetchone()
-            after = row[0] or 0
-            rows = db.execute(f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq", (after,))
-            return [Entry.from_row(r) for r in rows]
+            db.execute("BEGIN")
+            try:
+                return fill(db)
+            finally:
+                db.execute("COMMIT")
 
         return await self._on_bulk(read)
 

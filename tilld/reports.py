@@ -65,3 +65,10 @@ def summarize(entries: Iterable[Entry]) -> dict[str, Any]:
         "period_start": first_at,
         "period_end": last_at,
     }
+
+
+def period_totals(last_z: Entry | None, since: list[Entry]) -> dict[str, Any]:
+    """A report's figures: the period since the last Z, and the grand total carried on."""
+    summary = summarize(since)
+    carried = last_z.body["grand_total"] if last_z else 0
+    return {**summary, "grand_total": carried + summary["net"]}

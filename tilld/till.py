@@ -35,9 +35,10 @@ from .journal import (
     local_ticket_check,
     now_with_offset,
     set_ticket_state,
+    since_last,
     store_tickets,
 )
-from .reports import summarize
+from .reports import period_totals
 from .rules import (
     PAYMENT_METHODS,
     CardFacts,
@@ -847,21 +848,18 @@ class Till:
         }
 
     async def report(self, kind: str) -> dict[str, Any]:
-        summary = summarize(await self.journal.since_last("z-report"))
-        last_z = await self.journal.last_of("z-report")
-        carried = last_z.body["grand_total"] if last_z else 0
-        report = {
+        header = {
             "kind": kind,
             "till_id": self.settings.till.id,
             "seller": self.settings.till.seller_name,
             "org_number": self.settings.till.org_number,
             "printed_at": now_with_offset(),
-            **summary,
-            "grand_total": carried + summary["net"],
         }
+        totals = since_last("z-report", period_totals)
         if kind == "x":
-            return report
-        entry = await self.journal.append("z-report", report, number="z_no")
+            return {**header, **await self.journal.read_fill(totals)}
+        # A Z's totals are read in the transaction that appends it (see since_last).
+        entry = await self.journal.append("z-report", header, number="z_no", fill=totals)
         return {**entry.body, "seq": entry.seq}
 
 
