@@ -145,7 +145,11 @@ def test_a_user_in_no_role_group_is_refused_everything(python_for_others, till):
     for (method, _), reply in zip(SELL + ADMIN, out["replies"], strict=True):
         assert_forbidden(reply, method, NOBODY)
     root = run_client(python_for_others, till, ADMIN[:1], user=None, group=None, extra_groups=None)
-    assert root["replies"][0]["result"] == {"ok": True, "entries": 0}  # nothing was sold
+    assert root["replies"][0]["result"] == {
+        "ok": True,
+        "entries": 0,
+        "integrity": {"state": "ok"},
+    }  # nothing was sold
 
 
 def test_primary_cashier_group_may_sell_but_not_administer(python_for_others, till):
@@ -182,7 +186,7 @@ def test_tech_group_and_root_may_administer(python_for_others, till):
     )
     assert_sold({"replies": tech["replies"][: len(SELL)]})
     verify, export, report = (r["result"] for r in tech["replies"][len(SELL) :])
-    assert verify == {"ok": True, "entries": 1}
+    assert verify == {"ok": True, "entries": 1, "integrity": {"state": "ok"}}
     assert export["count"] == 1 and report["sales"] == 1
 
     root = run_client(
@@ -191,5 +195,5 @@ def test_tech_group_and_root_may_administer(python_for_others, till):
     assert root["uid"] == 0
     assert_sold({"replies": root["replies"][: len(SELL)]})
     verify, export, report = (r["result"] for r in root["replies"][len(SELL) :])
-    assert verify == {"ok": True, "entries": 2}
+    assert verify == {"ok": True, "entries": 2, "integrity": {"state": "ok"}}
     assert export["count"] == 2 and report["sales"] == 2

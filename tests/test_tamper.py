@@ -172,7 +172,11 @@ def test_sqlite_rejects_update_and_delete_while_the_triggers_stand(make_till):
 
     till.start()
     client = till.client()
-    assert client.call("admin.journal_verify") == {"ok": True, "entries": SALES}
+    assert client.call("admin.journal_verify") == {
+        "ok": True,
+        "entries": SALES,
+        "integrity": {"state": "ok"},
+    }
     client.close()
     result = tillctl_verify(till)
     assert result.returncode == 0 and "ok: " in result.stdout, result
@@ -193,5 +197,12 @@ def test_verify_of_a_broken_journal_counts_all_its_entries(make_till):
     client.close()
     result = tillctl_verify(till)
     till.stop()
-    assert verified == {"ok": False, "entries": SALES, "first_bad_seq": MIDDLE}
+    assert {k: verified[k] for k in ("ok", "entries", "first_bad_seq")} == {
+        "ok": False,
+        "entries": SALES,
+        "first_bad_seq": MIDDLE,
+    }
+    # The start's check of the last entries saw it too.
+    assert verified["integrity"]["state"] == "chain-broken"
+    assert f"broken at entry {MIDDLE}" in verified["integrity"]["message"]
     assert f"BROKEN: {SALES} entries, first bad seq {MIDDLE}" in result.stdout

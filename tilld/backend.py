@@ -95,6 +95,31 @@ class BackendClient:
         reply = await self._request("POST", f"/v1/tills/{self.till_id}/journal", encoded=payload)
         return _results(reply, count)
 
+    async def journal_head(self) -> dict[str, Any] | None:
+        """The back-end's last accepted entry of this till, or None if it does not say (404).
+
+        ``{"seq", "hash", "receipt_no"?, "z_no"?}``: the anchor the till's
+        journal is checked against (integrity.py).
+        """
+        status, body, _ = await self._request(
+            "GET", f"/v1/tills/{self.till_id}/journal/head", raw=True, accept=(404,)
+        )
+        if status == 404:
+            return None
+        head = _json(body)
+        if (
+            not isinstance(head, dict)
+            or not _is_count(head.get("seq"))
+            or not isinstance(head.get("hash"), str)
+            or not all(_is_count(head.get(k, 0)) for k in ("receipt_no", "z_no"))
+        ):
+            raise BackendError(
+                "the back-end's journal head is malformed: it needs seq, hash and whole "
+                "receipt_no and z_no",
+                transient=True,
+            )
+        return head
+
     async def post_scans(self, scans: list[dict[str, Any]]) -> list[dict[str, Any]]:
         reply = await self._request(
             "POST", f"/v1/tills/{self.till_id}/scans", payload={"scans": scans}
@@ -202,6 +227,10 @@ def _results(reply: Any, expected: int) -> list[dict[str, Any]]:
             transient=True,
         )
     return results
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _error_text(body: bytes) -> str:

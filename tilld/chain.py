@@ -28,19 +28,46 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def first_broken_seq(entries: Iterable[Mapping[str, Any]]) -> int | None:
+def first_broken_seq(
+    entries: Iterable[Mapping[str, Any]], *, after_seq: int = 0, after_hash: str = GENESIS_HASH
+) -> int | None:
     """The seq of the first entry that breaks the chain, or None when all of it holds.
 
     An entry is broken when its seq does not follow the previous one, its
     prev_hash is not the previous entry's hash, or its hash is not its own.
+    The one allowed jump is a technician's acknowledgement of lost entries
+    (``rollback-acknowledged``): it names the entry it follows locally and
+    continues the chain from the lost head, so the seq and prev_hash go on
+    where the back-end last saw them. ``after_seq``/``after_hash`` start the
+    walk in the middle (the last entries only).
     """
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
+    expected_seq = after_seq + 1
+    prev_hash = after_hash
     for entry in entries:
-        if entry["seq"] != expected_seq or entry["prev_hash"] != prev_hash:
-            return entry["seq"]
-        if entry["hash"] != entry_hash(entry):
+        if entry["type"] == "rollback-acknowledged" and _acknowledges(entry, expected_seq - 1):
+            follows = entry["body"]["local_head"]
+            if follows["hash"] != prev_hash or entry["hash"] != entry_hash(entry):
+                return entry["seq"]
+        elif (
+            entry["seq"] != expected_seq
+            or entry["prev_hash"] != prev_hash
+            or entry["hash"] != entry_hash(entry)
+        ):
             return entry["seq"]
         prev_hash = entry["hash"]
-        expected_seq += 1
+        expected_seq = entry["seq"] + 1
     return None
+
+
+def _acknowledges(entry: Mapping[str, Any], previous_seq: int) -> bool:
+    body = entry.get("body")
+    follows = body.get("local_head") if isinstance(body, Mapping) else None
+    continues = body.get("continues_from") if isinstance(body, Mapping) else None
+    return (
+        isinstance(follows, Mapping)
+        and isinstance(continues, Mapping)
+        and follows.get("seq") == previous_seq
+        and continues.get("seq") == entry["seq"] - 1
+        and continues.get("hash") == entry["prev_hash"]
+        and entry["seq"] > previous_seq
+    )

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from .chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
 from .errors import Refused, StartupError
+from .integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
 
 log = logging.getLogger("tilld.journal")
 
@@ -394,6 +395,11 @@ class Journal:
         self._readers = threading.local()  # each reader thread's read-only connection
         self.head_seq = 0
         self.head_hash = GENESIS_HASH
+        self.head_file = HeadFile(path.with_name(path.stem + ".head"))
+        self.numbers = dict.fromkeys(NUMBER_SERIES, 0)  # the last number issued per series
+        # Whether this journal is still the one the till wrote (integrity.py);
+        # rolled back, it takes no entries but a technician's acknowledgement.
+        self.integrity: Verdict = OK
         # Told of every committed entry, whoever appended it (the Till keeps
         # its pending counts with it, so no appender can forget to).
         self.on_append: Callable[[Entry], None] | None = None
@@ -410,6 +416,7 @@ class Journal:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            self.head_file.close()
 
         def close_reader() -> None:
             db = getattr(self._readers, "db", None)
@@ -454,6 +461,37 @@ class Journal:
         row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         if row:
             self.head_seq, self.head_hash = row
+        for series in NUMBER_SERIES:
+            self.numbers[series] = self._next_number(db, series) - 1
+        self._check_head(db)
+
+    def _check_head(self, db: sqlite3.Connection) -> None:
+        """Compare the journal with its head file, and its last entries' chain, at start."""
+        recorded = self.head_file.read()
+        verdict = OK
+        if recorded is not None:
+            verdict = judge(self.head, lambda seq: _hash_at(db, seq), recorded, "its head file")
+        tail = _broken_tail(db, self.head_seq)
+        if tail is not None:
+            verdict = worse(
+                verdict,
+                Verdict(
+                    "chain-broken",
+                    f"The journal's hash chain is broken at entry {tail}: an entry was edited, "
+                    "removed or inserted. Run `tillctl journal verify` and call the venue's "
+                    "technician; keep the state folder as it is.",
+                ),
+            )
+        if not verdict.ok:
+            log.critical("%s", verdict.message)
+        self.integrity = verdict
+        if verdict.state != "rolled-back":
+            # Rolled back, the file keeps the lost head as evidence until acknowledged.
+            self.head_file.write(self.head)
+
+    @property
+    def head(self) -> Head:
+        return Head(self.head_seq, self.head_hash, self.numbers["receipt_no"], self.numbers["z_no"])
 
     def _check_owner(self, db: sqlite3.Connection) -> None:
         """A journal belongs to one till: its seq series means nothing to another."""
@@ -523,28 +561,40 @@ class Journal:
         fill: Fill | None = None,
     ) -> Entry:
         db = self._require_writer()
+        if self.integrity.state == "rolled-back":
+            raise Refused("journal-rolled-back", self.integrity.message)
         with self._transaction(db):
             if number is not None:
                 body = {**body, number: self._next_number(db, number)}
             if fill is not None:
                 body = {**body, **fill(db)}
             entry = self._build_entry(type_, body)
-            db.execute(
-                f"INSERT INTO entries ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.seq,
-                    entry.uuid,
-                    entry.type,
-                    entry.created_at,
-                    canonical_json(entry.body),
-                    entry.prev_hash,
-                    entry.hash,
-                ),
-            )
+            self._insert(db, entry)
             for effect in effects:
                 effect(db, entry)
-        self.head_seq, self.head_hash = entry.seq, entry.hash
+        self._committed(entry, number)
         return entry
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, entry: Entry) -> None:
+        db.execute(
+            f"INSERT INTO entries ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.seq,
+                entry.uuid,
+                entry.type,
+                entry.created_at,
+                canonical_json(entry.body),
+                entry.prev_hash,
+                entry.hash,
+            ),
+        )
+
+    def _committed(self, entry: Entry, number: str | None) -> None:
+        self.head_seq, self.head_hash = entry.seq, entry.hash
+        if number is not None:
+            self.numbers[number] = entry.body[number]
+        self.head_file.write(self.head)
 
     def _build_entry(self, type_: str, body: dict[str, Any]) -> Entry:
         fields = {
@@ -569,7 +619,87 @@ class Journal:
             f"SELECT json_extract(body, '$.{series}') FROM entries INDEXED BY entries_{series}"
             f" WHERE type IN ({types}) ORDER BY json_extract(body, '$.{series}') DESC LIMIT 1"
         ).fetchone()
-        return (row[0] if row else 0) + 1
+        # After an acknowledged rollback, numbers go on after the lost ones.
+        floor = db.execute("SELECT value FROM meta WHERE key = ?", (f"floor:{series}",)).fetchone()
+        return max(row[0] if row else 0, int(floor[0]) if floor else 0) + 1
+
+    async def acknowledge_rollback(self, continue_from: Head | None, by: str) -> Entry:
+        """A technician accepts that the journal lost its last entries; it takes entries again.
+
+        The acknowledgement continues the chain from the lost head (or from
+        ``continue_from``, the back-end's head, when that is what it still
+        has), and raises each number series above the numbers lost, so no
+        receipt number is issued twice.
+        """
+
+        def write() -> Entry:
+            lost = self.integrity.lost
+            if self.integrity.state != "rolled-back" or lost is None:
+                raise Refused(
+                    "journal-not-rolled-back",
+                    "The journal has not gone backwards; there is nothing to acknowledge.",
+                )
+            chain = continue_from if continue_from is not None else lost
+            body = {
+                "local_head": {"seq": self.head_seq, "hash": self.head_hash},
+                "lost_head": lost.as_dict(),
+                "continues_from": {"seq": chain.seq, "hash": chain.hash},
+                "acknowledged_by": by,
+                "reason": self.integrity.message,
+            }
+            fields = {
+                "uuid": str(uuidlib.uuid4()),
+                "seq": chain.seq + 1,
+                "type": ROLLBACK_ACKNOWLEDGED,
+                "created_at": now_with_offset(),
+                "prev_hash": chain.hash,
+                "body": json.loads(canonical_json(body)),
+            }
+            entry = Entry(hash=entry_hash(fields), **fields)
+            db = self._require_writer()
+            with self._transaction(db):
+                self._insert(db, entry)
+                floors = {
+                    "receipt_no": max(
+                        lost.receipt_no, chain.receipt_no, self.numbers["receipt_no"]
+                    ),
+                    "z_no": max(lost.z_no, chain.z_no, self.numbers["z_no"]),
+                }
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                    " DO UPDATE SET value = excluded.value",
+                    [(f"floor:{series}", str(floor)) for series, floor in floors.items()],
+                )
+            self.numbers.update(floors)
+            self.integrity = OK
+            self._committed(entry, None)
+            log.warning(
+                "journal rollback acknowledged by %s: entries %d..%d are lost; numbering "
+                "goes on after receipt %d",
+                by,
+                body["local_head"]["seq"] + 1,
+                lost.seq,
+                self.numbers["receipt_no"],
+            )
+            return entry
+
+        entry = await self._on_writer(write)
+        if self.on_append is not None:
+            self.on_append(entry)
+        return entry
+
+    async def judge_witness(self, witness: Head, who: str) -> Verdict:
+        """Compare the journal with a witness of its head (the back-end); keep the worse verdict."""
+
+        def read() -> Verdict:
+            db = self._read()
+            return judge(self.head, lambda seq: _hash_at(db, seq), witness, who)
+
+        verdict = await self._on_reader(read)
+        if worse(self.integrity, verdict) is not self.integrity:
+            log.warning("%s", verdict.message)
+            self.integrity = verdict
+        return verdict
 
     class _transaction:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; storage errors become refusals."""
@@ -991,7 +1121,14 @@ class Journal:
             bad = first_broken_seq(walk())
             # The walk stops at the first bad entry; the count covers them all.
             count = self._read().execute("SELECT count(*) FROM entries").fetchone()[0]
-            result: dict[str, Any] = {"ok": bad is None, "entries": count}
+            # A chain that holds can still have lost its end or been rewritten whole:
+            # the head file and the back-end say so (integrity.py).
+            integrity = self.integrity
+            result: dict[str, Any] = {
+                "ok": bad is None and integrity.ok,
+                "entries": count,
+                "integrity": integrity.as_dict(),
+            }
             if bad is not None:
                 result["first_bad_seq"] = bad
             return result
@@ -1013,6 +1150,32 @@ class Journal:
         if db is None:
             raise RuntimeError("journal is not open")
         return db
+
+
+def _hash_at(db: sqlite3.Connection, seq: int) -> str | None:
+    row = db.execute("SELECT hash FROM entries WHERE seq = ?", (seq,)).fetchone()
+    return row[0] if row else None
+
+
+# How many of the last entries a start re-checks (a few ms; the whole chain is
+# `tillctl journal verify`).
+TAIL_CHECKED = 1000
+
+
+def _broken_tail(db: sqlite3.Connection, head_seq: int) -> int | None:
+    """The first broken seq among the journal's last entries, or None."""
+    rows = db.execute(
+        f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq", (head_seq - TAIL_CHECKED,)
+    ).fetchall()
+    if not rows:
+        return None
+    before = db.execute(
+        "SELECT seq, hash FROM entries WHERE seq < ? ORDER BY seq DESC LIMIT 1", (rows[0][0],)
+    ).fetchone()
+    after_seq, after_hash = before if before else (0, GENESIS_HASH)
+    return first_broken_seq(
+        (Entry.from_row(r).as_dict() for r in rows), after_seq=after_seq, after_hash=after_hash
+    )
 
 
 def _pending_tickets(db: sqlite3.Connection) -> int:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .backend import BackendClient, BackendError
+from .integrity import Head
 from .journal import Entry, Journal, OutboxBatch, now_with_offset
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tilld.sync")
 
 ENTRY_STATUSES = ("accepted", "duplicate", "rejected")
+# How often a connected till re-reads the back-end's head of its journal; it
+# is read at once after a start and after every failed request too.
+ANCHOR_CHECK_S = 300.0
 SCAN_STATUSES = ("registered", "already-used", "invalid", "unknown")
 
 
@@ -66,6 +70,8 @@ class SyncEngine:
         self._task: asyncio.Task[None] | None = None
         self._catalog_due = 0.0
         self._catalog_timer: asyncio.TimerHandle | None = None
+        self.anchor: Head | None = None  # the back-end's head of this journal, as last read
+        self._anchor_due = 0.0
 
     async def start(self) -> None:
         self.entry_mark, self.scan_mark = await self.journal.sync_marks()
@@ -104,6 +110,8 @@ class SyncEngine:
             if not self.server_up():
                 continue  # the mode change back to reachable kicks us
             try:
+                if not await self._anchor_holds():
+                    continue  # stopped until the journal is restored or acknowledged
                 await self._refresh_catalog_if_due()
                 while await self._send_entries():
                     pass
@@ -111,6 +119,7 @@ class SyncEngine:
                     pass
             except BackendError as exc:
                 self.last_error = exc.message
+                self._anchor_due = 0.0  # whatever happened meanwhile, look again first
                 delay = self._retry_delay(attempt, exc)
                 attempt += 1
                 log.warning("sync paused: %s; retrying in %.1f s", exc.message, delay)
@@ -142,6 +151,41 @@ class SyncEngine:
             self._catalog_timer.cancel()
         remaining = max(0.0, self._catalog_due - time.monotonic())
         self._catalog_timer = asyncio.get_running_loop().call_later(remaining, self._wanted.set)
+
+    # -- the anchor ---------------------------------------------------------
+
+    async def _anchor_holds(self) -> bool:
+        """Is what the back-end holds of this journal still in it? (integrity.py)
+
+        A journal that went backwards or whose synced history was rewritten
+        is not sent: its entries would take places the back-end already gave
+        to others, or hide the rewrite behind accepted-looking results.
+        """
+        if time.monotonic() >= self._anchor_due:
+            head = await self.backend.journal_head()
+            self._anchor_due = time.monotonic() + ANCHOR_CHECK_S
+            if head is None:
+                self._anchor_due = float("inf")
+                log.info("the back-end does not tell its journal head; the anchor check is off")
+            else:
+                self.anchor = Head(
+                    head["seq"], head["hash"], head.get("receipt_no", 0), head.get("z_no", 0)
+                )
+                await self.journal.judge_witness(self.anchor, "the back-end")
+        integrity = self.journal.integrity
+        if integrity.state in ("rolled-back", "diverged"):
+            if self.last_error != integrity.message:
+                log.warning("sync stopped: %s", integrity.message)
+                self.last_error = integrity.message
+                self.till.sync_progress(error=integrity.message)
+            return False
+        return True
+
+    def journal_acknowledged(self) -> None:
+        """A technician acknowledged a rollback: check the anchor afresh and send again."""
+        self._anchor_due = 0.0
+        self.last_error = None
+        self.kick()
 
     # -- entries -----------------------------------------------------------
 

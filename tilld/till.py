@@ -291,7 +291,10 @@ class Till:
                 "source": self.catalog.info.source,
             },
             "open_sales": len(self._open),
-            "journal": {"last_seq": self.journal.head_seq},
+            "journal": {
+                "last_seq": self.journal.head_seq,
+                "integrity": self.journal.integrity.as_dict(),
+            },
             "sync": self.sync_status(),
             "version": __version__,
         }
@@ -311,6 +314,10 @@ class Till:
                 "shutting-down",
                 "The till is shutting down and takes no new sales; try again when it is back.",
             )
+        if self.journal.integrity.state == "rolled-back":
+            # The journal refuses the entry anyway; refusing here keeps a
+            # cashier from ringing up a basket that can never be paid.
+            raise Refused("journal-rolled-back", self.journal.integrity.message)
 
     def _sale(self, sale_id: str) -> Sale:
         sale = self._open.get(sale_id)
@@ -832,6 +839,25 @@ class Till:
     async def pending(self, limit: int) -> dict[str, Any]:
         listed = await self.journal.pending(limit)
         return {"counts": dict(self._pending), **listed}
+
+    async def acknowledge_rollback(self, technician: str) -> dict[str, Any]:
+        """A technician accepts the loss of a rolled-back journal's last entries (journaled)."""
+        anchor = self.sync.anchor if self.sync is not None else None
+        # Continue the chain where the back-end has it, when it was asked: past
+        # the entries it holds, or right after this journal's head when it
+        # never saw the lost ones. Without it, after the lost head itself.
+        continue_from = None
+        if anchor is not None:
+            continue_from = anchor if anchor.seq > self.journal.head_seq else self.journal.head
+        entry = await self.journal.acknowledge_rollback(continue_from, technician)
+        if self.sync is not None:
+            self.sync.journal_acknowledged()
+        return {
+            "seq": entry.seq,
+            "lost_head": entry.body["lost_head"],
+            "continues_from": entry.body["continues_from"],
+            "next_receipt_no": self.journal.numbers["receipt_no"] + 1,
+        }
 
     async def journal_verify(self) -> dict[str, Any]:
         return await self.journal.verify()

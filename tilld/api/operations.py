@@ -141,6 +141,12 @@ class PrintParams(Params):
         return self
 
 
+class AcknowledgeParams(Params):
+    technician: str = Field(
+        min_length=1, max_length=100, description="Who acknowledges the loss (journaled)."
+    )
+
+
 class SubscribeParams(Params):
     topics: list[Topic] | None = None
 
@@ -289,6 +295,13 @@ OPERATIONS: tuple[Operation, ...] = (
         Role.TECH,
         "Check the journal's hash chain; names the first bad seq.",
         lambda till, p: till.journal_verify(),
+    ),
+    Operation(
+        "admin.acknowledge_rollback",
+        AcknowledgeParams,
+        Role.TECH,
+        "Accept that a rolled-back journal lost its last entries (journaled); sales resume.",
+        lambda till, p: till.acknowledge_rollback(p.technician),
     ),
     Operation(
         "admin.journal_export",

@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 the daemon refused or reported a problem, 2 usage,
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ from ..money import format_sek
 
 DEFAULT_SOCKET = "/run/tilld/tilld.sock"
 EXIT_REFUSED = 1
+EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 
@@ -108,6 +110,9 @@ def render_status(st: dict[str, Any]) -> str:
         f"{pending['scans']} scans",
         f"offline card {st['offline_card']['stored']} of {st['offline_card']['limit']}",
     ]
+    integrity = st.get("journal", {}).get("integrity", {})
+    if integrity.get("state", "ok") != "ok":
+        lines.append(f"journal     {integrity['state'].upper()}: {integrity.get('message', '')}")
     if "catalog" in st:
         cat = st["catalog"]
         lines.append(
@@ -204,13 +209,30 @@ def cmd_pending(client: Client, args: argparse.Namespace) -> int:
 def cmd_journal(client: Client, args: argparse.Namespace) -> int:
     if args.journal_command == "verify":
         v = client.call("admin.journal_verify")
-        human = (
-            f"ok: {v['entries']} entries, hash chain intact"
-            if v["ok"]
-            else f"BROKEN: {v['entries']} entries, first bad seq {v['first_bad_seq']}"
-        )
+        if v["ok"]:
+            human = f"ok: {v['entries']} entries, hash chain intact"
+        elif "first_bad_seq" in v:
+            human = f"BROKEN: {v['entries']} entries, first bad seq {v['first_bad_seq']}"
+        else:
+            human = f"{v['integrity']['state'].upper()}: {v['integrity']['message']}"
         emit(args, v, human)
         return 0 if v["ok"] else EXIT_REFUSED
+    if args.journal_command == "acknowledge-rollback":
+        if not args.yes:
+            print(
+                "tillctl: acknowledging a rollback accepts that the journal's lost entries are "
+                "gone for good; pass --yes once the journal cannot be restored",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        r = client.call("admin.acknowledge_rollback", {"technician": args.technician})
+        emit(
+            args,
+            r,
+            f"acknowledged in journal entry {r['seq']}: the journal goes on after entry "
+            f"{r['continues_from']['seq']}; the next receipt is number {r['next_receipt_no']}",
+        )
+        return 0
     since = args.since_seq
     while True:
         page = client.call(
@@ -391,7 +413,17 @@ def build_parser() -> argparse.ArgumentParser:
     pending.set_defaults(run=cmd_pending)
     journal = sub.add_parser("journal", help="verify or export the journal")
     jsub = journal.add_subparsers(dest="journal_command", required=True)
-    jsub.add_parser("verify", help="check the hash chain")
+    jsub.add_parser("verify", help="check the hash chain and that the journal did not go back")
+    ack = jsub.add_parser(
+        "acknowledge-rollback",
+        help="accept that a rolled-back journal lost its last entries; sales resume",
+    )
+    ack.add_argument("--yes", action="store_true", help="really acknowledge (journaled)")
+    ack.add_argument(
+        "--technician",
+        default=os.environ.get("SUDO_USER") or getpass.getuser(),
+        help="who acknowledges (default: the login name)",
+    )
     export = jsub.add_parser("export", help="write the journal to stdout")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("--since-seq", type=int, default=0)

@@ -65,6 +65,12 @@ Journal: how an entry is judged (spec: POST /v1/tills/{till_id}/journal)
     prev_hash, hash and body is ``malformed``: the extra field would be
     unprotected. Unknown entry types are stored like any other.
 
+Journal head (optional extension tilld uses: GET /v1/tills/{till_id}/journal/head)
+    ``{"seq", "hash", "receipt_no", "z_no"}``: the till's last accepted entry
+    (seq 0 and 64 zeros before the first) and the highest receipt and Z
+    numbers accepted. The till checks its journal against it: an entry held
+    here must still be in the till's journal with the same hash.
+
 Tickets and scans (spec: POST /v1/tills/{till_id}/scans)
     A ticket is ``valid`` once the sale naming it in a line's ``ticket_codes``
     is accepted, ``used`` once a scan registers it, ``invalid`` once an
@@ -826,6 +832,21 @@ class BackendStore:
                 (reservation_id,),
             )
 
+    def journal_head(self, till_id: str) -> dict[str, Any]:
+        """The last accepted entry and the highest numbers (spec: GET .../journal/head)."""
+        row = self.db.execute(
+            "SELECT seq, hash FROM entries WHERE till_id = ? ORDER BY seq DESC LIMIT 1", (till_id,)
+        ).fetchone()
+        seq, hash_ = row if row else (NEW_CHAIN.seq, NEW_CHAIN.hash)
+        numbers = self.db.execute(
+            "SELECT max(CASE WHEN type IN ('sale', 'refund') THEN"
+            " json_extract(body, '$.receipt_no') END),"
+            " max(CASE WHEN type = 'z-report' THEN json_extract(body, '$.z_no') END)"
+            " FROM entries WHERE till_id = ?",
+            (till_id,),
+        ).fetchone()
+        return {"seq": seq, "hash": hash_, "receipt_no": numbers[0] or 0, "z_no": numbers[1] or 0}
+
     def entries_after(self, till_id: str, after_seq: int) -> list[dict[str, Any]]:
         """The accepted entries, exactly the fields the till sent (spec: Inspection)."""
         rows = self.db.execute(
@@ -1076,6 +1097,7 @@ class ReferenceBackend:
                 web.get("/v1/tills/{till_id}/catalog", self.get_catalog),
                 web.post("/v1/tills/{till_id}/journal", self.post_journal),
                 web.get("/v1/tills/{till_id}/journal", self.get_journal),
+                web.get("/v1/tills/{till_id}/journal/head", self.get_journal_head),
                 web.post("/v1/tills/{till_id}/scans", self.post_scans),
                 web.post("/v1/tills/{till_id}/swish", self.post_swish),
                 web.get("/v1/tills/{till_id}/swish/{swish_id}", self.get_swish),
@@ -1135,6 +1157,10 @@ class ReferenceBackend:
             self.store.entries_after, request.match_info["till_id"], int(after)
         )
         return json_response({"entries": entries})
+
+    async def get_journal_head(self, request: web.Request) -> web.Response:
+        head = await self.db.run(self.store.journal_head, request.match_info["till_id"])
+        return json_response(head)
 
     async def post_scans(self, request: web.Request) -> web.Response:
         till_id = request.match_info["till_id"]
