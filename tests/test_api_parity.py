@@ -52,6 +52,7 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("admin.sync_now", {"wait": False}),
     ("demo.set", {"target": "server", "state": "down"}),
     ("admin.journal_verify", {}),
+    ("admin.acknowledge_rollback", {"technician": "Kim"}),  # refused: nothing went back
     ("admin.journal_export", {"format": "csv"}),
     ("admin.report", {"kind": "x"}),
     ("admin.devices", {}),
