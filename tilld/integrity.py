@@ -126,6 +126,7 @@ class HeadFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self._failing = False
 
     def read(self) -> Head | None:
         """The recorded head; None when there is none (a new or upgraded till) or it is torn."""
@@ -147,10 +148,24 @@ class HeadFile:
     def write(self, head: Head) -> None:
         line = f"tilld-head {head.seq} {head.hash} {head.receipt_no} {head.z_no} "
         record = (line + _check(line) + "\n").ljust(160).encode("ascii")
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        # Fixed length, so one write replaces the whole record at once.
-        os.pwrite(self._fd, record, 0)
+        # Never fails the append it follows: that entry is committed, and an
+        # error here would make its caller believe it was not.
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            # Fixed length, so one write replaces the whole record at once.
+            os.pwrite(self._fd, record, 0)
+        except OSError as exc:
+            if not self._failing:
+                log.error(
+                    "cannot write the journal's head file %s (%s); a lost journal tail is "
+                    "then noticed by the back-end only. Check the state folder's disk.",
+                    self.path,
+                    exc.strerror,
+                )
+            self._failing = True
+        else:
+            self._failing = False
 
     def close(self) -> None:
         if self._fd is not None:
