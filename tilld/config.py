@@ -117,6 +117,13 @@ class CardSection(Section):
         return [b.strip().lower() for b in brands]
 
 
+class RefundsSection(Section):
+    # A ticket scanned in at the entrance has been used: refunding it gives
+    # the visit back for free. Venues that refund after a visit (a closed
+    # exhibition, an evacuation) switch this on.
+    allow_used_tickets: bool = False
+
+
 class PaymentsSection(Section):
     # The till's own switch per method, on top of the catalog's.
     enabled: list[str] = list(PAYMENT_METHODS)
@@ -226,6 +233,7 @@ class Settings(BaseSettings):
     swish: SwishSection = SwishSection()
     card: CardSection = CardSection()
     payments: PaymentsSection = PaymentsSection()
+    refunds: RefundsSection = RefundsSection()
     devices: DevicesSection = DevicesSection()
     log: LogSection = LogSection()
 

@@ -1088,6 +1088,23 @@ class Journal:
 
         return await self._on_reader(read)
 
+    async def scanned_codes(self, codes: list[str]) -> list[str]:
+        """Which of ``codes`` were scanned at this till's entrance (used tickets)."""
+
+        def read() -> list[str]:
+            db = self._read()
+            return [
+                code
+                for code in codes
+                if db.execute(
+                    "SELECT 1 FROM entries WHERE json_extract(body, '$.code') = ?"
+                    " AND type = 'scan' LIMIT 1",
+                    (code,),
+                ).fetchone()
+            ]
+
+        return await self._on_reader(read)
+
     async def refunds_of(self, receipt_no: int) -> list[Entry]:
         def read() -> list[Entry]:
             rows = self._read().execute(

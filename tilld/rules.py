@@ -7,7 +7,7 @@ connectivity, card brand or offline limits is decided here and nowhere else;
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -171,6 +171,19 @@ def _check_card(connectivity: Connectivity, card: CardFacts, policy: CardPolicy)
             brand=card.brand,
         )
     return ALLOWED
+
+
+def check_ticket_refund(used: Sequence[str], *, allow_used: bool) -> Decision:
+    """May tickets be refunded that were scanned in (``used``) at this till?"""
+    if not used or allow_used:
+        return ALLOWED
+    return _refuse(
+        "ticket-already-used",
+        f"Ticket {', '.join(used)} was already scanned in at the entrance, so the visit was "
+        "used. Refund the other lines only; a manager can allow refunds of used tickets "
+        "with refunds.allow_used_tickets.",
+        codes=list(used),
+    )
 
 
 def check_refund(

@@ -48,6 +48,7 @@ from .rules import (
     check_article,
     check_payment,
     check_refund,
+    check_ticket_refund,
 )
 from .sales import Sale, card_refundable, plan_refund, refund_body, refund_ticket_codes
 from .ticketcodes import UnsupportedPattern, make_ticket_code
@@ -504,7 +505,9 @@ class Till:
         if self.settings.devices.printer.auto_print:
             self.printing.enqueue_receipt(receipt_no)
         cash = any(p["method"] == "cash" for p in entry.body["payments"])
-        if cash and self.settings.devices.printer.drawer_after_cash:
+        # A training sale takes no real money, so there is none to put in the drawer.
+        training = bool(entry.body.get("training"))
+        if cash and not training and self.settings.devices.printer.drawer_after_cash:
             reason = "cash-refund" if entry.type == "refund" else "cash-payment"
             self._background(self._kick_drawer(reason, receipt_no))
 
@@ -615,6 +618,10 @@ class Till:
             earlier = [e.body for e in await self.journal.refunds_of(receipt_no)]
             plan = plan_refund(original.body, earlier, lines)
             body = refund_body(original.body, plan, method, self.connectivity.mode.value, reason)
+            used = await self.journal.scanned_codes(refund_ticket_codes(body))
+            _raise_if_refused(
+                check_ticket_refund(used, allow_used=self.settings.refunds.allow_used_tickets)
+            )
             _raise_if_refused(
                 self.refund_decision(
                     method,
