@@ -45,7 +45,9 @@ def check_delivered_exactly_once(where: Site, entries: int, scans: int) -> None:
 
 
 @pytest.mark.timeout(int(CHAOS_S) + 300)
-def test_mixed_backend_faults_while_selling_and_scanning_deliver_everything_once(site) -> None:  # noqa: F811
+def test_mixed_backend_faults_while_selling_and_scanning_deliver_everything_once(  # noqa: F811
+    site, reliability
+) -> None:
     rng = random.Random(os.environ.get("TILLD_CHAOS_SEED", "chaos"))
     stop = threading.Event()
     switches: list[str] = []
@@ -79,12 +81,18 @@ def test_mixed_backend_faults_while_selling_and_scanning_deliver_everything_once
     wait_for(lambda: drained(site), timeout=120, interval=0.2, what="drained after chaos")
     assert len(set(switches)) >= 4, switches  # the faults really were mixed
     entries = site.client.call("status.get")["journal"]["last_seq"]
+    reliability.record(
+        "back-end faults",
+        f"mixed back-end faults for {CHAOS_S:.0f} s while selling and scanning",
+        tries=len(switches),
+        figure=f"{entries} entries and {scans} scans delivered, each once",
+    )
     assert entries > 20
     check_delivered_exactly_once(site, entries, scans)
 
 
 @pytest.mark.timeout(600 + 3 * SYNC_KILLS)
-def test_sigkill_while_draining_loses_and_doubles_nothing(site) -> None:  # noqa: F811
+def test_sigkill_while_draining_loses_and_doubles_nothing(site, reliability) -> None:  # noqa: F811
     rng = random.Random(os.environ.get("TILLD_CHAOS_SEED", "kills"))
     site.server.set_mode("refuse")
     site.wait_mode("server-unreachable")
@@ -119,6 +127,12 @@ def test_sigkill_while_draining_loses_and_doubles_nothing(site) -> None:  # noqa
             break
     site.server.set_mode("pass")
     wait_for(lambda: drained(site), timeout=120, interval=0.2, what="drained after kills")
+    reliability.record(
+        "durability",
+        f"SIGKILL while draining {n} entries and {scans} scans to the back-end",
+        tries=kills,
+        figure="nothing lost or doubled at the back-end",
+    )
     assert kills >= min(SYNC_KILLS, 5), f"the drain finished after only {kills} kills"
     # Every scan is a journal entry too.
     check_delivered_exactly_once(site, n + scans, scans)

@@ -506,7 +506,7 @@ def crash_and_check(till: CrashTill, kills: int, rng: random.Random) -> Ledger:
 
 
 @pytest.mark.timeout(max(300, 3 * KILLS))
-def test_sigkill_during_a_stream_of_sales_loses_nothing_acknowledged(short_tmp):
+def test_sigkill_during_a_stream_of_sales_loses_nothing_acknowledged(short_tmp, reliability):
     seed = int(os.environ.get("TILLD_CRASH_SEED", str(random.randrange(1 << 32))))
     started = time.monotonic()
     ledger = run_crash_stream(short_tmp, KILLS, seed)
@@ -515,6 +515,12 @@ def test_sigkill_during_a_stream_of_sales_loses_nothing_acknowledged(short_tmp):
     print(
         f"\ncrash test: {kills} kills in {elapsed:.1f} s (seed {seed}): "
         + ", ".join(f"{k} {v}" for k, v in sorted(ledger.stats.items()))
+    )
+    reliability.record(
+        "durability",
+        "SIGKILL at random moments of a stream of sales, refunds and partial payments",
+        tries=kills,
+        figure=f"{ledger.stats['sales completed']} sales, {len(ledger.problems)} problems",
     )
     assert kills == KILLS
     assert not ledger.problems, f"seed {seed}: " + "\n".join(ledger.problems[:40])
