@@ -45,8 +45,9 @@ def check_delivered_exactly_once(where: Site, entries: int, scans: int) -> None:
 
 
 @pytest.mark.timeout(int(CHAOS_S) + 300)
-def test_mixed_backend_faults_while_selling_and_scanning_deliver_everything_once(  # noqa: F811
-    site, reliability
+def test_mixed_backend_faults_while_selling_and_scanning_deliver_everything_once(
+    site,  # noqa: F811
+    reliability,
 ) -> None:
     rng = random.Random(os.environ.get("TILLD_CHAOS_SEED", "chaos"))
     stop = threading.Event()
