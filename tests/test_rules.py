@@ -30,6 +30,7 @@ from tilld.rules import (
     check_article,
     check_payment,
     check_refund,
+    check_ticket_refund,
 )
 
 DEFAULT_OFFLINE_BRANDS = {"visa", "mastercard"}
@@ -557,3 +558,12 @@ def test_a_card_refund_of_nothing_is_refused(conn, card_left):
     decision = check_refund("card", Connectivity(True, True), amount=0, card_left=card_left)
     assert decision.reason == "invalid-amount"
     assert check_refund("cash", conn, amount=0, card_left=card_left).allowed
+
+
+def test_a_used_ticket_is_refused_a_refund_unless_the_venue_allows_it():
+    refused = check_ticket_refund(["TK1", "TK2"], allow_used=False)
+    assert (refused.allowed, refused.reason) == (False, "ticket-already-used")
+    assert refused.details == {"codes": ["TK1", "TK2"]}
+    assert "TK1, TK2" in refused.message
+    assert check_ticket_refund(["TK1"], allow_used=True).allowed
+    assert check_ticket_refund([], allow_used=False).allowed
