@@ -205,7 +205,7 @@ def test_half_dead_backend_scan_and_event_ticket_answer_within_the_timeout(site,
         "half-dead back-end (open connections pass, new ones hang): scan.submit and sale.add "
         f"of an event ticket from {WORKERS} cashiers at once",
         tries=len(answers),
-        figure=f"max answer: scan.submit {max_scan:.1f} s, sale.add {max_add:.1f} s with "
+        figure=f"max answer: scan.submit {max_scan:.2f} s, sale.add {max_add:.2f} s with "
         f"timeout_s={TIMEOUT_S}; {held} connections hung, {waited} answers ran into the "
         f"deadline, {kept} fell back to capture or refusal",
     )
@@ -262,7 +262,7 @@ def test_black_holed_backend_scan_and_event_ticket_answer_within_the_timeout(
         "black-holed back-end (connections accepted, nothing answered) right after a probe "
         "said online: scan.submit and sale.add of an event ticket",
         tries=len(answers),
-        figure=f"max answer: scan.submit {max_scan:.1f} s, sale.add {max_add:.1f} s with "
+        figure=f"max answer: scan.submit {max_scan:.2f} s, sale.add {max_add:.2f} s with "
         f"timeout_s={TIMEOUT_S}; {waited} of {len(answers)} ran into the deadline",
     )
     assert max_add <= ANSWER_BOUND_S and max_scan <= ANSWER_BOUND_S, answers
