@@ -402,3 +402,50 @@ def test_a_device_without_what_it_needs_is_a_config_error(section, values, words
     with pytest.raises(ValidationError) as error:
         Settings(devices={section: values})
     assert words in str(error.value)
+
+
+# -- backend.url: the token goes over https, or stays on this machine ----------------
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("ftp://x", "is not an http(s) address"),
+        ("http://192.0.2.10", "plain http to another machine"),
+        ("https://", "names no host"),
+    ],
+)
+def test_config_check_refuses_a_backend_url_that_would_expose_the_token(tmp_path, url, words):
+    result = run_check("--config", str(write(tmp_path, f'[backend]\nurl = "{url}"\n')))
+    assert result.returncode == 1, result.stdout
+    assert f"backend.url {url!r}" in result.stderr and words in result.stderr, result.stderr
+
+
+def test_config_check_says_how_to_allow_plain_http_on_purpose(tmp_path):
+    result = run_check("--config", str(write(tmp_path, '[backend]\nurl = "http://192.0.2.10"\n')))
+    assert "backend.allow_insecure_http = true" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://tickets.example/api",
+        "http://127.0.0.1:8080/api",
+        "http://127.8.9.10/api",
+        "http://[::1]:8080",
+        "http://localhost:8080",
+        "",
+    ],
+)
+def test_https_and_plain_http_to_this_machine_are_accepted(url):
+    assert Settings(backend={"url": url}).backend.url == url
+
+
+def test_allow_insecure_http_accepts_plain_http_to_another_machine():
+    settings = Settings(backend={"url": "http://192.0.2.10/api", "allow_insecure_http": True})
+    assert settings.backend.allow_insecure_http is True
+
+
+def test_allow_insecure_http_does_not_allow_other_schemes():
+    with pytest.raises(ValidationError, match="not an http"):
+        Settings(backend={"url": "ftp://192.0.2.10/", "allow_insecure_http": True})

@@ -388,6 +388,48 @@ def test_blackhole_stalls_an_open_connection_and_pass_delivers_what_was_held(pro
     assert target.paths == ["/before", "/held"]
 
 
+# -- halfdead --------------------------------------------------------------------
+
+
+def test_halfdead_lets_open_connections_pass_and_holds_new_ones(proxy, target):
+    opened = HttpConnection(proxy.address)
+    assert opened.exchange("/before").status == 200
+    proxy.set_mode("halfdead")
+    assert opened.exchange("/open-still-passes").body == BODY
+    fresh = HttpConnection(proxy.address, timeout=BLACKHOLE_WAIT_S)  # the connect succeeds
+    fresh.send("/held")
+    with pytest.raises(TimeoutError):
+        fresh.response()
+    assert opened.exchange("/open-again").status == 200  # the open one is unaffected
+    assert target.paths == ["/before", "/open-still-passes", "/open-again"]
+    assert proxy.stats()["by_mode"]["halfdead"]["connections"] == 1
+
+
+def test_halfdead_delivers_what_it_held_once_left_and_the_connection_then_counts_as_open(
+    proxy, target
+):
+    proxy.set_mode("halfdead")
+    held = HttpConnection(proxy.address, timeout=BLACKHOLE_WAIT_S)
+    held.send("/held")
+    with pytest.raises(TimeoutError):
+        held.response()
+    proxy.set_mode("pass")
+    held.sock.settimeout(READ_TIMEOUT_S)
+    assert held.response().body == BODY
+    proxy.set_mode("halfdead")  # accepted under the last halfdead, open under this one
+    assert held.exchange("/now-open").status == 200
+    assert target.paths == ["/held", "/now-open"]
+
+
+def test_switch_in_halfdead_holds_new_connections(switch):
+    switch.set_mode("halfdead")
+    with (
+        socket.create_connection(switch.address, timeout=BLACKHOLE_WAIT_S) as sock,
+        pytest.raises(TimeoutError),
+    ):
+        sock.recv(1)
+
+
 # -- reset -----------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ technician can change one key for one run without editing it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -77,6 +78,49 @@ class BackendSection(Section):
     url: str = ""
     token_file: str = ""
     timeout_s: float = Field(default=5, gt=0)
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _url_keeps_the_token_safe(self) -> BackendSection:
+        problem = backend_url_problem(self.url, allow_insecure_http=self.allow_insecure_http)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def backend_url_problem(url: str, *, allow_insecure_http: bool) -> str | None:
+    """Why ``url`` cannot be the back-end's address, or None if it can (empty: no back-end).
+
+    The till sends its bearer token and every sale to this address, so plain
+    http is for the till's own machine, or for a network someone trusts on
+    purpose (``backend.allow_insecure_http``).
+    """
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return (
+            f"backend.url {url!r} is not an http(s) address; use "
+            "https://HOST/PATH (e.g. https://tickets.example/api)"
+        )
+    if not parts.hostname:
+        return f"backend.url {url!r} names no host; use https://HOST/PATH"
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        return (
+            f"backend.url {url!r} is plain http to another machine, so the till's token and "
+            "sales would cross the network readable by anyone on it; use https://, or set "
+            "backend.allow_insecure_http = true if this network is trusted on purpose"
+        )
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True  # RFC 6761: localhost names resolve to loopback
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ConnectivitySection(Section):

@@ -183,7 +183,7 @@ class ConnectivityMonitor:
                 await asyncio.wait_for(probe(), self.probe_timeout_s)
                 ok, error = True, None
             except TimeoutError:
-                ok, error = False, f"no answer within {self.probe_timeout_s:g} s"
+                ok, error = False, f"timed out (no answer within {self.probe_timeout_s:g} s)"
             except Exception as exc:  # any failure of a probe is an unreachable fact
                 ok, error = False, str(exc) or type(exc).__name__
             self._record(fact, ok, error)

@@ -37,6 +37,10 @@ ENTRY_STATUSES = ("accepted", "duplicate", "rejected")
 # is read at once after a start and after every failed request too.
 ANCHOR_CHECK_S = 300.0
 SCAN_STATUSES = ("registered", "already-used", "invalid", "unknown")
+# How long a live scan waits for another exchange about scans to finish. Its
+# answer is due within backend.timeout_s and a second (one request of its own
+# plus this); past it, the scan is captured and replayed like an offline one.
+LIVE_SCAN_WAIT_S = 0.5
 
 
 class SyncEngine:
@@ -222,11 +226,7 @@ class SyncEngine:
             first, second = batch.halves()
             return await self._post_entries(first) + await self._post_entries(second)
         for seq, uuid, result in zip(batch.seqs, batch.uuids, results, strict=True):
-            if result.get("uuid") != uuid or result.get("status") not in ENTRY_STATUSES:
-                raise BackendError(
-                    f"the back-end's result for entry {seq} does not match it: {result}",
-                    transient=True,
-                )
+            _check_result(f"entry {seq}", uuid, result, ENTRY_STATUSES, "reason")
         return results
 
     # -- scans -------------------------------------------------------------
@@ -243,14 +243,26 @@ class SyncEngine:
         """Register one fresh scan at once, if no older scan is still waiting.
 
         Older scans go first so that every passage is registered in the order
-        it happened; while they wait, a new scan waits with them (None).
+        it happened; while they wait, a new scan waits with them (None). So
+        does a scan that would have to wait more than LIVE_SCAN_WAIT_S for
+        another exchange about scans: the guest at the entrance does not.
         """
         if not self.server_up():
             return None
-        async with self.scan_lock:
+        if await self.journal.first_scan_after(self.scan_mark) != entry.seq:
+            return None
+        try:
+            async with asyncio.timeout(LIVE_SCAN_WAIT_S):
+                await self.scan_lock.acquire()
+        except TimeoutError:
+            log.info("scan %d kept for later: the back-end is still busy with others", entry.seq)
+            return None
+        try:
             if await self.journal.first_scan_after(self.scan_mark) != entry.seq:
                 return None
             return (await self._register([entry]))[0]
+        finally:
+            self.scan_lock.release()
 
     async def _register(self, scans: list[Entry]) -> list[dict[str, Any]]:
         payload = [
@@ -259,11 +271,7 @@ class SyncEngine:
         ]
         results = await self.backend.post_scans(payload)
         for entry, result in zip(scans, results, strict=True):
-            if result.get("uuid") != entry.uuid or result.get("status") not in SCAN_STATUSES:
-                raise BackendError(
-                    f"the back-end's result for scan {entry.seq} does not match it: {result}",
-                    transient=True,
-                )
+            _check_result(f"scan {entry.seq}", entry.uuid, result, SCAN_STATUSES, "detail")
         await self.journal.record_scan_results(
             [(e.seq, r["status"], r.get("detail")) for e, r in zip(scans, results, strict=True)]
         )
@@ -281,3 +289,22 @@ class SyncEngine:
         if fetched is not None:
             raw, etag = fetched
             await self.till.use_fetched_catalog(raw, etag)
+
+
+def _check_result(
+    what: str, uuid: str, result: dict[str, Any], statuses: tuple[str, ...], text: str
+) -> None:
+    """One result object of the back-end: this item's uuid, a known status, text or nothing."""
+    if (
+        result.get("uuid") != uuid
+        or result.get("status") not in statuses
+        or not isinstance(result.get(text), str | None)
+    ):
+        shown = str(result)
+        shown = shown if len(shown) <= 200 else shown[:197] + "..."
+        raise BackendError(
+            f"the back-end's result for {what} does not match it: {shown}; expected its uuid, "
+            f"a status among {', '.join(statuses)} and a text {text} or none. The back-end "
+            "breaks the protocol: ask its vendor",
+            transient=True,
+        )

@@ -20,6 +20,13 @@ Modes (``FaultProxy.set_mode(name, **options)`` or ``POST /mode``)
                close; open connections stall as well. What was held moves on
                once the mode leaves blackhole, as on a network path that heals
                under TCP's retransmissions.
+    halfdead   A half-dead server: connections open when the mode began go on
+               forwarding both ways, but new ones are accepted and then held
+               like blackhole's, never reaching the target. A client with a
+               pool of keep-alive connections sees some requests answered and
+               others hang. What was held moves on once the mode leaves
+               halfdead; a connection accepted under halfdead counts as open
+               (it passes) if halfdead is left and entered again.
     reset      Forward the request, then reset the connection (SO_LINGER 0,
                so RST) once ``after_bytes`` (default 10) bytes of the response
                have reached the client. A response no longer than that passes.
@@ -33,9 +40,11 @@ Which connections a change reaches
     change reaches open keep-alive connections too, not only new ones: refuse
     resets them at once, blackhole stalls them, slow delays their next chunk,
     http500/http401 answer their next request, reset cuts the response to
-    their next request. The proxy does not parse HTTP while forwarding, so
-    "next request" means the next bytes the client sends; with pipelined
-    requests an error answer can follow a half-sent response.
+    their next request. Only halfdead leaves them be, which is its point: it
+    holds the connections accepted after it began, and those alone. The
+    proxy does not parse HTTP while forwarding, so "next request" means the
+    next bytes the client sends; with pipelined requests an error answer can
+    follow a half-sent response.
 
 Control API (HTTP/1.1 on its own port, JSON, ``Connection: close``)
     GET  /mode   200 ``{"mode": "slow", "delay_s": 1.0}`` (the mode's options included)
@@ -71,7 +80,7 @@ HTTP_ERRORS = {
     "http500": (500, "Internal Server Error", "internal-error"),
     "http401": (401, "Unauthorized", "unauthorized"),
 }
-MODES = ("pass", "refuse", "blackhole", "reset", "slow", *HTTP_ERRORS)
+MODES = ("pass", "refuse", "blackhole", "halfdead", "reset", "slow", *HTTP_ERRORS)
 MODE_OPTIONS = {"slow": ("delay_s",), "reset": ("after_bytes",)}
 DEFAULT_DELAY_S = 1.0
 DEFAULT_AFTER_BYTES = 10
@@ -148,6 +157,7 @@ class Link:
         self.target_writer: asyncio.StreamWriter | None = None
         self.response_bytes = 0  # sent to the client since it last sent anything
         self.opening = False  # the client transport is being made around sock
+        self.new_in_halfdead = False  # accepted under halfdead: held while it lasts
         self.task: asyncio.Task[None] | None = None
         self.pumps: list[asyncio.Task[None]] = []
 
@@ -268,6 +278,9 @@ class FaultProxy:
                     link.end(reset=True)
             elif new.name != "refuse" and old.name == "refuse":
                 self._listen()
+        if new.name != "halfdead":
+            for link in self._links:
+                link.new_in_halfdead = False  # from now on an open connection like any
         self.mode = new
         changed, self._mode_changed = self._mode_changed, asyncio.Event()
         changed.set()
@@ -340,6 +353,7 @@ class FaultProxy:
             sock.setblocking(False)
             self.traffic[self.mode.name].connections += 1
             link = Link(sock, peer)
+            link.new_in_halfdead = self.mode.name == "halfdead"
             self._links.add(link)
             link.task = self._loop.create_task(self._serve(link))
 
@@ -349,7 +363,7 @@ class FaultProxy:
         try:
             link.opening = True
             link.client_reader, link.client_writer = await asyncio.open_connection(sock=link.sock)
-            mode = await self._mode_without_blackhole()
+            mode = await self._moving(link)
             if mode.name in HTTP_ERRORS:
                 await self._answer(link, mode, b"")
             elif mode.name == "refuse":  # switched while this one was being set up
@@ -395,12 +409,12 @@ class FaultProxy:
                 if not await self._deliver(link, data, upstream=upstream):
                     return
             # Pass the half-close on: a client may end its request with EOF.
-            await self._mode_without_blackhole()
+            await self._moving(link)
             if writer.can_write_eof() and not writer.is_closing():
                 writer.write_eof()
         except OSError as exc:
             log.debug("connection from %s, %s: %s", link.peer, _side(upstream), exc)
-            await self._mode_without_blackhole()
+            await self._moving(link)
             link.end(reset=True)
         except Exception:
             log.exception("connection from %s, %s failed", link.peer, _side(upstream))
@@ -410,7 +424,7 @@ class FaultProxy:
         """Move one chunk as the mode says; False once the link is finished."""
         while True:
             mode = self.mode
-            if mode.name == "blackhole":
+            if self._holds(link):
                 await self._mode_changed.wait()
                 continue
             if mode.name == "slow" and await self._changes_within(self._mode_changed, mode.delay_s):
@@ -466,8 +480,14 @@ class FaultProxy:
         await link.client_writer.drain()
         link.end(reset=False)
 
-    async def _mode_without_blackhole(self) -> Mode:
-        while self.mode.name == "blackhole":
+    def _holds(self, link: Link) -> bool:
+        """Whether the mode lets nothing move on this connection (blackhole, halfdead's new)."""
+        name = self.mode.name
+        return name == "blackhole" or (name == "halfdead" and link.new_in_halfdead)
+
+    async def _moving(self, link: Link) -> Mode:
+        """The mode, once it lets this connection move."""
+        while self._holds(link):
             await self._mode_changed.wait()
         return self.mode
 
@@ -737,8 +757,8 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "proxy",
         help="run the fault-injecting TCP proxy",
-        description="A TCP proxy that refuses, black-holes, resets, slows or answers "
-        "HTTP errors on command, for outage tests and the demo.",
+        description="A TCP proxy that refuses, black-holes (all connections or only new "
+        "ones), resets, slows or answers HTTP errors on command, for outage tests and the demo.",
     )
     add_proxy_arguments(parser)
     parser.set_defaults(run=run_proxy)
