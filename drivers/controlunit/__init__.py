@@ -41,13 +41,21 @@ def open_control_unit(
     port: str,
     timeouts: CcspTimeouts | None = None,
     backoff: Backoff | None = None,
+    first_sequence: int = 1,
 ) -> CleanCashUnit:
     """A control unit driver, not yet opened: call `await unit.open()` to start it."""
     if kind != "cleancash-serial":
         raise ValueError(f"unknown control unit kind {kind!r}; the kinds are {', '.join(KINDS)}")
     if not port:
         raise ValueError("the control unit's port is empty: set it to the serial device path")
-    return CleanCashUnit(name, listener, SerialPort(port), timeouts=timeouts, backoff=backoff)
+    return CleanCashUnit(
+        name,
+        listener,
+        SerialPort(port),
+        timeouts=timeouts,
+        backoff=backoff,
+        first_sequence=first_sequence,
+    )
 
 
 __all__ = [

@@ -190,7 +190,8 @@ class ControlUnit(ABC):
         Raises ControlUnitUnavailable when nothing reached the unit (register
         again later), UnitRefused when the unit said no (nothing registered),
         and RegistrationInDoubt when the request may have reached the unit
-        but its answer did not come back.
+        but its answer did not come back. Cancelling a register() that has
+        sent its request leaves the same doubt: treat it as in doubt too.
         """
 
 

@@ -98,6 +98,7 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
         *,
         timeouts: CcspTimeouts | None = None,
         backoff: Backoff | None = None,
+        first_sequence: int = 1,
     ) -> None:
         super().__init__(name, listener, backoff=backoff)
         self.port = port
@@ -107,9 +108,16 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
         self._identity: UnitIdentity | None = None
         self._main = MainStatus.OK
         self._storage = StorageStatus.UNKNOWN
-        self._sequence = 0  # RR's message number, counted from 1 on each connection
+        # RR's message number. It only grows while this object lives, also
+        # across reconnections, so a number sent with a receipt in doubt is
+        # never reused for another receipt. What a unit requires of it (the
+        # open implementation in controlunit.md counts from 1 per connection)
+        # is to be checked; NAK 011 says a unit disagrees.
+        self._sequence = first_sequence - 1
+        # True from sending a request until its answer is read: a request
+        # that timed out, lost its link or was cancelled may still be answered.
         self._behind = False
-        self._doubt: ReceiptRegistration | None = None
+        self._doubt: ReceiptRegistration | None = None  # a registration not answered yet
 
     @property
     def identity(self) -> UnitIdentity | None:
@@ -134,10 +142,7 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
                 "switched on and set to 9600 8N1?"
             ) from exc
         self._link, self._identity, self._main = link, identity, main
-        # The open implementation in controlunit.md numbers RR from 1 on each
-        # connection; whether a unit wants more, its documentation says.
-        self._sequence = 0
-        self._behind = False
+        self._behind = False  # the port's input was flushed when it opened
         log.info(
             "control unit %s: %s, protocol v%d, firmware %s",
             self.name,
@@ -216,18 +221,20 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
         await self._ready(link, receipt)
         self._sequence = sequence
         what = f"RR (receipt {receipt.receipt_number}, sequence {sequence})"
+        self._doubt = receipt
         try:
             registration = messages.parse_registration_reply(
                 await self._ask(link, request, _is_answer, what)
             )
         except _NotSent as exc:
+            self._doubt = None
             raise self._not_sent(receipt, exc) from exc
         except (_NoAnswer, _LinkLost, CcspProtocolError) as exc:
             raise self._in_doubt(receipt, sequence, what, exc) from exc
-        except StorageFull:
-            self._storage = StorageStatus.MEMORY_FULL
-            self._publish()
+        except NakError as exc:
+            self._refused(exc)
             raise
+        self._doubt = None
         if self._identity is not None and registration.unit_id != self._identity.unit_id:
             self._report_error(
                 f"the unit answered RR as {registration.unit_id}, but identified as "
@@ -250,17 +257,19 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
             # The control code is made only on SQ, which was not sent.
             raise self._not_sent(receipt, exc) from exc
         what = f"SQ (receipt {number})"
+        self._doubt = receipt
         try:
             reply = await self._ask(link, messages.signature_query(), _is_answer, what)
             code = messages.parse_signature_reply(reply)
         except _NotSent as exc:
+            self._doubt = None
             raise self._not_sent(receipt, exc) from exc
         except (_NoAnswer, _LinkLost, CcspProtocolError) as exc:
             raise self._in_doubt(receipt, None, what, exc) from exc
-        except StorageFull:
-            self._storage = StorageStatus.MEMORY_FULL
-            self._publish()
+        except NakError as exc:
+            self._refused(exc)
             raise
+        self._doubt = None
         # v1's answers say nothing of the storage (controlunit.md).
         return Registration(code, identity.unit_id, StorageStatus.UNKNOWN)
 
@@ -287,6 +296,7 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
             await link.send(request)
         except LinkClosed as exc:
             raise _NotSent(f"{exc} (before {what} was sent)") from exc
+        self._behind = True
         limit = timeout_s if timeout_s is not None else self.timeouts.reply_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
@@ -297,10 +307,8 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
                     raise TimeoutError
                 event = await link.receive(remaining)
             except TimeoutError:
-                self._behind = True
                 raise _NoAnswer(f"no answer to {what} within {limit:g} s") from None
             except LinkClosed as exc:
-                self._behind = True
                 raise _LinkLost(f"{exc} (waiting for the answer to {what})") from exc
             if isinstance(event, FrameError):
                 self._report_error(f"damaged frame from the unit ignored: {event.reason}")
@@ -311,8 +319,10 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
                 self._report_error(f"unreadable answer ignored: {exc}")
                 continue
             if message.type == messages.NAK and not catching_up:
+                self._behind = False
                 raise nak_error(what, message.fields[0] if message.fields else "")
             if message.type != messages.NAK and accept(message):
+                self._behind = False
                 return message
             self._discard([message])
 
@@ -328,7 +338,6 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
             timeout_s=self.timeouts.catch_up_s,
             catching_up=True,
         )
-        self._behind = False
         self._doubt = None  # its late answer, if any, has been reported by now
 
     async def _ready(self, link: CcspLink, receipt: ReceiptRegistration) -> None:
@@ -390,10 +399,15 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
             "registered and has no control code: register it again when the unit answers"
         )
 
+    def _refused(self, exc: NakError) -> None:
+        self._doubt = None
+        if isinstance(exc, StorageFull):
+            self._storage = StorageStatus.MEMORY_FULL
+            self._publish()
+
     def _in_doubt(
         self, receipt: ReceiptRegistration, sequence: int | None, what: str, exc: Exception
     ) -> RegistrationInDoubt:
-        self._doubt = receipt
         message = (
             f"control unit {self.name}: {exc} after {what} was sent; the unit may have "
             f"registered receipt {receipt.receipt_number}. Do not issue it without a control "
