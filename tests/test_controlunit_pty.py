@@ -64,9 +64,12 @@ async def call(function: Callable[..., Any], *args: Any) -> Any:
 
 
 async def eventually(read: Callable[[], Any], check: Callable[[Any], bool], what: str) -> Any:
-    async with asyncio.timeout(30):
-        while not check(value := await call(read)):
-            await asyncio.sleep(0.05)  # polling the simulator, not waiting for a guess
+    try:
+        async with asyncio.timeout(30):
+            while not check(value := await call(read)):
+                await asyncio.sleep(0.05)  # polling the simulator, not waiting for a guess
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
     return value
 
 
@@ -345,7 +348,9 @@ def test_an_answer_lost_after_registering_is_in_doubt_and_the_unit_registered_it
 
         async def scenario(unit: CleanCashUnit, recorder: Recorder) -> None:
             await call(sim.lose_answer, 1)
-            unit.timeouts = dataclasses.replace(PATIENT, reply_s=1.0)  # the answer never comes
+            # The lost answer never comes, so any limit ends in doubt; v1's ST
+            # and RH must still be answered within it, on a busy machine too.
+            unit.timeouts = dataclasses.replace(PATIENT, reply_s=3.0)
             receipt = sale(7)
             with pytest.raises(RegistrationInDoubt) as doubt:
                 await unit.register(receipt)
@@ -399,9 +404,13 @@ def test_a_registration_cancelled_after_sending_never_lends_its_answer_to_the_ne
 ) -> None:
     async def scenario(unit: CleanCashUnit, recorder: Recorder) -> None:
         unit.timeouts = dataclasses.replace(PATIENT, poll_s=600)
-        await call(sim.delay, 1.5)
-        with pytest.raises(TimeoutError):  # the caller gives up and cancels
-            await asyncio.wait_for(unit.register(sale(1)), 0.3)
+        await call(sim.delay, 2.0)
+        first = asyncio.create_task(unit.register(sale(1)))
+        # Once the unit has the request, the caller gives up and cancels.
+        await eventually(sim.state, lambda state: state["arrived"].get("RR") == 1, "RR sent")
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
         await call(sim.delay, 0)
         second = await unit.register(sale(2))
         registered = await call(sim.registrations)
@@ -414,11 +423,12 @@ def test_a_registration_cancelled_after_sending_never_lends_its_answer_to_the_ne
 
 def test_a_receipt_the_unit_would_refuse_sends_nothing(sim: ControlUnitSim) -> None:
     async def scenario(unit: CleanCashUnit, recorder: Recorder) -> None:
-        before = (await call(sim.state))["received"]
+        before = (await call(sim.state))["arrived"].get("RR", 0)
         long_till = sale(1, till_id="K" * 4100)  # valid characters, but no frame holds it
         with pytest.raises(ValueError, match="cannot be sent as RR"):
             await unit.register(long_till)
-        assert (await call(sim.state))["received"] == before
+        arrived = (await call(sim.state))["arrived"]
+        assert arrived.get("RR", 0) == before == 0 and "(damaged)" not in arrived
         assert await call(sim.registrations) == []
 
     with_unit(sim, scenario)

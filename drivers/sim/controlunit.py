@@ -9,7 +9,7 @@ control codes it can prove it made. It prints ``pty=``, ``link=`` and
 ``control=`` lines once it is ready and stops on SIGTERM or SIGINT.
 
 Control API (HTTP, JSON bodies):
-    GET  /state                          identity, faults, counters
+    GET  /state                          identity, faults, messages arrived and handled
     GET  /registrations                  every registration, with its fields and code
     POST /verify {"control_code": C}     did this unit make C, and for what
     POST /unplug, POST /plug             the pty goes away / a new one behind the link
@@ -32,13 +32,14 @@ import logging
 import os
 import sys
 import tty
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ..controlunit.cleancash.errors import CcspProtocolError
 from ..controlunit.cleancash.framing import Frame
 from ..controlunit.cleancash.link import CcspLink, LinkClosed
-from . import EX_CONFIG, EX_OK, stop_requested
+from . import EX_CANTCREAT, EX_CONFIG, EX_OK, stop_requested
 from .cleancash_unit import FaultError, SimUnit
 from .control import announce, start_control
 
@@ -95,6 +96,9 @@ class ControlUnitSimulator:
         self.silent = False
         self.delay_s = 0.0
         self.ignored = 0
+        # Frames off the line by type, counted on arrival: before a delay,
+        # and also while silent (what the unit handled is SimUnit.received).
+        self.arrived: Counter[str] = Counter()
         self._link: CcspLink | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -124,6 +128,10 @@ class ControlUnitSimulator:
                 continue
             except LinkClosed:
                 return
+            if isinstance(event, Frame):
+                self.arrived[event.message.split("#", 1)[0]] += 1
+            else:
+                self.arrived["(damaged)"] += 1
             if self.silent:
                 self.ignored += 1
                 continue
@@ -151,6 +159,7 @@ class ControlUnitSimulator:
             "silent": self.silent,
             "delay_s": self.delay_s,
             "ignored": self.ignored,
+            "arrived": dict(self.arrived),
         }
 
     def routes(self) -> dict[str, Any]:
@@ -262,8 +271,12 @@ def run(args: argparse.Namespace) -> int:
     except CcspProtocolError as exc:
         log.critical("--unit-id and --firmware must be printable ASCII without '#': %s", exc)
         return EX_CONFIG
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args))
+    except OSError as exc:
+        log.critical("cannot start the control unit simulator (is --link's folder there?): %s", exc)
+        return EX_CANTCREAT
     return EX_OK
 
 

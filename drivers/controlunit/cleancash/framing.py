@@ -118,10 +118,6 @@ class FrameDecoder:
     def reset(self) -> None:
         self._buffer.clear()
 
-    @property
-    def in_frame(self) -> bool:
-        return self._buffer.startswith(START)
-
     def feed(self, data: bytes) -> list[Event]:
         self._buffer += data
         events: list[Event] = []

@@ -14,7 +14,7 @@ from ..errors import RefusalReason, UnitRefused
 
 
 class NakError(UnitRefused):
-    code: ClassVar[str] = ""
+    code: str = ""  # the unit's three digits; set per instance for a code not listed here
     meaning: ClassVar[str] = "unknown NAK code"
     advice: ClassVar[str] = "see the unit's documentation for this code"
 
