@@ -141,6 +141,11 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
                 f"{self.port.path} opened, but {exc}: is a CleanCash unit connected, "
                 "switched on and set to 9600 8N1?"
             ) from exc
+        except BaseException:
+            link.close("closed while connecting")  # cancelled: the port must not leak
+            raise
+        if self._identity is not None and identity.unit_id != self._identity.unit_id:
+            self._storage = StorageStatus.UNKNOWN  # another unit: the old one's word is void
         self._link, self._identity, self._main = link, identity, main
         self._behind = False  # the port's input was flushed when it opened
         log.info(
@@ -256,6 +261,9 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
         except (_NotSent, _NoAnswer, _LinkLost) as exc:
             # The control code is made only on SQ, which was not sent.
             raise self._not_sent(receipt, exc) from exc
+        except NakError as exc:
+            self._refused(exc)
+            raise
         what = f"SQ (receipt {number})"
         self._doubt = receipt
         try:
@@ -292,11 +300,13 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
         late answers too.
         """
         self._discard(link.drain())
+        # Set before writing: a write cut short by a cancel leaves part of a
+        # frame on the line, which the unit may answer (NAK 001) too.
+        self._behind = True
         try:
             await link.send(request)
         except LinkClosed as exc:
             raise _NotSent(f"{exc} (before {what} was sent)") from exc
-        self._behind = True
         limit = timeout_s if timeout_s is not None else self.timeouts.reply_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
