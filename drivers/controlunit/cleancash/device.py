@@ -38,7 +38,7 @@ from ..unit import (
 )
 from . import messages
 from .errors import CcspProtocolError
-from .framing import FrameError
+from .framing import Event, FrameError
 from .link import CcspLink, LinkClosed, SerialPort
 from .messages import Message
 from .naks import NakError, StorageFull, nak_error
@@ -334,7 +334,7 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
             if message.type != messages.NAK and accept(message):
                 self._behind = False
                 return message
-            self._discard([message])
+            self._late_answer(message)
 
     async def _catch_up(self, link: CcspLink) -> None:
         """After an unanswered request, read until the unit has answered everything."""
@@ -361,19 +361,16 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
         reply = await self._ask(link, messages.status_query(), _is_status_reply, "SIQ")
         return messages.parse_status_reply(reply)
 
-    def _discard(self, events: list) -> None:
+    def _discard(self, events: list[Event]) -> None:
+        """What arrived while no request waited: late answers, or noise."""
         for event in events:
             if isinstance(event, FrameError):
                 self._report_error(f"damaged frame from the unit ignored: {event.reason}")
                 continue
-            message = event if isinstance(event, Message) else None
-            if message is None:
-                try:
-                    message = messages.parse_message(event.message)
-                except CcspProtocolError as exc:
-                    self._report_error(f"unreadable late answer ignored: {exc}")
-                    continue
-            self._late_answer(message)
+            try:
+                self._late_answer(messages.parse_message(event.message))
+            except CcspProtocolError as exc:
+                self._report_error(f"unreadable late answer ignored: {exc}")
 
     def _late_answer(self, message: Message) -> None:
         doubt = self._doubt
