@@ -19,9 +19,13 @@ def parse_address(value: str) -> tuple[str, int]:
 
 
 async def start_control(
-    address: str, routes: dict[str, Handler], state: Callable[[], dict[str, Any]]
+    address: str,
+    routes: dict[str, Handler],
+    state: Callable[[], dict[str, Any]],
+    views: dict[str, Callable[[], dict[str, Any]]] | None = None,
 ) -> tuple[web.AppRunner, str]:
-    """Serve POST /<name> for each route and GET /state; returns the bound address."""
+    """Serve POST /<name> for each route, GET /state and GET /<name> for each
+    of `views`; returns the bound address."""
 
     def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
@@ -46,8 +50,18 @@ async def start_control(
     async def get_state(_request: web.Request) -> web.Response:
         return web.json_response(state())
 
+    def view(
+        read: Callable[[], dict[str, Any]],
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(_request: web.Request) -> web.Response:
+            return web.json_response(read())
+
+        return handle
+
     app = web.Application()
     app.router.add_get("/state", get_state)
+    for name, read in (views or {}).items():
+        app.router.add_get(f"/{name}", view(read))
     for name, handler in routes.items():
         app.router.add_post(f"/{name}", wrap(handler))
     runner = web.AppRunner(app, access_log=None)

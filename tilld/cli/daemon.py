@@ -55,11 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_device_simulators(sims: argparse._SubParsersAction) -> None:
-    from drivers.sim import printer, scanner
+    from drivers.sim import controlunit, printer, scanner
 
     for name, module, text in (
         ("printer", printer, "a network ESC/POS printer that keeps each receipt as text"),
         ("scanner", scanner, "a serial barcode scanner on a pty"),
+        ("controlunit", controlunit, "a CleanCash control unit (kontrollenhet) on a pty"),
     ):
         parser = sims.add_parser(name, help=text, description=module.__doc__)
         module.add_arguments(parser)
