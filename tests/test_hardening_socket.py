@@ -1,0 +1,435 @@
+"""Socket abuse: local users who try to lock the till out, and requests that got no answer.
+
+The daemon is a real subprocess on a real Unix socket, run as root with
+api.cashier_group = "nogroup" (gid 65534) and api.tech_group = "users"
+(gid 100). Attackers and cashiers are small stdlib-only programs started with
+other uids and groups (as tests/test_peercred.py does), so the kernel, not
+the client, says who is calling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, Client, TillProcess
+from pydantic import ValidationError
+from test_api_fuzz import rss_kib
+from test_peercred import python_other_users_may_run
+
+from tilld.config import ApiSection
+
+NOBODY = 65534
+NOGROUP = 65534  # the cashier group here
+DAEMON_UID = DAEMON_GROUP = 1  # "daemon": no role of its own
+BIN_UID = 2
+SYS_UID = 3
+SYNC_UID = 4
+FORBIDDEN = -32001
+INVALID_REQUEST = -32600
+
+# Half a request, and the rest of it: a slow-loris holds the first part.
+HALF_LINE = '{"jsonrpc":"2.0","id":1,"method":"sta'
+REST_OF_LINE = 'tus.get"}\n'
+STATUS = '{"jsonrpc":"2.0","id":1,"method":"status.get"}\n'
+
+# Opens COUNT connections and sends FIRST on each; reports, then holds them
+# all until told, then sends THEN on each and reports the first line each got.
+# After a refusal (an error with id null) it also reports whether the daemon
+# hung up ("closed") or kept the connection open ("open", after 60 s).
+HOLDER = r"""
+import json, os, socket, sys
+path, count, first, then = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def first_line(stream):
+    try:
+        line = stream.readline()
+    except OSError as exc:
+        return {"lost": type(exc).__name__}
+    return json.loads(line) if line else {"lost": "eof"}
+def hung_up(stream):
+    try:
+        return "closed" if not stream.readline() else "more"
+    except TimeoutError:
+        return "open"
+    except OSError:
+        return "closed"  # reset: the daemon closed with our unread bytes in its queue
+socks, streams, early = [], [], []
+for _ in range(count):
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(path)  # blocking: waits while the daemon's backlog is full
+    sock.settimeout(60)
+    try:
+        sock.sendall(first.encode())
+    except OSError:
+        pass  # refused and closed already; the daemon's reply is still there to read
+    socks.append(sock)
+    streams.append(sock.makefile("rb"))
+    if first.endswith("\n"):
+        early.append(first_line(streams[-1]))
+print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+                  "opened": len(socks), "replies": early}), flush=True)
+sys.stdin.readline()  # hold every connection until the test has probed the daemon
+for sock in socks:
+    try:
+        sock.sendall(then.encode())
+    except OSError:
+        pass
+replies = early or [first_line(stream) for stream in streams]
+for reply, stream in zip(replies, streams):
+    if "error" in reply and reply.get("id") is None:
+        reply["then"] = hung_up(stream)
+print(json.dumps(replies), flush=True)
+sys.stdin.readline()
+"""
+
+
+class Holder:
+    """A HOLDER program running as another user; `opened` is its first report."""
+
+    def __init__(
+        self,
+        python: str,
+        till: TillProcess,
+        count: int,
+        first: str,
+        then: str = "",
+        *,
+        user: int,
+        group: int,
+        extra_groups: list[int],
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [python, "-I", "-c", HOLDER, str(till.socket_path), str(count), first, then],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+            user=user,
+            group=group,
+            extra_groups=extra_groups,
+        )
+        self.opened = self._report()
+        assert (self.opened["uid"], self.opened["gid"]) == (user, group), self.opened
+        assert self.opened["opened"] == count, self.opened
+
+    def _report(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.kill()
+            raise AssertionError(f"the holder died: {self.proc.communicate()[1]}")
+        return json.loads(line)
+
+    def replies(self) -> list[dict[str, Any]]:
+        """Let go of the connections: finish each line and read what each got first."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return self._report()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=30)
+
+
+@contextlib.contextmanager
+def holding(*args: Any, **kwargs: Any):
+    holder = Holder(*args, **kwargs)
+    try:
+        yield holder
+    finally:
+        holder.close()
+
+
+@pytest.fixture(scope="module")
+def python_for_others() -> str:
+    return python_other_users_may_run()
+
+
+@pytest.fixture
+def start_till(short_tmp):
+    """tilld as root with the test's [api] keys; killed after the test."""
+    started: list[TillProcess] = []
+
+    def start(**api: Any) -> TillProcess:
+        process = TillProcess(
+            short_tmp, {"api": {"cashier_group": "nogroup", "tech_group": "users", **api}}
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def root_status(till: TillProcess) -> tuple[dict[str, Any], float]:
+    """status.get as root on a new connection: the reply and how long it took."""
+    begun = time.monotonic()
+    sock = socket.socket(socket.AF_UNIX)
+    # As tillctl does: a blocking connect() waits for room in the accept queue,
+    # which the attack may have filled for a moment (a timeout would make it fail).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 30, 0))
+    try:
+        sock.connect(str(till.socket_path))
+        sock.settimeout(30)
+        sock.sendall(STATUS.encode())
+        line = sock.makefile("rb").readline()
+    finally:
+        sock.close()
+    return json.loads(line), time.monotonic() - begun
+
+
+def cashier_status(python: str, till: TillProcess, uid: int) -> dict[str, Any]:
+    """status.get from a cashier: uid with the cashier group as a supplementary group."""
+    with holding(python, till, 1, STATUS, user=uid, group=uid, extra_groups=[NOGROUP]) as one:
+        return one.opened["replies"][0]
+
+
+def daemon_connections(till: TillProcess) -> int:
+    """Connections the daemon has accepted and not yet closed (from /proc/net/unix)."""
+    listening = 0x10000  # __SO_ACCEPTCON in the Flags column
+    count = 0
+    for row in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = row.split()
+        if len(fields) == 8 and fields[7] == str(till.socket_path):
+            count += not int(fields[3], 16) & listening
+    return count
+
+
+def settled_connections(till: TillProcess, expected: int) -> int:
+    """Poll until the daemon holds `expected` connections (or 30 s pass); what it holds."""
+    deadline = time.monotonic() + 30
+    while (held := daemon_connections(till)) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return held
+
+
+def codes(replies: list[dict[str, Any]]) -> dict[Any, int]:
+    tally: dict[Any, int] = {}
+    for reply in replies:
+        if "error" in reply:
+            key = reply["error"]["code"]
+        else:
+            key = "result" if "result" in reply else str(reply)
+        tally[key] = tally.get(key, 0) + 1
+    return tally
+
+
+# -- item 7: one local user must not lock everyone out ------------------------------
+
+
+def test_role_less_peers_are_refused_at_once_and_hold_no_slot(
+    python_for_others, start_till, reliability
+):
+    till = start_till(max_clients=20)
+    rss_before = rss_kib(till.proc.pid)
+    with holding(
+        python_for_others, till, 260, HALF_LINE, REST_OF_LINE,
+        user=NOBODY, group=DAEMON_GROUP, extra_groups=[],
+    ) as attacker:  # fmt: skip
+        root, took = root_status(till)
+        assert "result" in root, root
+        cashier = cashier_status(python_for_others, till, DAEMON_UID)
+        assert "result" in cashier, cashier
+        # The attacker still holds its 260 ends; the daemon holds none of them.
+        held = settled_connections(till, 0)
+        assert held == 0, f"the daemon holds {held} connections of a user without a role"
+        rss_grown = rss_kib(till.proc.pid) - rss_before
+        replies = attacker.replies()
+    assert codes(replies) == {FORBIDDEN: 260}, codes(replies)
+    assert {r["then"] for r in replies} == {"closed"}
+    message = replies[0]["error"]["data"]["message"]
+    assert "uid 65534" in message and "nogroup" in message and "users" in message, message
+    reliability.record(
+        "socket abuse",
+        "slow-loris without a role: 260 half-line connections as uid 65534, max_clients 20",
+        tries=260,
+        figure=f"root answered in {took:.3f} s, a cashier too; all 260 refused -32001 and "
+        f"closed; the daemon held 0 of them; RSS +{rss_grown} KiB",
+    )
+
+
+def test_one_uid_holds_at_most_max_clients_per_uid(python_for_others, start_till, reliability):
+    till = start_till(max_clients=20, max_clients_per_uid=5, line_timeout_s=60)
+    rss_before = rss_kib(till.proc.pid)
+    with holding(
+        python_for_others, till, 260, HALF_LINE, REST_OF_LINE,
+        user=NOBODY, group=NOGROUP, extra_groups=[],
+    ) as attacker:  # fmt: skip
+        root, took = root_status(till)
+        assert "result" in root, root
+        cashier = cashier_status(python_for_others, till, DAEMON_UID)
+        assert "result" in cashier, cashier
+        held = settled_connections(till, 5)
+        assert held == 5, f"the daemon holds {held} connections of one uid, not 5"
+        rss_grown = rss_kib(till.proc.pid) - rss_before
+        replies = attacker.replies()
+    # The five it was allowed kept their half lines and were answered once finished.
+    assert codes(replies) == {"result": 5, INVALID_REQUEST: 255}, codes(replies)
+    assert {r.get("then") for r in replies if "error" in r} == {"closed"}
+    refusal = next(r for r in replies if "error" in r)["error"]["message"]
+    assert "uid 65534" in refusal and "api.max_clients_per_uid" in refusal, refusal
+    reliability.record(
+        "socket abuse",
+        "slow-loris as a cashier: 260 half-line connections from one uid, per-uid cap 5",
+        tries=260,
+        figure=f"5 held, 255 refused; root answered in {took:.3f} s, another cashier too; "
+        f"the daemon held 5 of the 260; RSS +{rss_grown} KiB",
+    )
+
+
+def test_cashiers_cannot_take_the_slots_kept_for_technicians(
+    python_for_others, start_till, reliability
+):
+    till = start_till(max_clients=20, max_clients_per_uid=5, tech_reserved_clients=2)
+    with contextlib.ExitStack() as stack:
+        held: list[dict[str, Any]] = []
+        for uid in (NOBODY, DAEMON_UID, BIN_UID, SYS_UID):
+            holder = stack.enter_context(
+                holding(
+                    python_for_others, till, 5, STATUS, user=uid, group=uid, extra_groups=[NOGROUP]
+                )
+            )
+            held += holder.opened["replies"]
+        # 20 idle cashier connections tried; 18 fit beside the 2 kept for technicians.
+        assert codes(held) == {"result": 18, INVALID_REQUEST: 2}, codes(held)
+        refusal = next(r for r in held if "error" in r)["error"]["message"]
+        assert "api.tech_reserved_clients" in refusal, refusal
+        late = cashier_status(python_for_others, till, SYNC_UID)
+        assert late["error"]["code"] == INVALID_REQUEST, late
+        root, took = root_status(till)
+        assert "result" in root, root
+    reliability.record(
+        "socket abuse",
+        "cashiers from 5 uids fill every slot they may (max_clients 20, 2 kept for tech)",
+        tries=25,
+        figure=f"18 cashier connections held, the rest refused; root answered in {took:.3f} s",
+    )
+
+
+def tillctl_watch(till: TillProcess) -> subprocess.Popen[str]:
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "tilld.cli.tillctl", "--socket", str(till.socket_path),
+         "--json", "watch", "sale"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )  # fmt: skip
+    assert watcher.stderr is not None
+    assert watcher.stderr.readline().startswith("tillctl: watching sale")
+    return watcher
+
+
+def sell_coffee(client: Client) -> str:
+    sale_id = client.call("sale.open")["sale_id"]
+    client.call("sale.add", sale_id=sale_id, plu="300")
+    client.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+    return sale_id
+
+
+def test_a_half_written_line_times_out_but_idle_clients_and_watchers_stay(start_till, reliability):
+    till = start_till(line_timeout_s=1)
+    watcher = tillctl_watch(till)
+    idle = till.client()
+    try:
+        assert idle.call("status.get")["till_id"] == "till-test"
+        loris = socket.socket(socket.AF_UNIX)
+        loris.settimeout(60)
+        loris.connect(str(till.socket_path))
+        begun = time.monotonic()
+        loris.sendall(HALF_LINE.encode())
+        stream = loris.makefile("rb")
+        reply = json.loads(stream.readline())
+        took = time.monotonic() - begun
+        assert reply["error"]["code"] == INVALID_REQUEST and reply["id"] is None, reply
+        assert "api.line_timeout_s" in reply["error"]["message"], reply
+        assert stream.readline() == b"", "the connection stays open after a timed-out line"
+        assert took >= 1.0, f"cut off after {took:.2f} s, before api.line_timeout_s"
+        loris.close()
+        # Both were idle between whole requests for longer than the line timeout.
+        assert idle.call("status.get")["till_id"] == "till-test"
+        sale_id = sell_coffee(idle)
+        assert watcher.stdout is not None
+        event = json.loads(watcher.stdout.readline())
+        assert (event["topic"], event["event"], event["sale_id"]) == ("sale", "completed", sale_id)
+    finally:
+        idle.close()
+        watcher.terminate()
+        watcher.wait(10)
+    reliability.record(
+        "socket abuse",
+        "half a line then silence (line_timeout_s 1), beside an idle client and tillctl watch",
+        tries=1,
+        figure=f"cut off after {took:.2f} s with -32600; the idle client and the watcher stayed",
+    )
+
+
+def test_a_line_dripped_a_byte_at_a_time_is_cut_off_at_its_deadline(start_till, reliability):
+    till = start_till(line_timeout_s=1)
+    loris = socket.socket(socket.AF_UNIX)
+    loris.settimeout(60)
+    loris.connect(str(till.socket_path))
+    stop = threading.Event()
+    dripped = 0
+
+    def drip() -> None:
+        # The pace of the attack, not synchronisation: a byte every 50 ms, for ever.
+        nonlocal dripped
+        payload = b'{"jsonrpc":"2.0","id":1,"method":"status.get","params":{"x":"' + b"x" * 10**6
+        for byte in payload:
+            if stop.wait(0.05):
+                return
+            try:
+                loris.send(bytes([byte]))
+            except OSError:
+                return
+            dripped += 1
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    begun = time.monotonic()
+    dripper.start()
+    try:
+        stream = loris.makefile("rb")
+        reply = json.loads(stream.readline())
+        took = time.monotonic() - begun
+        assert reply["error"]["code"] == INVALID_REQUEST, reply
+        assert "api.line_timeout_s" in reply["error"]["message"], reply
+    finally:
+        stop.set()
+        dripper.join()
+        loris.close()
+    assert took >= 1.0, f"cut off after {took:.2f} s, before api.line_timeout_s"
+    assert root_status(till)[0]["result"]["till_id"] == "till-test"
+    reliability.record(
+        "socket abuse",
+        "a request line dripped a byte every 50 ms (line_timeout_s 1)",
+        tries=dripped,
+        figure=f"cut off after {took:.2f} s and {dripped} bytes",
+    )
+
+
+def test_a_tech_reserve_that_leaves_cashiers_nothing_is_a_config_error():
+    with pytest.raises(ValidationError) as caught:
+        ApiSection(max_clients=4, tech_reserved_clients=4)
+    assert "tech_reserved_clients (4) must be less than max_clients (4)" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["max_clients_per_uid", "line_timeout_s", "tech_reserved_clients"])
+def test_the_socket_limits_refuse_nonsense(key):
+    with pytest.raises(ValidationError) as caught:
+        ApiSection(**{key: -1})
+    assert key in str(caught.value)
