@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import struct
 import subprocess
@@ -433,3 +434,156 @@ def test_the_socket_limits_refuse_nonsense(key):
     with pytest.raises(ValidationError) as caught:
         ApiSection(**{key: -1})
     assert key in str(caught.value)
+
+
+# -- tillctl when the daemon hangs up ------------------------------------------------
+
+
+def tillctl(socket_path: Path, *args: str, **run: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tilld.cli.tillctl", "--socket", str(socket_path), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        **run,
+    )
+
+
+@contextlib.contextmanager
+def resetting_server(path: Path, *, read_first: bool):
+    """A peer that accepts one client and resets it: after its request arrives, or at once."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        if read_first:
+            # Peek: the request stays unread, so closing resets the client (ECONNRESET).
+            seen.append(conn.recv(65536, socket.MSG_PEEK))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        thread.join(30)
+        server.close()
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], exit_code: int) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tillctl: "), result.stderr
+    assert result.returncode == exit_code, (result.returncode, result.stderr)
+    return lines[0]
+
+
+def test_tillctl_says_in_one_line_that_the_daemon_reset_the_connection(short_tmp, reliability):
+    path = short_tmp / "reset.sock"
+    with resetting_server(path, read_first=True) as seen:
+        result = tillctl(path, "status")
+    assert b"status.get" in seen[0]
+    line = assert_one_line(result, 3)
+    assert "reset" in line and str(path) in line, line
+    reliability.record("socket abuse", "tillctl's peer resets after the request", tries=1)
+
+
+def test_tillctl_says_in_one_line_that_the_daemon_hung_up_at_once(short_tmp):
+    path = short_tmp / "reset.sock"
+    with resetting_server(path, read_first=False):
+        result = tillctl(path, "status")
+    # Whether the write or the read notices first, it is the same one line.
+    line = assert_one_line(result, 3)
+    assert str(path) in line, line
+
+
+# Queues connections without waiting until the daemon's accept queue is full.
+FILLER = r"""
+import json, socket, sys
+socks = []
+while True:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.setblocking(False)
+    try:
+        sock.connect(sys.argv[1])
+    except BlockingIOError:
+        break  # the listener's queue is full
+    socks.append(sock)
+print(json.dumps({"queued": len(socks)}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def waiting_in_connect(pid: int) -> bool:
+    """The process sleeps in connect() until the listener's full queue has room."""
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/wchan").read_text() == "unix_wait_for_peer"
+    return False
+
+
+def test_tillctl_waits_for_room_in_a_full_accept_queue(python_for_others, start_till, reliability):
+    till = start_till()
+    till.proc.send_signal(signal.SIGSTOP)  # accepts nothing until SIGCONT
+    filler = ctl = None
+    try:
+        filler = subprocess.Popen(
+            [python_for_others, "-I", "-c", FILLER, str(till.socket_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd="/",
+            user=NOBODY,
+            group=DAEMON_GROUP,
+            extra_groups=[],
+        )
+        queued = json.loads(filler.stdout.readline())["queued"]
+        ctl = subprocess.Popen(
+            [sys.executable, "-m", "tilld.cli.tillctl", "--socket", str(till.socket_path),
+             "--json", "status"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )  # fmt: skip
+        # Poll until tillctl gave up, or waits in connect() for room in the queue.
+        while ctl.poll() is None and not waiting_in_connect(ctl.pid):
+            time.sleep(0.01)
+        till.proc.send_signal(signal.SIGCONT)
+        out, err = ctl.communicate(timeout=60)
+    finally:
+        till.proc.send_signal(signal.SIGCONT)
+        for process in (filler, ctl):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert ctl.returncode == 0, err
+    assert json.loads(out)["till_id"] == "till-test"
+    reliability.record(
+        "socket abuse",
+        "the daemon's accept queue filled by a user without a role; then tillctl status",
+        tries=queued,
+        figure=f"tillctl waited for room behind {queued} queued connections and got its answer",
+    )
+
+
+def test_tillctl_without_a_role_prints_the_refusal_in_one_line(python_for_others, start_till):
+    till = start_till()
+    result = subprocess.run(
+        [python_for_others, "-m", "tilld.cli.tillctl", "--socket", str(till.socket_path),
+         "status"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        timeout=60,
+        user=NOBODY,
+        group=DAEMON_GROUP,
+        extra_groups=[],
+    )  # fmt: skip
+    line = assert_one_line(result, 1)
+    assert line.startswith("tillctl: error -32001") and "uid 65534" in line, line
