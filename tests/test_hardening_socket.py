@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import struct
@@ -18,15 +19,18 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import REPO, Client, TillProcess
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from test_api_fuzz import rss_kib
 from test_peercred import python_other_users_may_run
 
+from tilld.api.operations import OPERATIONS
+from tilld.api.socket import encode_line
 from tilld.config import ApiSection
 
 NOBODY = 65534
@@ -37,6 +41,9 @@ SYS_UID = 3
 SYNC_UID = 4
 FORBIDDEN = -32001
 INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+PARSE_ERROR = -32700
+INT64 = (-(2**63), 2**63 - 1)  # what SQLite stores in an INTEGER
 
 # Half a request, and the rest of it: a slow-loris holds the first part.
 HALF_LINE = '{"jsonrpc":"2.0","id":1,"method":"sta'
@@ -587,3 +594,169 @@ def test_tillctl_without_a_role_prints_the_refusal_in_one_line(python_for_others
     )  # fmt: skip
     line = assert_one_line(result, 1)
     assert line.startswith("tillctl: error -32001") and "uid 65534" in line, line
+
+
+# -- item 11: every bad request gets an answer ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_till():
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="tilld-hs-"))
+    os.chmod(base, 0o755)
+    process = TillProcess(base).start()
+    yield process
+    process.kill()
+
+
+@pytest.fixture
+def conn(shared_till):
+    client = shared_till.client()
+    yield client
+    # Whatever came before, the same connection still answers.
+    assert client.call("status.get")["till_id"] == "till-test"
+    client.close()
+
+
+def raw(client: Client, data: bytes) -> Any:
+    client.send_raw(data)
+    return client.read()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"jsonrpc":"2.0","id":1,"method":"status.get","params":'
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    ],
+    ids=["params", "batch", "objects"],
+)
+def test_json_nested_100000_deep_is_a_parse_error(conn, frame, reliability):
+    reply = raw(conn, frame + b"\n")
+    assert reply["error"]["code"] == PARSE_ERROR and reply["id"] is None, reply
+    assert "nested" in reply["error"]["message"], reply
+    reliability.record("bad requests", "JSON nested 100,000 deep", tries=1, figure="-32700")
+
+
+def test_an_id_with_a_lone_surrogate_is_an_invalid_request(conn, reliability):
+    for escape in ("\\ud800", "\\udfff", "x\\ud83d"):
+        frame = '{"jsonrpc":"2.0","id":"' + escape + '","method":"status.get"}\n'
+        reply = raw(conn, frame.encode())
+        assert reply["error"]["code"] == INVALID_REQUEST and reply["id"] is None, reply
+        assert "surrogate" in reply["error"]["message"], reply
+    reliability.record("bad requests", "ids with lone surrogates", tries=3, figure="-32600")
+
+
+def test_a_lone_surrogate_id_in_a_batch_spoils_only_its_own_request(conn):
+    frame = b'[{"jsonrpc":"2.0","id":"\\ud800","method":"status.get"},' \
+        b'{"jsonrpc":"2.0","id":2,"method":"status.get"}]\n'  # fmt: skip
+    bad, good = raw(conn, frame)
+    assert bad["error"]["code"] == INVALID_REQUEST and bad["id"] is None, bad
+    assert good["id"] == 2 and good["result"]["till_id"] == "till-test", good
+
+
+def test_an_id_with_a_whole_surrogate_pair_is_answered_with_that_id(conn):
+    reply = raw(conn, b'{"jsonrpc":"2.0","id":"\\ud83d\\ude00","method":"status.get"}\n')
+    assert reply["id"] == "\U0001f600" and "result" in reply, reply
+
+
+def test_an_answer_holding_a_lone_surrogate_still_goes_out_as_json_escapes():
+    # Nothing a client sends reaches an answer this way any more; a driver's
+    # text might. The answer must still be one line of valid UTF-8.
+    data = encode_line({"jsonrpc": "2.0", "method": "event", "params": {"code": "a\ud800"}})
+    assert data.endswith(b"\n") and data.decode("ascii")
+    assert json.loads(data)["params"]["code"] == "a\ud800"
+
+
+def integer_params(model: type[BaseModel], path: tuple[str | int, ...] = ()):
+    """(path, lowest, highest) of every integer field, nested models included."""
+    for name, field in model.model_fields.items():
+        here = (*path, field.alias or name)
+        kinds = _kinds(field.annotation)
+        if int in kinds:
+            low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+            high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+            yield here, low, high
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                yield from integer_params(kind, (*here, 0))
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _kinds(args[0])
+    if not args:
+        return {annotation}
+    return set().union(*(_kinds(a) for a in args))
+
+
+INTEGER_PARAMS = [
+    (op.name, path, low, high) for op in OPERATIONS for path, low, high in integer_params(op.params)
+]
+
+
+def test_the_operation_table_has_integer_parameters():
+    names = {(name, ".".join(map(str, path))) for name, path, _, _ in INTEGER_PARAMS}
+    assert {
+        ("sale.refund", "receipt_no"),
+        ("admin.journal_export", "since_seq"),
+        ("sale.refund", "lines.0.line_id"),
+        ("receipt.print", "receipt_no"),
+    } <= names
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "low", "high"),
+    INTEGER_PARAMS,
+    ids=[f"{n}:{'.'.join(map(str, p))}" for n, p, _, _ in INTEGER_PARAMS],
+)
+def test_every_integer_parameter_is_bounded_to_what_sqlite_stores(name, path, low, high):
+    assert low is not None and high is not None, f"{name} {path}: from {low} to {high}"
+    assert INT64[0] <= low <= high <= INT64[1], f"{name} {path}: from {low} to {high}"
+
+
+# Otherwise valid params, so that the one bad integer is all that is wrong.
+VALID_PARAMS: dict[str, dict[str, Any]] = {
+    "sale.add": {"sale_id": "s", "plu": "300"},
+    "sale.remove": {"sale_id": "s", "line_id": 1},
+    "sale.pay": {"sale_id": "s", "method": "cash", "amount": 100},
+    "sale.refund": {"receipt_no": 1, "method": "cash", "lines": [{"line_id": 1}]},
+    "receipt.print": {"receipt_no": 1},
+}
+
+
+def with_value(params: Any, path: tuple[str | int, ...], value: Any) -> Any:
+    """``params`` with the value at ``path`` (keys and list indexes) replaced."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(head, int):
+        items = list(params or [{}])
+        items[head] = with_value(items[head], rest, value)
+        return items
+    return {**(params or {}), head: with_value((params or {}).get(head), rest, value)}
+
+
+@pytest.mark.parametrize(
+    "value", [2**63, 2**64 + 1, -(2**63) - 1], ids=["2^63", "2^64+1", "-2^63-1"]
+)
+@pytest.mark.parametrize(
+    ("name", "path", "low", "high"),
+    INTEGER_PARAMS,
+    ids=[f"{n}:{'.'.join(map(str, p))}" for n, p, _, _ in INTEGER_PARAMS],
+)
+def test_an_integer_beyond_64_bits_is_invalid_params_naming_it_and_its_range(
+    conn, name, path, low, high, value
+):
+    reply = conn.request(name, **with_value(VALID_PARAMS.get(name, {}), path, value))
+    assert reply["error"]["code"] == INVALID_PARAMS, reply
+    where = ".".join(map(str, path))
+    problems = [p for p in reply["error"]["data"]["errors"] if p.startswith(where + ":")]
+    assert problems, reply
+    assert f"from {low} to {high}" in problems[0], problems

@@ -329,6 +329,18 @@ class Connection:
             return
         try:
             message = json.loads(line)
+        except RecursionError:
+            # The decoder recurses once per level; 100,000 '[' would otherwise
+            # escape as a RecursionError and cost the client its connection.
+            await self._send(
+                error(
+                    None,
+                    PARSE_ERROR,
+                    "JSON nested too deeply to read (about 1,000 levels or more); "
+                    "tilld's requests nest a few levels at most",
+                )
+            )
+            return
         except (UnicodeDecodeError, ValueError) as exc:
             await self._send(error(None, PARSE_ERROR, f"not valid JSON: {exc}"))
             return
@@ -369,4 +381,10 @@ class Connection:
 
 def encode_line(message: Any) -> bytes:
     """One message as one line of UTF-8 JSON, as the framing wants it."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate (from a \ud800 escape) has no UTF-8 form; JSON's own
+        # escapes carry it (RFC 8259, section 8.2), so the answer still goes out.
+        return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
