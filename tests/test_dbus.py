@@ -73,7 +73,7 @@ def test_invalid_params_are_invalid_args_with_the_models_words(dbus):
     with pytest.raises(DBusCallError) as negative:
         dbus.call("SalePay", "ssx", sale_id, "cash", -1)
     assert negative.value.name == "org.freedesktop.DBus.Error.InvalidArgs"
-    assert "amount: Input should be greater than or equal to 0" in negative.value.text
+    assert "amount: must be an integer from 0 to 100000000" in negative.value.text
     with pytest.raises(DBusCallError) as wrong_type:
         dbus.call("SaleAdd", "sa{sv}", sale_id, options(plu="300", quantity="2"))
     assert "quantity: Input should be a valid integer" in wrong_type.value.text

@@ -41,8 +41,11 @@ sale_id = ""
 for number, (method, params) in enumerate(calls, 1):
     params = {k: sale_id if v == "$SALE" else v for k, v in params.items()}
     request = {"jsonrpc": "2.0", "id": number, "method": method, "params": params}
-    stream.write(json.dumps(request).encode() + b"\n")
-    stream.flush()
+    try:
+        stream.write(json.dumps(request).encode() + b"\n")
+        stream.flush()
+    except BrokenPipeError:
+        pass  # the daemon answered the connection and hung up; the answer waits below
     reply = json.loads(stream.readline())
     if method == "sale.open" and "result" in reply:
         sale_id = reply["result"]["sale_id"]
@@ -67,6 +70,10 @@ ADMIN = [
 
 @pytest.fixture(scope="module")
 def python_for_others() -> str:
+    return python_other_users_may_run()
+
+
+def python_other_users_may_run() -> str:
     """An interpreter other users may run (the venv's may live under /root, mode 0700)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run clients as other users")
@@ -139,11 +146,18 @@ def assert_sold(out: dict[str, Any]) -> None:
 
 
 def test_a_user_in_no_role_group_is_refused_everything(python_for_others, till):
-    out = run_client(
-        python_for_others, till, SELL + ADMIN, user=NOBODY, group=DAEMON_GROUP, extra_groups=[]
-    )
-    for (method, _), reply in zip(SELL + ADMIN, out["replies"], strict=True):
-        assert_forbidden(reply, method, NOBODY)
+    # Nothing is open to it, so the daemon answers its connection -32001 and
+    # hangs up: a peer without a role never holds one of the api.max_clients.
+    for method, params in SELL + ADMIN:
+        out = run_client(
+            python_for_others,
+            till,
+            [(method, params)],
+            user=NOBODY,
+            group=DAEMON_GROUP,
+            extra_groups=[],
+        )
+        assert_forbidden(out["replies"][0], method, NOBODY)
     root = run_client(python_for_others, till, ADMIN[:1], user=None, group=None, extra_groups=None)
     assert root["replies"][0]["result"] == {
         "ok": True,

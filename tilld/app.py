@@ -18,7 +18,7 @@ from collections.abc import Callable
 from .api.dbus import DBusService
 from .api.jsonrpc import Dispatcher
 from .api.roles import RoleMap
-from .api.socket import SocketServer
+from .api.socket import ClientLimits, SocketServer
 from .backend import BackendClient
 from .cardpay import CardPayments
 from .config import Settings
@@ -159,7 +159,12 @@ class Daemon:
             Dispatcher(self.till),
             self.events,
             roles,
-            settings.api.max_clients,
+            ClientLimits(
+                max_clients=settings.api.max_clients,
+                per_uid=settings.api.max_clients_per_uid,
+                tech_reserved=settings.api.tech_reserved_clients,
+                line_timeout_s=settings.api.line_timeout_s,
+            ),
         )
         self.dbus = (
             DBusService(settings.api.dbus, self.till, self.events, roles)

@@ -57,6 +57,13 @@ class ApiSection(Section):
     cashier_group: str = "tilld-cashier"
     tech_group: str = "tilld-tech"
     max_clients: int = Field(default=256, ge=1)
+    # One uid (a cashier account, or any local user in the cashier group)
+    # cannot take every connection; root and the tech group are not capped.
+    max_clients_per_uid: int = Field(default=32, ge=1)
+    # Kept for root and the tech group, so a technician always gets in.
+    tech_reserved_clients: int = Field(default=4, ge=0)
+    # From a line's first byte to its newline; idle time between lines is free.
+    line_timeout_s: float = Field(default=10, gt=0, le=3600)
 
     @field_validator("dbus")
     @classmethod
@@ -68,6 +75,15 @@ class ApiSection(Section):
             'use "system", "session", "none" or a bus address such as '
             '"unix:path=/run/tilld/bus.sock"'
         )
+
+    @model_validator(mode="after")
+    def _room_for_cashiers(self) -> ApiSection:
+        if self.tech_reserved_clients >= self.max_clients:
+            raise ValueError(
+                f"tech_reserved_clients ({self.tech_reserved_clients}) must be less than "
+                f"max_clients ({self.max_clients}), or no cashier could connect"
+            )
+        return self
 
 
 class CatalogSection(Section):

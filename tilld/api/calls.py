@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+import typing
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from ..errors import Refused
 from ..till import Till
@@ -62,7 +64,7 @@ def parse_params(op: Operation, params: dict[str, Any]) -> Params:
     try:
         return op.params.model_validate(params)
     except ValidationError as exc:
-        raise InvalidParams([_param_problem(e) for e in exc.errors()]) from None
+        raise InvalidParams([_param_problem(op.params, e) for e in exc.errors()]) from None
 
 
 async def invoke(
@@ -92,8 +94,54 @@ async def invoke(
         raise InternalFailure(op.name) from None
 
 
-def _param_problem(err: Any) -> str:
-    where = ".".join(str(part) for part in err["loc"]) or "params"
+BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+
+
+def _param_problem(model: type[Params], err: Any) -> str:
+    # A key may hold a lone surrogate; the message must still be UTF-8.
+    where = ".".join(_printable(part) for part in err["loc"]) or "params"
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown parameter"
+    if err["type"] in BOUND_ERRORS and isinstance(err.get("input"), int):
+        bounds = _integer_bounds(model, err["loc"])
+        if bounds is not None:
+            return f"{where}: must be an integer from {bounds[0]} to {bounds[1]}"
     return f"{where}: {err['msg']}"
+
+
+def _printable(part: Any) -> str:
+    return str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _integer_bounds(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[int, int] | None:
+    """The (lowest, highest) an integer field at ``loc`` allows, or None if it is not bounded."""
+    field: FieldInfo | None = None
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an index into a list
+        if current is None:
+            return None
+        field = next(
+            (f for name, f in current.model_fields.items() if part in (name, f.alias)), None
+        )
+        if field is None:
+            return None
+        current = _model_in(field.annotation)
+    if field is None:
+        return None
+    # Field(ge=..., le=...) leaves one constraint object per bound in the metadata.
+    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+    return None if low is None or high is None else (low, high)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, also inside a list or an optional."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

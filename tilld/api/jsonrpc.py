@@ -35,6 +35,15 @@ def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
 
 
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (a \\ud800 escape without its pair)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Dispatcher:
     def __init__(self, till: Till) -> None:
         self.till = till
@@ -60,6 +69,14 @@ class Dispatcher:
         is_notification = "id" not in request
         if not _valid_id(id_):
             return error(None, INVALID_REQUEST, "id must be a string, an integer or null")
+        if isinstance(id_, str) and not _is_unicode(id_):
+            # It could not be echoed as UTF-8, so the answer carries id null.
+            return error(
+                None,
+                INVALID_REQUEST,
+                "id is not valid Unicode: it holds a lone surrogate (a \\ud800-\\udfff "
+                "escape without its pair); use an id of whole characters",
+            )
         if request.get("jsonrpc") != "2.0":
             return error(id_, INVALID_REQUEST, 'jsonrpc must be "2.0"')
         name = request.get("method")

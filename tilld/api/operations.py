@@ -19,6 +19,11 @@ from ..sales import MAX_QUANTITY
 from ..till import Till
 from .roles import Role
 
+# SQLite stores an INTEGER in 64 signed bits: a larger Python int never reaches
+# a query (it would fail there as a bug, -32603), so every integer parameter
+# has an upper bound no higher than this and a lower bound of 0 or more.
+INT64_MAX = 2**63 - 1
+
 # The literals come from the modules that own the names, so there is one list of each.
 Method = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
 Topic = Literal[TOPICS]  # type: ignore[valid-type]
@@ -59,7 +64,7 @@ class AddParams(SaleRef):
 
 
 class RemoveParams(SaleRef):
-    line_id: StrictInt = Field(ge=1)
+    line_id: StrictInt = Field(ge=1, le=INT64_MAX)
 
 
 class VoidParams(SaleRef):
@@ -73,12 +78,12 @@ class PayParams(SaleRef):
 
 
 class RefundLineParams(Params):
-    line_id: StrictInt = Field(ge=1)
+    line_id: StrictInt = Field(ge=1, le=INT64_MAX)
     quantity: StrictInt | None = Field(default=None, ge=1, le=MAX_QUANTITY)
 
 
 class RefundParams(Params):
-    receipt_no: StrictInt = Field(ge=1)
+    receipt_no: StrictInt = Field(ge=1, le=INT64_MAX)
     lines: list[RefundLineParams] | None = Field(default=None, min_length=1)
     method: Method
     reason: str = Field(default="", max_length=200)
@@ -96,7 +101,7 @@ class PendingParams(Params):
 
 
 class ExportParams(Params):
-    since_seq: StrictInt = Field(default=0, ge=0)
+    since_seq: StrictInt = Field(default=0, ge=0, le=INT64_MAX)
     format: Literal["jsonl", "csv"] = "jsonl"
     limit: StrictInt = Field(default=1000, ge=1, le=10_000)
 
@@ -130,7 +135,7 @@ class DemoSwitchParams(Params):
 
 class PrintParams(Params):
     sale_id: str | None = Field(default=None, min_length=1, max_length=64)
-    receipt_no: StrictInt | None = Field(default=None, ge=1)
+    receipt_no: StrictInt | None = Field(default=None, ge=1, le=INT64_MAX)
     # "copy" on the wire; BaseModel.copy is taken in Python.
     as_copy: bool = Field(default=False, alias="copy")
 

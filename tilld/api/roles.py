@@ -67,6 +67,8 @@ def proc_groups(pid: int) -> list[int]:
 
 class RoleMap:
     def __init__(self, cashier_group: str, tech_group: str) -> None:
+        self.cashier_group = cashier_group
+        self.tech_group = tech_group
         self.cashier_gid = _gid(cashier_group)
         self.tech_gid = _gid(tech_group)
 

@@ -4,6 +4,14 @@ A client can never take the daemon down: over-long lines are discarded up to
 the next newline and answered with an error, undecodable input gets a parse
 error, a client that vanishes mid-request is simply forgotten, and a
 subscriber that stops reading is dropped before its queue grows unbounded.
+
+Nor can one local user lock the others out (the socket is 0666, so anyone may
+connect): a peer with no role is answered -32001 and hung up on before it
+holds a slot, one uid holds at most ``api.max_clients_per_uid`` connections,
+``api.tech_reserved_clients`` slots are kept for root and the tech group, and
+a line that is started but not finished within ``api.line_timeout_s`` is
+answered and closed. A client idle between whole requests (an event
+subscriber) is never cut off.
 """
 
 from __future__ import annotations
@@ -14,12 +22,15 @@ import json
 import logging
 import os
 import socket
+import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import StartupError
 from ..events import EventBus, Subscription
-from .jsonrpc import INVALID_REQUEST, PARSE_ERROR, Dispatcher, error
+from .jsonrpc import FORBIDDEN, INVALID_REQUEST, PARSE_ERROR, Dispatcher, error
 from .operations import SubscribeParams
 from .roles import Caller, Role, RoleMap, peer_caller
 
@@ -27,19 +38,43 @@ log = logging.getLogger("tilld.api")
 
 MAX_REQUEST = 1 << 20  # 1 MiB, CONTRACT.md
 READ_CHUNK = 64 * 1024
+REFUSAL_NOTE_S = 10.0  # refused connections are logged at most this often (an attack is a flood)
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """Who may hold how many connections ([api] in the configuration)."""
+
+    max_clients: int
+    per_uid: int  # callers below the tech role, per uid
+    tech_reserved: int  # of max_clients, only for root and the tech group
+    line_timeout_s: float
+
+
+class LineTimedOut(Exception):
+    """A request line was started but not finished in time; the stream cannot be trusted."""
 
 
 class SocketServer:
     def __init__(
-        self, path: Path, dispatcher: Dispatcher, events: EventBus, roles: RoleMap, max_clients: int
+        self,
+        path: Path,
+        dispatcher: Dispatcher,
+        events: EventBus,
+        roles: RoleMap,
+        limits: ClientLimits,
     ) -> None:
         self.path = path
         self.dispatcher = dispatcher
         self.events = events
         self.roles = roles
-        self.max_clients = max_clients
+        self.limits = limits
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._below_tech = 0  # connections of callers without the tech role
+        self._per_uid: Counter[int] = Counter()  # the same, by uid
+        self._refused = 0  # since the last log line about refusals
+        self._refusal_noted = -REFUSAL_NOTE_S
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -105,33 +140,111 @@ class SocketServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._connections) >= self.max_clients:
-            writer.write(_encode(error(None, INVALID_REQUEST, "too many clients; try again")))
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
-            writer.close()
+        try:
+            caller = peer_caller(writer.get_extra_info("socket"))
+        except OSError:
+            writer.close()  # gone before we could ask the kernel who it was
+            return
+        role = self.roles.role_of(caller)
+        # Decided and counted before the first await, so connections are
+        # admitted in the order the kernel queued them.
+        refusal = self._admission(caller, role)
+        if refusal is not None:
+            self._refuse(writer, refusal)
             return
         self._connections.add(task)
+        self._count(caller, role, 1)
         try:
-            await Connection(self, reader, writer).run()
+            await Connection(self, reader, writer, caller, role).run()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
             log.exception("connection handler failed; the client was disconnected")
         finally:
             self._connections.discard(task)
+            self._count(caller, role, -1)
             writer.close()
+
+    def _count(self, caller: Caller, role: Role, change: int) -> None:
+        if role >= Role.TECH:
+            return
+        self._below_tech += change
+        self._per_uid[caller.uid] += change
+        if self._per_uid[caller.uid] <= 0:
+            del self._per_uid[caller.uid]
+
+    def _admission(self, caller: Caller, role: Role) -> dict[str, Any] | None:
+        """None to admit the caller, else the one reply it gets before the hang-up."""
+        limits = self.limits
+        if role == Role.NONE:
+            message = (
+                f"{caller.describe()} has no role on this till: only root and members of "
+                f"the groups {self.roles.tech_group} and {self.roles.cashier_group} "
+                "(api.tech_group, api.cashier_group) may connect. Ask a technician to add "
+                "this user to one of them, then connect again."
+            )
+            return error(None, FORBIDDEN, "forbidden", {"message": message})
+        if len(self._connections) >= limits.max_clients:
+            return error(
+                None,
+                INVALID_REQUEST,
+                f"too many clients: all {limits.max_clients} connections are taken "
+                "(api.max_clients); close idle clients or try again shortly",
+            )
+        if role >= Role.TECH:
+            return None
+        open_to_others = limits.max_clients - limits.tech_reserved
+        if self._below_tech >= open_to_others:
+            return error(
+                None,
+                INVALID_REQUEST,
+                f"too many clients: the {open_to_others} connections open to cashiers are all "
+                f"taken; the other {limits.tech_reserved} are kept for root and "
+                f"{self.roles.tech_group} (api.max_clients, api.tech_reserved_clients). "
+                "Close idle clients or try again shortly",
+            )
+        if self._per_uid[caller.uid] >= limits.per_uid:
+            return error(
+                None,
+                INVALID_REQUEST,
+                f"too many connections from uid {caller.uid}: it has {limits.per_uid} open, "
+                "the most one user may hold (api.max_clients_per_uid). Close the ones it "
+                "does not need (an idle UI, a forgotten tillctl watch) and try again",
+            )
+        return None
+
+    def _refuse(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
+        # No await: a refused peer costs one small write (it fits the fresh
+        # socket's buffer) and a close, however it behaves afterwards.
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_noted >= REFUSAL_NOTE_S:
+            log.warning(
+                "refused %d connection(s) since the last note; the latest: %s",
+                self._refused,
+                reply["error"].get("data", {}).get("message") or reply["error"]["message"],
+            )
+            self._refused = 0
+            self._refusal_noted = now
+        with contextlib.suppress(ConnectionError):
+            writer.write(encode_line(reply))
+        writer.close()
 
 
 class Connection:
     def __init__(
-        self, server: SocketServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        server: SocketServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        caller: Caller,
+        role: Role,
     ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
-        self.caller: Caller = peer_caller(writer.get_extra_info("socket"))
-        self.role: Role = server.roles.role_of(self.caller)
+        self.caller = caller
+        self.role = role
         self._write_lock = asyncio.Lock()
         self._subscription: Subscription | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -140,6 +253,8 @@ class Connection:
         try:
             async for line in self._lines():
                 await self._answer(line)
+        except LineTimedOut:
+            await self._last_word(self._line_timeout_error())
         finally:
             if self._pump is not None:
                 self._pump.cancel()
@@ -147,11 +262,30 @@ class Connection:
                 self.server.events.unsubscribe(self._subscription)
 
     async def _lines(self):
-        """Yield complete lines; an over-long line becomes None (already discarded)."""
+        """Yield complete lines; an over-long line becomes None (already discarded).
+
+        Raises LineTimedOut when a line's first byte came api.line_timeout_s
+        ago and its newline has not. Waiting between lines is not timed, and
+        the clock restarts after each answer, so time spent answering is not
+        held against the client.
+        """
+        loop = asyncio.get_running_loop()
+        timeout = self.server.limits.line_timeout_s
         buffer = bytearray()
         discarding = False
+        deadline: float | None = None
         while True:
-            chunk = await self.reader.read(READ_CHUNK)
+            if buffer or discarding:
+                if deadline is None:
+                    deadline = loop.time() + timeout
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await self.reader.read(READ_CHUNK)
+                except TimeoutError:
+                    raise LineTimedOut from None
+            else:
+                deadline = None
+                chunk = await self.reader.read(READ_CHUNK)
             if not chunk:
                 return  # a half-written last line from a vanished client is dropped
             buffer += chunk
@@ -169,6 +303,23 @@ class Connection:
                     yield None
                 else:
                     yield line
+                deadline = None
+
+    def _line_timeout_error(self) -> dict[str, Any]:
+        timeout = self.server.limits.line_timeout_s
+        return error(
+            None,
+            INVALID_REQUEST,
+            f"request line not finished within {timeout:g} s (api.line_timeout_s); "
+            "send each request as one line ending in \\n. Closing this connection: "
+            "connect again",
+        )
+
+    async def _last_word(self, message: dict[str, Any]) -> None:
+        """Answer once more before the hang-up, but never wait long on a peer that does not read."""
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(self.server.limits.line_timeout_s):
+                await self._send(message)
 
     async def _answer(self, line: bytes | None) -> None:
         if line is None:
@@ -178,6 +329,18 @@ class Connection:
             return
         try:
             message = json.loads(line)
+        except RecursionError:
+            # The decoder recurses once per level; 100,000 '[' would otherwise
+            # escape as a RecursionError and cost the client its connection.
+            await self._send(
+                error(
+                    None,
+                    PARSE_ERROR,
+                    "JSON nested too deeply to read (about 1,000 levels or more); "
+                    "tilld's requests nest a few levels at most",
+                )
+            )
+            return
         except (UnicodeDecodeError, ValueError) as exc:
             await self._send(error(None, PARSE_ERROR, f"not valid JSON: {exc}"))
             return
@@ -212,9 +375,16 @@ class Connection:
 
     async def _send(self, message: Any) -> None:
         async with self._write_lock:
-            self.writer.write(_encode(message))
+            self.writer.write(encode_line(message))
             await self.writer.drain()
 
 
-def _encode(message: Any) -> bytes:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+def encode_line(message: Any) -> bytes:
+    """One message as one line of UTF-8 JSON, as the framing wants it."""
+    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate (from a \ud800 escape) has no UTF-8 form; JSON's own
+        # escapes carry it (RFC 8259, section 8.2), so the answer still goes out.
+        return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"

@@ -9,10 +9,12 @@ Exit codes: 0 success, 1 the daemon refused or reported a problem, 2 usage,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
 import socket
+import struct
 import sys
 from typing import Any
 
@@ -48,35 +50,91 @@ class Client:
     def __init__(self, path: str, timeout: float | None = 60) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(timeout)
+        # A blocking connect() waits for room in the daemon's accept queue,
+        # which a burst of clients can fill; one with a Python timeout is
+        # non-blocking and would fail at once (EAGAIN). SO_SNDTIMEO bounds the wait.
+        if timeout is not None:
+            seconds, fraction = divmod(timeout, 1)
+            timeval = struct.pack("ll", int(seconds), int(fraction * 1e6))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         try:
             self.sock.connect(path)
+        except BlockingIOError:
+            self.sock.close()
+            raise Unreachable(
+                f"tilld at {path} accepted no connection for {timeout:g} s (its queue is "
+                "full: too many clients connecting, or the daemon is stuck); try again, "
+                "or see journalctl -u tilld"
+            ) from None
         except OSError as exc:
+            self.sock.close()
             raise Unreachable(
                 f"cannot reach tilld at {path}: {exc.strerror or exc}. Is it running? "
                 "(systemctl status tilld; or pass --socket / set TILLD_SOCKET)"
             ) from None
+        self.sock.settimeout(timeout)
         self.file = self.sock.makefile("rwb")
         self.next_id = 0
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self.next_id += 1
         request = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}}
-        self.file.write(json.dumps(request).encode() + b"\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(request).encode() + b"\n")
+            self.file.flush()
+        except OSError as exc:
+            # The daemon hung up first (it refused the connection, or is
+            # stopping); its last words may still wait to be read.
+            self._lost(exc)
         while True:
             reply = self.read()
             if reply.get("id") == self.next_id:
                 break
+            if reply.get("id") is None and "error" in reply:
+                # About the connection, not one request: a refusal before a hang-up.
+                raise RpcError(reply["error"])
         if "error" in reply:
             raise RpcError(reply["error"])
         return reply["result"]
 
     def read(self) -> dict[str, Any]:
-        line = self.file.readline()
+        try:
+            line = self.file.readline()
+        except TimeoutError:
+            raise  # the caller decides what waiting too long means
+        except OSError as exc:
+            raise Unreachable(self._hung_up(exc)) from None
         if not line:
             raise Unreachable(f"tilld at {self.path} closed the connection")
-        return json.loads(line)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise Unreachable(f"tilld at {self.path} answered something not JSON-RPC") from None
+        if not isinstance(reply, dict):
+            raise Unreachable(f"tilld at {self.path} answered something not JSON-RPC")
+        return reply
+
+    def _lost(self, exc: OSError) -> None:
+        """After a failed write: raise what the daemon said last, or that it hung up."""
+        with contextlib.suppress(OSError, ValueError):
+            self.sock.settimeout(1)  # its last words are already here, or never coming
+            line = self.file.readline()
+            reply = json.loads(line) if line else None
+            if isinstance(reply, dict) and isinstance(reply.get("error"), dict):
+                raise RpcError(reply["error"])
+        raise Unreachable(self._hung_up(exc))
+
+    def _hung_up(self, exc: OSError) -> str:
+        if isinstance(exc, ConnectionResetError):
+            what = "reset the connection"
+        elif isinstance(exc, BrokenPipeError):
+            what = "closed the connection"
+        else:
+            what = f"connection failed ({exc.strerror or exc})"
+        return (
+            f"tilld at {self.path} {what}; it may be restarting or refusing this user "
+            "(journalctl -u tilld says why); try again"
+        )
 
 
 # -- rendering --------------------------------------------------------------
@@ -481,7 +539,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tillctl: {exc.one_line()}", file=sys.stderr)
         return EXIT_REFUSED
     except BrokenPipeError:
-        return 0
+        return 0  # our reader went away (tillctl ... | head); socket errors are Unreachable
+    except TimeoutError:
+        print(
+            f"tillctl: tilld at {args.socket} did not answer in time; it may be busy or stuck "
+            "(journalctl -u tilld)",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":
