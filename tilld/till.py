@@ -69,6 +69,8 @@ LOCAL_CHECK_WORDS = {
     "refunded": "REFUNDED at this till: this ticket is not valid.",
 }
 RECENT_SALES = 64
+# A drawer kick in flight when the till stops gets this long to reach the printer.
+BACKGROUND_STOP_S = 0.3
 
 
 class Till:
@@ -123,6 +125,15 @@ class Till:
         if self._open:
             log.warning("restored %d open sale(s) that had taken payments", len(self._open))
         self._pending = await self.journal.pending_counts(*await self.journal.sync_marks())
+
+    async def stop(self) -> None:
+        """Drawer kicks in flight get a moment to reach the printer, then are cancelled."""
+        background = set(self._tasks)
+        if background:
+            _, running = await asyncio.wait(background, timeout=BACKGROUND_STOP_S)
+            for task in running:
+                task.cancel()
+            await asyncio.wait(background, timeout=BACKGROUND_STOP_S)
 
     async def reconfigure(self, settings: Settings) -> None:
         """A reloaded configuration: card policy, payment switches, receipt header, catalog file."""

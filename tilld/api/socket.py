@@ -27,6 +27,8 @@ log = logging.getLogger("tilld.api")
 
 MAX_REQUEST = 1 << 20  # 1 MiB, CONTRACT.md
 READ_CHUNK = 64 * 1024
+# At stop, how long connections get to end once their sockets are closed.
+HANG_UP_S = 0.25
 
 
 class SocketServer:
@@ -39,7 +41,7 @@ class SocketServer:
         self.roles = roles
         self.max_clients = max_clients
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -89,14 +91,23 @@ class SocketServer:
         if self._server is not None:
             self._server.close()
         try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+            async with asyncio.timeout(drain_timeout):
+                await self._idle.wait()
         except TimeoutError:
             log.warning(
                 "%d request(s) still running after %.0f s; closing", self._in_flight, drain_timeout
             )
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        # Hang up: a connection between requests ends by itself once its socket
+        # is closed. Only the ones still busy are cancelled (Python 3.11's
+        # streams log a spurious error for every cancelled connection).
+        for writer in self._connections.values():
+            writer.close()
+        if self._connections:
+            _, busy = await asyncio.wait(set(self._connections), timeout=HANG_UP_S)
+            for task in busy:
+                task.cancel()
+            if busy:
+                await asyncio.wait(busy, timeout=HANG_UP_S)
         if self._server is not None:
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
@@ -111,7 +122,7 @@ class SocketServer:
                 await writer.drain()
             writer.close()
             return
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             await Connection(self, reader, writer).run()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -119,7 +130,7 @@ class SocketServer:
         except Exception:
             log.exception("connection handler failed; the client was disconnected")
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
 
 
