@@ -104,7 +104,7 @@ class Till:
         )
         self.accepting_sales = True
         self._open: dict[str, Sale] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # only ever for open sales
         self._refund_lock = asyncio.Lock()
         self._refunding: set[int] = set()  # receipts with a card refund at the terminal
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -334,6 +334,13 @@ class Till:
         return sale
 
     def sale_lock(self, sale_id: str) -> asyncio.Lock:
+        """The lock that orders changes to one open sale; unknown-sale if it is not open.
+
+        The sale is looked up first: a lock made for whatever id a caller sends
+        would let a typo loop (or a script) grow the till's memory without limit.
+        Whoever holds the lock still looks the sale up again: it may have been
+        completed or voided while they waited."""
+        self._sale(sale_id)
         return self._locks.setdefault(sale_id, asyncio.Lock())
 
     def _close(self, sale: Sale, view: dict[str, Any]) -> None:
