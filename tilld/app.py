@@ -267,7 +267,7 @@ class Daemon:
         return [
             StopStep("the APIs", self._stop_apis, API_DRAIN_S + 0.5),
             StopStep("card payments", self.card.stop, 0.5),
-            StopStep("drawer kicks", self.till.stop, 0.5),
+            StopStep("the sale sweep and drawer kicks", self.till.stop, 0.5),
             StopStep("printing", self.printing.stop, 0.5),
             StopStep("the devices", self.devices.stop, 1.25),
             StopStep("SIGHUP reloads", lambda: _cancelled(reloads), 0.25),
