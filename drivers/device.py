@@ -10,14 +10,20 @@ Listeners hear three kinds of event: status changes (`ok`, `offline`,
 `error`, each with a detail such as `paper-out`), errors that do not change
 the state (garbage from a scanner), and device-specific data (a scan), which
 each driver passes to a callback of its own.
+
+Drivers bound their waits with `asyncio.timeout`, not `asyncio.wait_for`:
+on Python 3.11, `wait_for` returns the inner result when a cancellation
+arrives just as the inner await completes (gh-86296), and a supervisor that
+lost its cancellation that way would keep polling a printer after the till
+asked it to stop. `close()` is bounded all the same.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +31,9 @@ from enum import StrEnum
 from typing import Protocol
 
 log = logging.getLogger("tilld.drivers")
+
+# How long closing a device may take when the till stops (docs/install.md).
+CLOSE_TIMEOUT_S = 1.0
 
 
 class DeviceState(StrEnum):
@@ -113,17 +122,39 @@ class SupervisedDevice(ABC):
         if self._task is None:
             self._task = asyncio.create_task(self._supervise(), name=f"device {self.name}")
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Stop looking after the device and release it, within ``timeout_s``.
+
+        A till that is stopping must not wait on a device: a supervisor that
+        does not end in time (a driver that swallowed its cancellation) is
+        cancelled again until the time is up, then left behind and logged."""
         task, self._task = self._task, None
         if task is not None:
+            deadline = time.monotonic() + timeout_s
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Time to release the transport; then cancel again, a driver may have lost the first.
+            await asyncio.wait({task}, timeout=timeout_s / 2)
+            while not task.done() and time.monotonic() < deadline:
+                task.cancel()
+                await asyncio.wait({task}, timeout=min(0.05, deadline - time.monotonic()))
+            if not task.done():
+                log.error(
+                    "%s %s did not close within %.1f s; left behind (a driver that does "
+                    "not honour cancellation)",
+                    self.kind,
+                    self.name,
+                    timeout_s,
+                )
+            elif not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "%s %s failed while closing", self.kind, self.name, exc_info=task.exception()
+                )
         self._set_status(DeviceState.OFFLINE, "closed")
 
     async def wait_connected(self, timeout_s: float) -> bool:
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
         except TimeoutError:
             return False
         return True

@@ -53,6 +53,20 @@ def test_a_new_sale_is_empty_with_nothing_due():
     assert sale.total == 0 and sale.paid == 0 and sale.due == 0
 
 
+def test_a_sale_is_empty_until_it_has_a_line_or_a_payment():
+    """Only an empty sale may be closed as abandoned: it loses nobody anything."""
+    sale = new_sale()
+    assert sale.empty
+    sale.add(KAFFE, 1)
+    assert not sale.empty
+    sale.remove(sale.lines[0].line_id)
+    assert sale.empty
+    sale.add(KAFFE, 1)
+    sale.payments.append(sale.tender("cash", 1000))
+    sale.lines.clear()  # a restored sale's lines are its own; payments alone keep it
+    assert not sale.empty
+
+
 def test_each_new_sale_gets_its_own_id():
     assert new_sale().sale_id != new_sale().sale_id
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import math
 import os
 import signal
 import time
@@ -32,6 +33,7 @@ from .printing import Printing
 from .receipt import Seller
 from .reload import Loader, Reloader
 from .sdnotify import Notifier
+from .shutdown import EXIT_S, JOURNAL_CLOSE_S, STOP_BUDGET_S, StopStep, run_steps
 from .supervision import StatusReporter, WatchdogPinger
 from .swish import SwishPayments
 from .sync import SyncEngine
@@ -39,6 +41,9 @@ from .testhooks import install as install_test_hooks
 from .till import Till
 
 log = logging.getLogger("tilld")
+
+# Requests in flight when SIGTERM comes get this long to be answered.
+API_DRAIN_S = 2.0
 
 
 def check_state_dir(settings: Settings) -> None:
@@ -178,6 +183,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         self._stopping = False
+        # Set when the stop begins: the process is gone by then (tilld/shutdown.py).
+        self.exit_deadline = math.inf
+        self.journal_closed = False
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         started = time.monotonic()
@@ -212,7 +220,7 @@ class Daemon:
             await self.printing.start()
             await self.devices.start(self.till.scan)
             await self.card.start()
-            reloads = asyncio.create_task(self._reload_on_sighup())
+            reloads = asyncio.create_task(self._reload_on_sighup(), name="SIGHUP reloads")
             try:
                 log.info(
                     "till %s ready in %.0f ms: mode %s, journal at seq %d",
@@ -227,36 +235,63 @@ class Daemon:
                 if on_ready is not None:
                     on_ready()
                 await self._stop.wait()
+                self._stop_began()
                 log.info("stopping: no new sales")
                 self._stopping = True
                 self.till.accepting_sales = False
                 self.status_reporter.push("STOPPING=1")
             finally:
-                # The APIs go first: requests in flight (a card payment at the
-                # terminal, a sale being committed) get their answers while
-                # everything they need still runs. Then devices, then the rest.
-                if self.dbus is not None:
-                    await self.dbus.stop()
-                await self.api.stop()
-                await self.card.stop()
-                await self.devices.stop()
-                await self.printing.stop()
-                reloads.cancel()
-                await asyncio.gather(reloads, return_exceptions=True)
-                await self.status_reporter.stop()
-                await self.swish.stop()
-                await self.sync.stop()
-                await self.monitor.stop()
-                await self.backend.close()
-                # The watchdog pings until the end: a slow drain must not look
-                # like a hang (TimeoutStopSec bounds the stop instead).
-                await self.watchdog.stop()
+                self._stop_began()
+                steps_deadline = self.exit_deadline - JOURNAL_CLOSE_S - EXIT_S
+                await run_steps(self._stop_steps(reloads), steps_deadline)
         finally:
-            # The journal's writer finishes what it was given before closing,
-            # so a sale being committed is either fully stored or not at all.
-            await self.journal.close()
+            self._stop_began()
+            # Last, with time kept for it: the journal's writer finishes what it
+            # was given before closing, so a sale being committed is either
+            # fully stored or not at all.
+            closing = [
+                StopStep(
+                    "the journal", self.journal.close, JOURNAL_CLOSE_S, at_least_s=JOURNAL_CLOSE_S
+                )
+            ]
+            self.journal_closed = not await run_steps(closing, self.exit_deadline - EXIT_S)
             self._remove_signal_handlers()
         log.info("stopped")
+
+    def _stop_began(self) -> None:
+        """Start the stop's clock, once: at SIGTERM, or when start-up fails."""
+        if self.exit_deadline == math.inf:
+            self.exit_deadline = time.monotonic() + STOP_BUDGET_S
+
+    def _stop_steps(self, reloads: asyncio.Task[None]) -> list[StopStep]:
+        """What stops, in order, each with its time limit (tilld/shutdown.py).
+
+        The APIs go first: requests in flight (a sale being committed, a card
+        payment at the terminal) get their answers while everything they need
+        still runs. Then what feeds the devices, the devices, and the rest."""
+        return [
+            StopStep("the APIs", self._stop_apis, API_DRAIN_S + 0.5),
+            StopStep("card payments", self.card.stop, 0.5),
+            StopStep("the sale sweep and drawer kicks", self.till.stop, 0.5),
+            StopStep("printing", self.printing.stop, 0.5),
+            StopStep("the devices", self.devices.stop, 1.25),
+            StopStep("SIGHUP reloads", lambda: _cancelled(reloads), 0.25),
+            StopStep("STATUS= reports", self.status_reporter.stop, 0.25),
+            StopStep("Swish", self.swish.stop, 0.25),
+            StopStep("sync", self.sync.stop, 0.25),
+            StopStep("connectivity probes", self.monitor.stop, 0.5),
+            StopStep("the back-end client", self.backend.close, 0.5),
+            # The watchdog pings until the end: a slow drain must not look like a hang.
+            StopStep("the watchdog", self.watchdog.stop, 0.25),
+        ]
+
+    async def _stop_apis(self) -> None:
+        stops = [self.api.stop(API_DRAIN_S)]
+        if self.dbus is not None:
+            stops.append(self.dbus.stop(API_DRAIN_S))
+        failures = [r for r in await asyncio.gather(*stops, return_exceptions=True) if r]
+        if failures:
+            raise ExceptionGroup("stopping the APIs failed", failures)
 
     def describe(self) -> str:
         """The one-line STATUS= shown by `systemctl status tilld`."""
@@ -312,3 +347,8 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

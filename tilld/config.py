@@ -162,6 +162,15 @@ class SyncSection(Section):
     catalog_refresh_s: float = Field(default=60, gt=0)
 
 
+class SalesSection(Section):
+    # Open sales live in memory; a cashier (or a script) opening sale after
+    # sale must not be able to grow the till without limit.
+    max_open: int = Field(default=1000, ge=1, le=100_000)
+    # An empty sale (no lines, no payments) left open this long is closed as
+    # abandoned, journaled as a void with reason "abandoned".
+    abandon_after_s: float = Field(default=4 * 3600, gt=0)
+
+
 class SwishSection(Section):
     poll_interval_s: float = Field(default=1, gt=0)
     timeout_s: float = Field(default=180, gt=0)
@@ -290,6 +299,7 @@ class Settings(BaseSettings):
     backend: BackendSection = BackendSection()
     connectivity: ConnectivitySection = ConnectivitySection()
     sync: SyncSection = SyncSection()
+    sales: SalesSection = SalesSection()
     swish: SwishSection = SwishSection()
     card: CardSection = CardSection()
     payments: PaymentsSection = PaymentsSection()

@@ -180,7 +180,10 @@ class ConnectivityMonitor:
         attempt = 0
         while True:
             try:
-                await asyncio.wait_for(probe(), self.probe_timeout_s)
+                # Not wait_for: on Python 3.11 it can swallow the cancellation
+                # that stops the monitor (tilld/shutdown.py).
+                async with asyncio.timeout(self.probe_timeout_s):
+                    await probe()
                 ok, error = True, None
             except TimeoutError:
                 ok, error = False, f"timed out (no answer within {self.probe_timeout_s:g} s)"
@@ -197,7 +200,8 @@ class ConnectivityMonitor:
             wake = self._wake[fact.name]
             wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await wake.wait()
 
     async def _probe_server(self) -> None:
         assert self._server_probe is not None

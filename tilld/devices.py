@@ -31,6 +31,8 @@ log = logging.getLogger("tilld.devices")
 SUFFIX_BYTES = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "TAB": b"\t"}
 # Scans waiting to be routed; a scanner gone mad cannot grow memory past this.
 SCAN_QUEUE_LIMIT = 256
+# A scan being routed when the till stops gets this long to finish (it may be in the journal).
+ROUTER_STOP_S = 0.25
 
 ScanRouter = Callable[[str, str], Awaitable[Any]]
 
@@ -71,11 +73,13 @@ class Devices:
             await device.open()
 
     async def stop(self) -> None:
-        for device in reversed(self.all):
-            await device.close()
+        """Close every device at once: each close is bounded (drivers/device.py)."""
         if self._router is not None:
             self._router.cancel()
-            await asyncio.gather(self._router, return_exceptions=True)
+        await asyncio.gather(*(device.close() for device in reversed(self.all)))
+        if self._router is not None:
+            await asyncio.wait({self._router}, timeout=ROUTER_STOP_S)
+            self._router = None
 
     def status(self) -> dict[str, dict[str, str]]:
         return {

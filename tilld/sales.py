@@ -119,6 +119,11 @@ class Sale:
             )
 
     @property
+    def empty(self) -> bool:
+        """Nothing rung up and nothing paid: closing it loses nobody anything."""
+        return not self.lines and not self.payments
+
+    @property
     def due(self) -> int:
         return self.total - self.paid
 

@@ -116,6 +116,9 @@ class SwishPayments:
                 await self._finish(sale, payment, status)
 
     async def _finish(self, sale: Sale, payment: Payment, status: str) -> dict[str, Any]:
+        if self.till.open_sale_for(sale.sale_id) is not sale:
+            # Finished already: the follower and a cancel both heard the outcome.
+            return {"payment_id": payment.payment_id, "status": payment.status}
         async with self.till.sale_lock(sale.sale_id):
             if payment.status != "pending":
                 return {"payment_id": payment.payment_id, "status": payment.status}

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import sqlite3
+import time
 import uuid as uuidlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,10 @@ LOCAL_CHECK_WORDS = {
     "refunded": "REFUNDED at this till: this ticket is not valid.",
 }
 RECENT_SALES = 64
+# Abandoned sales are looked for this often (at most; sooner when abandon_after_s is short).
+SWEEP_INTERVAL_S = 60.0
+# A drawer kick in flight when the till stops gets this long to reach the printer.
+BACKGROUND_STOP_S = 0.3
 
 
 class Till:
@@ -104,7 +109,9 @@ class Till:
         )
         self.accepting_sales = True
         self._open: dict[str, Sale] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # only ever for open sales
+        self._opened: dict[str, float] = {}  # sale_id -> time.monotonic() at sale.open
+        self._sweeper: asyncio.Task[None] | None = None
         self._refund_lock = asyncio.Lock()
         self._refunding: set[int] = set()  # receipts with a card refund at the terminal
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -125,6 +132,20 @@ class Till:
         if self._open:
             log.warning("restored %d open sale(s) that had taken payments", len(self._open))
         self._pending = await self.journal.pending_counts(*await self.journal.sync_marks())
+        self._sweeper = asyncio.create_task(self._sweep_abandoned(), name="abandoned sales")
+
+    async def stop(self) -> None:
+        """Stop sweeping; drawer kicks in flight get a moment to reach the printer."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        background = set(self._tasks)
+        if background:
+            _, running = await asyncio.wait(background, timeout=BACKGROUND_STOP_S)
+            for task in running:
+                task.cancel()
+        tasks = {t for t in (self._sweeper, *background) if t is not None}
+        if tasks:
+            await asyncio.wait(tasks, timeout=BACKGROUND_STOP_S)
 
     async def reconfigure(self, settings: Settings) -> None:
         """A reloaded configuration: card policy, payment switches, receipt header, catalog file."""
@@ -332,20 +353,93 @@ class Till:
         return sale
 
     def sale_lock(self, sale_id: str) -> asyncio.Lock:
+        """The lock that orders changes to one open sale; unknown-sale if it is not open.
+
+        The sale is looked up first: a lock made for whatever id a caller sends
+        would let a typo loop (or a script) grow the till's memory without limit.
+        Whoever holds the lock still looks the sale up again: it may have been
+        completed or voided while they waited."""
+        self._sale(sale_id)
         return self._locks.setdefault(sale_id, asyncio.Lock())
 
     def _close(self, sale: Sale, view: dict[str, Any]) -> None:
         self._open.pop(sale.sale_id, None)
         self._locks.pop(sale.sale_id, None)
+        self._opened.pop(sale.sale_id, None)
         self._recent[sale.sale_id] = view
         while len(self._recent) > RECENT_SALES:
             self._recent.popitem(last=False)
 
     def open_sale(self, training: bool = False) -> dict[str, Any]:
         self._require_accepting()
+        self._require_room_for_a_sale()
         sale = Sale.new(now_with_offset(), training=training)
         self._open[sale.sale_id] = sale
+        self._opened[sale.sale_id] = time.monotonic()
         return {"sale_id": sale.sale_id, "training": training}
+
+    def _require_room_for_a_sale(self) -> None:
+        limit = self.settings.sales.max_open
+        if len(self._open) >= limit:
+            raise Refused(
+                "too-many-open-sales",
+                f"{len(self._open)} sales are open on this till, as many as it keeps "
+                f"([sales] max_open = {limit}). Complete or void the open sales (sale.list "
+                "shows them; empty ones close by themselves after [sales] abandon_after_s), "
+                "or raise [sales] max_open.",
+                open_sales=len(self._open),
+                max_open=limit,
+            )
+
+    async def _sweep_abandoned(self) -> None:
+        while True:
+            # Read each time: both keys reload live.
+            interval = min(SWEEP_INTERVAL_S, max(0.1, self.settings.sales.abandon_after_s / 4))
+            await asyncio.sleep(interval)
+            # A full disk must not end the sweep: the sales are tried again next time.
+            try:
+                await self.abandon_empty_sales()
+            except Refused as exc:
+                log.error("empty sales left open not closed: %s", exc.message)
+            except Exception:
+                log.exception("closing empty sales left open failed; trying again later")
+
+    async def abandon_empty_sales(self) -> int:
+        """Close the empty sales left open past [sales] abandon_after_s; how many were closed.
+
+        Only sales with no lines and no payments: one with money taken is the
+        customer's, and one with lines is a basket someone may come back to."""
+        cutoff = time.monotonic() - self.settings.sales.abandon_after_s
+        stale = [
+            sale
+            for sale_id, opened in list(self._opened.items())
+            if opened <= cutoff and (sale := self._open.get(sale_id)) is not None and sale.empty
+        ]
+        closed = 0
+        for sale in stale:
+            if self._open.get(sale.sale_id) is not sale:
+                continue  # completed or voided while an earlier one was journaled
+            async with self.sale_lock(sale.sale_id):
+                if self._open.get(sale.sale_id) is not sale or not sale.empty:
+                    continue
+                entry = await self.journal.append(
+                    "void",
+                    sale.void_body("abandoned", self.connectivity.mode.value),
+                    effects=(forget_open_sale(sale.sale_id),),
+                )
+                self._close(sale, _view_of_entry(entry))
+            closed += 1
+            self.events.publish(
+                "sale",
+                event="voided",
+                sale_id=sale.sale_id,
+                total=0,
+                returned=[],
+                reason="abandoned",
+            )
+        if closed:
+            log.info("closed %d empty sale(s) left open as abandoned", closed)
+        return closed
 
     def list_sales(self) -> dict[str, Any]:
         return {"sales": [sale.view() for sale in self._open.values()]}
@@ -447,6 +541,7 @@ class Till:
             sale_id=sale_id,
             total=sale.total,
             returned=[p.as_dict() for p in sale.payments],
+            reason=reason,
         )
         return {"sale_id": sale_id, "state": "voided", "seq": entry.seq, "sale": view}
 

@@ -8,7 +8,6 @@ another query.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -19,6 +18,9 @@ import serial
 from ..device import DeviceUnavailable
 from ..usb import claim as claim_usb
 from ..usb import release as release_usb
+
+# How long closing waits for the last bytes to leave before dropping the connection.
+CLOSE_WAIT_S = 0.5
 
 
 class PrinterLink(ABC):
@@ -45,9 +47,8 @@ class TcpLink(PrinterLink):
 
     async def open(self) -> None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout_s
-            )
+            async with asyncio.timeout(self.connect_timeout_s):
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         except TimeoutError as exc:
             raise DeviceUnavailable(f"{self.host}:{self.port} does not answer") from exc
 
@@ -59,7 +60,9 @@ class TcpLink(PrinterLink):
     async def read(self, n: int, timeout_s: float) -> bytes:
         assert self._reader is not None
         try:
-            data = await asyncio.wait_for(self._reader.read(n), timeout_s)
+            # Not wait_for: on Python 3.11 it can swallow a cancellation (drivers/device.py).
+            async with asyncio.timeout(timeout_s):
+                data = await self._reader.read(n)
         except TimeoutError:
             return b""
         if not data:
@@ -70,9 +73,14 @@ class TcpLink(PrinterLink):
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
-            # Closing a link that is already dead has nothing left to do.
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1)
+            # Closing a link that is already dead has nothing left to do; a
+            # printer that stopped reading never takes the last bytes, so the
+            # connection is dropped rather than waited for.
+            try:
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await writer.wait_closed()
+            except (OSError, TimeoutError):
+                writer.transport.abort()
 
 
 class SerialLink(PrinterLink):
@@ -82,6 +90,7 @@ class SerialLink(PrinterLink):
         self.port, self.baudrate = port, baudrate
         self._serial: serial.Serial | None = None
         self._incoming: asyncio.Queue[bytes | OSError] = asyncio.Queue()
+        self._writing: asyncio.Future[int] | None = None
 
     async def open(self) -> None:
         if not os.path.exists(self.port):
@@ -106,12 +115,21 @@ class SerialLink(PrinterLink):
     async def write(self, data: bytes) -> None:
         assert self._serial is not None
         # A printer at 19200 baud takes seconds for a receipt with a logo:
-        # the write runs in a thread so sales go on meanwhile.
-        await asyncio.to_thread(self._serial.write, data)
+        # the write runs in a thread so sales go on meanwhile. Shielded, so
+        # that close() can tell when the thread is done with the port.
+        self._writing = asyncio.ensure_future(asyncio.to_thread(self._serial.write, data))
+        # Its caller may be gone by the time it fails; the failure is then nobody's news.
+        self._writing.add_done_callback(_ignore_result)
+        written = await asyncio.shield(self._writing)
+        if written < len(data):
+            raise ConnectionAbortedError(
+                f"the port was closed after {written} of {len(data)} bytes"
+            )
 
     async def read(self, n: int, timeout_s: float) -> bytes:
         try:
-            item = await asyncio.wait_for(self._incoming.get(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                item = await self._incoming.get()
         except TimeoutError:
             return b""
         if isinstance(item, OSError):
@@ -120,9 +138,25 @@ class SerialLink(PrinterLink):
 
     async def close(self) -> None:
         port, self._serial = self._serial, None
-        if port is not None:
-            asyncio.get_running_loop().remove_reader(port.fileno())
+        if port is None:
+            return
+        asyncio.get_running_loop().remove_reader(port.fileno())
+        writing, self._writing = self._writing, None
+        try:
+            if writing is not None and not writing.done():
+                # pyserial's write waits in select() for room in the UART, which
+                # a printer that stopped reading never makes (up to write_timeout);
+                # cancel_write() wakes it, so neither a reconnect nor a stopping
+                # till waits for that.
+                port.cancel_write()
+                await asyncio.wait({writing}, timeout=CLOSE_WAIT_S)
+        finally:
             port.close()
+
+
+def _ignore_result(future: asyncio.Future[int]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class UsbLink(PrinterLink):

@@ -68,7 +68,8 @@ class ReceiptPrinter(SupervisedDevice):
 
     async def wait_ready(self, timeout_s: float | None = None) -> bool:
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
         except TimeoutError:
             return False
         return True
@@ -87,7 +88,10 @@ class ReceiptPrinter(SupervisedDevice):
         self._apply(self.printer_status or PrinterStatus())
         while True:
             try:
-                await asyncio.wait_for(self._broken.wait(), self.poll_interval_s)
+                # Not wait_for: on Python 3.11 it can swallow the cancellation
+                # that closes the printer (drivers/device.py).
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._broken.wait()
             except TimeoutError:
                 async with self._lock:
                     await self._poll()

@@ -266,9 +266,9 @@ class SerialLink(ApduLink):
                 if attempt:
                     self.counters.resends += 1
                 try:
-                    reply = await asyncio.wait_for(
-                        asyncio.shield(self._line_reply), self.timing.ack_timeout_s
-                    )
+                    # Not wait_for: on Python 3.11 it can swallow a cancellation.
+                    async with asyncio.timeout(self.timing.ack_timeout_s):
+                        reply = await asyncio.shield(self._line_reply)
                 except TimeoutError:
                     reply = None
                 finally:

@@ -39,9 +39,8 @@ class TcpTransport(Transport):
 
     async def open(self) -> ApduLink:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout_s
-            )
+            async with asyncio.timeout(self.connect_timeout_s):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
         except TimeoutError as exc:
             raise DeviceUnavailable(f"no answer from {self.describe()}") from exc
         return TcpLink(reader, writer)

@@ -153,7 +153,8 @@ class DBusService:
                 bus = MessageBus(bus_type=BusType.SESSION)
             else:
                 bus = MessageBus(bus_address=self.target)
-            await asyncio.wait_for(bus.connect(), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await bus.connect()
         except Exception as exc:
             # Anything from a missing socket to a failed handshake or a bad address
             # means the same here: no D-Bus for now, and the socket keeps selling.

@@ -39,6 +39,8 @@ log = logging.getLogger("tilld.api")
 MAX_REQUEST = 1 << 20  # 1 MiB, CONTRACT.md
 READ_CHUNK = 64 * 1024
 REFUSAL_NOTE_S = 10.0  # refused connections are logged at most this often (an attack is a flood)
+# At stop, how long connections get to end once their sockets are closed.
+HANG_UP_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class SocketServer:
         self.roles = roles
         self.limits = limits
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._below_tech = 0  # connections of callers without the tech role
         self._per_uid: Counter[int] = Counter()  # the same, by uid
         self._refused = 0  # since the last log line about refusals
@@ -124,14 +126,23 @@ class SocketServer:
         if self._server is not None:
             self._server.close()
         try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+            async with asyncio.timeout(drain_timeout):
+                await self._idle.wait()
         except TimeoutError:
             log.warning(
                 "%d request(s) still running after %.0f s; closing", self._in_flight, drain_timeout
             )
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        # Hang up: a connection between requests ends by itself once its socket
+        # is closed. Only the ones still busy are cancelled (Python 3.11's
+        # streams log a spurious error for every cancelled connection).
+        for writer in self._connections.values():
+            writer.close()
+        if self._connections:
+            _, busy = await asyncio.wait(set(self._connections), timeout=HANG_UP_S)
+            for task in busy:
+                task.cancel()
+            if busy:
+                await asyncio.wait(busy, timeout=HANG_UP_S)
         if self._server is not None:
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
@@ -152,7 +163,7 @@ class SocketServer:
         if refusal is not None:
             self._refuse(writer, refusal)
             return
-        self._connections.add(task)
+        self._connections[task] = writer
         self._count(caller, role, 1)
         try:
             await Connection(self, reader, writer, caller, role).run()
@@ -161,7 +172,7 @@ class SocketServer:
         except Exception:
             log.exception("connection handler failed; the client was disconnected")
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             self._count(caller, role, -1)
             writer.close()
 

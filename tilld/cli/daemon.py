@@ -7,9 +7,10 @@ configuration (78, do not restart) from a transient failure.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
+import math
 import sys
+import time
 from pathlib import Path
 
 from .. import __version__
@@ -19,8 +20,11 @@ from ..logs import setup_logging
 
 EX_OK = 0
 EX_INVALID = 1
+EX_SOFTWARE = 70  # stopped, but the journal did not close cleanly (SQLite recovers it)
 EX_CANTCREAT = 73
 EX_CONFIG = 78
+# Tasks still running once the daemon has stopped get this long to end when cancelled.
+LEFTOVER_TASKS_S = 0.25
 
 log = logging.getLogger("tilld")
 
@@ -113,6 +117,7 @@ def run_daemon(config_file: str | None) -> int:
     log.info("tilld %s, configuration %s", __version__, path or "built-in defaults")
     from ..app import Daemon
     from ..sdnotify import Notifier, forget_environment, watchdog_interval
+    from ..shutdown import EXIT_S, exit_now, run_until_stopped
 
     try:
         notifier = Notifier.from_environment()
@@ -121,6 +126,7 @@ def run_daemon(config_file: str | None) -> int:
         notifier = Notifier(None)
     watchdog_s = watchdog_interval()
     forget_environment()  # programs the daemon starts must not speak for it
+    daemon: Daemon | None = None
     try:
         daemon = Daemon(
             settings,
@@ -128,7 +134,8 @@ def run_daemon(config_file: str | None) -> int:
             notifier=notifier,
             watchdog_s=watchdog_s,
         )
-        asyncio.run(daemon.run())
+        # Not asyncio.run: it waits without limit for leftover tasks and threads.
+        run_until_stopped(daemon.run(), cleanup_s=LEFTOVER_TASKS_S)
     except StartupError as exc:
         log.critical("cannot start: %s", exc)
         notifier.status(f"cannot start: {exc}")  # shown by `systemctl status tilld`
@@ -137,7 +144,13 @@ def run_daemon(config_file: str | None) -> int:
         pass
     finally:
         notifier.close()
-    return EX_OK
+    if daemon is None:
+        return EX_OK
+    code = EX_OK if daemon.journal_closed else EX_SOFTWARE
+    deadline = daemon.exit_deadline
+    if deadline == math.inf:  # interrupted before the stop began
+        deadline = time.monotonic() + EXIT_S
+    exit_now(code, deadline)
 
 
 if __name__ == "__main__":
