@@ -375,7 +375,7 @@ def test_sigterm_while_name_lookups_hang(short_tmp: Path, reliability) -> None:
         encoding="utf-8",
     )
     config = {
-        "backend": {"url": "http://tilld-backend.example:8080", "timeout_s": 1},
+        "backend": {"url": "https://tilld-backend.example:8080", "timeout_s": 1},
         "connectivity": {
             "internet_probes": ["tcp://tilld-probe.example:443"],
             "probe_interval_s": 0.2,
