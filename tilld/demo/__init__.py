@@ -288,8 +288,9 @@ async def run_stack(state_dir: Path) -> None:
         )
         await daemon.run(on_ready=lambda: announce(settings, backend_url))
     finally:
-        for helper in reversed(helpers):
-            await helper.stop()
+        # All at once: each may take its few seconds to go on a busy machine,
+        # and one after another they added up past what a Ctrl-C should cost.
+        await asyncio.gather(*(helper.stop() for helper in helpers))
 
 
 def announce(settings: Settings, backend_url: str) -> None:
