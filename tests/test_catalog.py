@@ -233,7 +233,7 @@ def test_an_article_without_a_fallback_plu_gives_none():
 def test_a_valid_catalog_parses_with_its_version_pattern_and_methods():
     cat = catalog()
     assert cat.version == "2026-11-26T08:00:00Z"
-    assert cat.ticket_code_re.pattern == "^TK[0-9A-Z]{8,32}$"
+    assert cat.info.ticket_code_pattern == "^TK[0-9A-Z]{8,32}$"
     assert cat.payment_methods == {"cash": True, "swish-manual": True, "swish": True, "card": True}
 
 
@@ -263,7 +263,7 @@ def test_missing_optional_fields_take_defaults():
         ],
     }
     cat = stored(json.dumps(doc), "minimal")
-    assert cat.ticket_code_re.pattern == "^TK[0-9A-Z]{8,32}$"
+    assert cat.info.ticket_code_pattern == "^TK[0-9A-Z]{8,32}$"
     assert cat.payment_methods == {"cash": True, "swish-manual": True, "swish": True, "card": True}
 
 

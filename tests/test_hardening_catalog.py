@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import urllib.request
 from typing import Any
 
 import pytest
-from conftest import DEMO_CATALOG, TillProcess
+from conftest import DEMO_CATALOG, REPO, RpcError, TillProcess
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sims import TOKEN, Backend, wait_for
 
 from tilld import catalog as catalogs
-from tilld import ticketcodes
+from tilld import sales, ticketcodes
 from tilld.errors import ConfigError
 
 EX_CANTCREAT = 73
@@ -240,3 +241,342 @@ def test_the_matcher_agrees_with_re_on_the_subset(pattern, code):
     assert compiled.fullmatch(code) == bool(re.fullmatch(pattern, code, re.ASCII))
     made = compiled.make_code()
     assert compiled.fullmatch(made) and re.fullmatch(pattern, made, re.ASCII)
+
+
+# -- 10: catalog values, the pure rule ---------------------------------------------
+
+
+def test_a_ten_megabyte_name_is_refused_without_echoing_it(reliability):
+    reliability.record("catalog abuse", "article name of 10 MB", tries=1, figure="refused")
+    problems = problems_of(demo_catalog(articles=[article("1", "N" * 10_000_000)]))
+    assert len(problems) == 1 and "articles.0.name" in problems[0]
+    assert str(catalogs.MAX_NAME_LENGTH) in problems[0]
+    assert len(problems[0]) < 300
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("price", 2**63, "articles.0.price"),
+        ("price", 100_000_001, "articles.0.price"),
+        ("price", -1, "articles.0.price"),
+        ("plu", "9" * 65, "articles.0.plu"),
+        ("barcodes", ["7" * 129], "articles.0.barcodes.0"),
+        ("barcodes", [str(n) for n in range(33)], "articles.0.barcodes"),
+        ("barcodes", [""], "articles.0.barcodes.0"),
+        ("name", "Kaffe\x1bp\x00\x19\xfa", "articles.0.name"),  # ESC p: the cash drawer
+        ("name", "Kaffe\nlock", "articles.0.name"),
+        ("id", "x" * 1000, "articles.0.id"),
+        ("event_id", "e" * 1000, "articles.0.event_id"),
+        ("fallback_plu", "1" * 1000, "articles.0.fallback_plu"),
+    ],
+)
+def test_an_unbounded_article_value_is_refused_naming_the_field(field, value, named, reliability):
+    reliability.record("catalog abuse", f"article {field} = {str(value)[:24]!r}", tries=1)
+    problems = problems_of(demo_catalog(articles=[{**article("1"), field: value}]))
+    assert any(p.startswith(f"catalog.json: {named}:") for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"version": "v" * 1000}, "version"),
+        ({"version": ""}, "version"),
+        ({"currency": "SEK" * 100}, "currency"),
+        ({"payment_methods": {f"m{n}": True for n in range(1000)}}, "payment_methods"),
+    ],
+)
+def test_an_unbounded_catalog_value_is_refused_naming_it(changes, named):
+    assert any(p.startswith(f"catalog.json: {named}") for p in problems_of(demo_catalog(**changes)))
+
+
+def test_more_articles_than_the_till_keeps_are_refused(reliability):
+    reliability.record(
+        "catalog abuse", f"{catalogs.MAX_ARTICLES + 1} articles", tries=1, figure="refused"
+    )
+    many = [article(str(n)) for n in range(catalogs.MAX_ARTICLES + 1)]
+    problems = problems_of(demo_catalog(articles=many))
+    assert any("articles" in p and str(catalogs.MAX_ARTICLES) in p for p in problems), problems
+
+
+def test_every_problem_of_a_catalog_is_named_not_only_the_first():
+    doc = demo_catalog(
+        ticket_code_pattern=REDOS,
+        articles=[
+            article("1", "N" * 201),
+            article("2"),
+            article("3", price=2**63),
+            article("4", barcodes=["x" * 200]),
+        ],
+    )
+    problems = problems_of(doc)
+    for named in ("ticket_code_pattern", "articles.0.name", "articles.2.price", "articles.3"):
+        assert any(f": {named}" in p for p in problems), (named, problems)
+    assert not any("articles.1" in p for p in problems)
+
+
+def test_a_catalog_with_thousands_of_problems_lists_some_and_counts_the_rest():
+    doc = demo_catalog(articles=[article(str(n), "N" * 201) for n in range(5000)])
+    problems = problems_of(doc)
+    assert len(problems) == catalogs.MAX_PROBLEMS_LISTED + 1
+    assert problems[-1].endswith(f"and {5000 - catalogs.MAX_PROBLEMS_LISTED} more problems")
+
+
+def test_the_largest_line_amount_cannot_overflow():
+    """A line is at most MAX_QUANTITY x MAX_PRICE: far from SQLite's 2**63 and exact in JSON."""
+    assert sales.MAX_QUANTITY * catalogs.MAX_PRICE < 2**53
+
+
+def test_the_till_refuses_a_quantity_a_line_amount_could_overflow_with(client, reliability):
+    reliability.record("sale abuse", "sale.add quantity 2**62", tries=2, figure="-32602")
+    sale_id = client.call("sale.open")["sale_id"]
+    for quantity in (2**62, sales.MAX_QUANTITY + 1):
+        with pytest.raises(RpcError) as caught:
+            client.call("sale.add", sale_id=sale_id, plu="300", quantity=quantity)
+        assert caught.value.code == -32602
+    assert client.call("sale.get", sale_id=sale_id)["lines"] == []
+
+
+def test_the_catalog_limits_are_the_documented_ones():
+    doc = (REPO / "docs" / "backend-protocol.md").read_text(encoding="utf-8")
+    section = doc.split("### What the till accepts in a catalog")[1].split("\n## ")[0]
+    for limit in (
+        f"at most {catalogs.MAX_ARTICLES:,}",
+        f"1 to {catalogs.MAX_NAME_LENGTH} characters",
+        f"0 to {catalogs.MAX_PRICE:,} öre",
+        f"1 to {catalogs.MAX_PLU_LENGTH} characters",
+        f"at most {catalogs.MAX_BARCODES}, each 1 to {catalogs.MAX_BARCODE_LENGTH} characters",
+        f"at most {catalogs.MAX_PAYMENT_METHODS} methods",
+        f"at most {ticketcodes.MAX_PATTERN_LENGTH} characters",
+        f"at most {ticketcodes.MAX_TICKET_CODE_LENGTH}",
+        f"at most {sales.MAX_QUANTITY} of an article",
+    ):
+        assert limit in section, limit
+
+
+def test_a_stored_catalog_with_a_pattern_now_refused_sells_goods_but_no_tickets(tmp_path):
+    """catalog.sqlite written by a tilld that did not check patterns: no crash, no ReDoS."""
+    stored = catalogs.Catalog(tmp_path / "catalog.sqlite")
+    stored.open()
+    document = catalogs.CatalogDocument.model_construct(
+        **{**demo_catalog(ticket_code_pattern=REDOS), "articles": []}
+    )
+    document.articles = [catalogs.Article(**article("300", "Kaffe"))]
+    stored.replace(document, source="back-end", etag=None, digest=None)
+    stored.close()
+    again = catalogs.Catalog(tmp_path / "catalog.sqlite")
+    again.open()
+    assert again.find(plu="300").name == "Kaffe"
+    assert not again.is_ticket_code("aaaa") and not again.is_ticket_code(REDOS_CODE)
+    with pytest.raises(ticketcodes.UnsupportedPattern) as caught:
+        again.make_ticket_code()
+    assert REDOS in str(caught.value)
+
+
+def test_tillctl_status_shows_a_refused_catalog():
+    from tilld.cli.tillctl import render_status
+
+    shown = render_status(
+        {
+            "till_id": "t",
+            "version": "0",
+            "mode": "online",
+            "server": True,
+            "internet": True,
+            "pending": {"entries": 0, "tickets": 0, "scans": 0},
+            "offline_card": {"stored": 0, "limit": 3},
+            "catalog": {
+                "version": "v1",
+                "articles": 9,
+                "source": "back-end",
+                "refused": {
+                    "source": "back-end",
+                    "at": "2026-11-26T08:00:00+01:00",
+                    "problems": ["back-end catalog: articles.3.price: too big", "another"],
+                },
+            },
+            "payment_methods": {},
+        }
+    )
+    assert "refused   a catalog from back-end" in shown and "articles.3.price" in shown
+    assert "(and 1 more)" in shown
+
+
+# -- 8 and 10 at the daemon: file, reload, back-end -----------------------------------
+
+
+def test_a_redos_pattern_in_the_catalog_file_is_refused_at_reload_and_start(file_till, reliability):
+    reliability.record(
+        "catalog abuse",
+        f"ReDoS ticket_code_pattern {REDOS} (catalog file, reload and restart)",
+        tries=2,
+        figure="refused at load; old catalog kept",
+    )
+    client = file_till.client()
+    before = catalog_status(client)
+    file_till.catalog_file.write_text(
+        json.dumps(demo_catalog(version="redos", ticket_code_pattern=REDOS)), encoding="utf-8"
+    )
+    mark = len(file_till.log())
+    client.call("admin.reload")
+    status = catalog_status(client)
+    assert status["version"] == before["version"] == "demo-2026-11-26"
+    assert status["refused"]["source"] == str(file_till.catalog_file)
+    assert any(REDOS in p for p in status["refused"]["problems"]), status
+    said = log_after(file_till, mark)
+    assert REDOS in said and ticketcodes.SUPPORTED_SUBSET in said, said
+    # The daemon answers, and the code that froze it is no ticket of the kept pattern.
+    assert client.call("scan.submit", code=REDOS_CODE)["kind"] == "unknown"
+    assert client.call("scan.submit", code="TK00000000DEMO1")["kind"] == "ticket"
+    client.close()
+
+    assert file_till.stop() == 0
+    mark = len(file_till.log())
+    file_till.start()  # the file is still bad: the cached catalog sells
+    client = file_till.client()
+    assert catalog_status(client)["version"] == "demo-2026-11-26"
+    assert REDOS in log_after(file_till, mark)
+    client.close()
+
+
+def test_a_scan_cannot_make_the_pattern_backtrack(file_till, reliability):
+    reliability.record(
+        "catalog abuse",
+        f"scan of {len(BACKTRACKER_CODE)} characters against {BACKTRACKER}",
+        tries=1,
+        figure="answered 'unknown'; re would backtrack for minutes",
+    )
+    file_till.catalog_file.write_text(
+        json.dumps(demo_catalog(version="backtracker", ticket_code_pattern=BACKTRACKER)),
+        encoding="utf-8",
+    )
+    client = file_till.client()
+    client.call("admin.reload")
+    assert catalog_status(client)["version"] == "backtracker"  # in the subset: accepted
+    assert client.call("scan.submit", code=BACKTRACKER_CODE)["kind"] == "unknown"
+    assert client.call("scan.submit", code="A" * 60 + "B")["kind"] == "ticket"
+    assert client.call("status.get")["catalog"]["version"] == "backtracker"
+    client.close()
+
+
+def test_a_redos_pattern_from_the_back_end_is_refused_and_status_says_why(
+    backend_till, reliability
+):
+    reliability.record(
+        "catalog abuse",
+        f"ReDoS ticket_code_pattern {REDOS} (back-end catalog)",
+        tries=1,
+        figure="refused at fetch; old catalog kept",
+    )
+    client = backend_till.client()
+    mark = len(backend_till.log())
+    serve_catalog(backend_till.backend, demo_catalog(version="redos", ticket_code_pattern=REDOS))
+    status = wait_for(lambda: judged(client), what="the till to judge the new catalog")
+    assert status["version"] == "demo-2026-11-26", status
+    refused = status["refused"]
+    assert refused["source"] == "back-end"
+    assert any(REDOS in p for p in refused["problems"])
+    said = log_after(backend_till, mark)
+    told = [line for line in said.splitlines() if REDOS in line]
+    assert told and told[0].startswith("<4>tilld.till: the back-end's catalog"), said
+    assert "Traceback" not in said
+    assert client.call("scan.submit", code=REDOS_CODE)["kind"] == "unknown"
+    client.close()
+
+
+def test_a_catalog_file_with_a_huge_name_and_price_is_refused_whole(file_till, reliability):
+    reliability.record(
+        "catalog abuse",
+        "catalog file: 10 MB article name and price 2**63 (reload and restart)",
+        tries=2,
+        figure="refused whole; old catalog kept; sales journaled small",
+    )
+    client = file_till.client()
+    bad = demo_catalog(version="bloated")
+    bad["articles"][3] = {**bad["articles"][3], "name": "K" * 10_000_000}  # PLU 300
+    bad["articles"][4] = {**bad["articles"][4], "price": 2**63}  # PLU 301
+    file_till.catalog_file.write_text(json.dumps(bad), encoding="utf-8")
+    mark = len(file_till.log())
+    client.call("admin.reload")
+    status = catalog_status(client)
+    assert status["version"] == "demo-2026-11-26"
+    problems = status["refused"]["problems"]
+    assert any("articles.3.name" in p for p in problems), problems
+    assert any("articles.4.price" in p for p in problems), problems
+    said = log_after(file_till, mark)
+    assert "articles.3.name" in said and "articles.4.price" in said
+    assert "Traceback" not in said and len(said) < 10_000
+
+    sale_id = client.call("sale.open")["sale_id"]
+    line = client.call("sale.add", sale_id=sale_id, plu="300")["sale"]["lines"][0]
+    assert (line["name"], line["unit_price"]) == ("Kaffe", 3500)
+    client.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+    client.close()
+    assert file_till.stop() == 0
+    with sqlite3.connect(file_till.state_dir / "journal.sqlite") as db:
+        (longest,) = db.execute("SELECT max(length(body)) FROM entries").fetchone()
+    assert longest < 10_000
+
+    mark = len(file_till.log())
+    file_till.start()
+    client = file_till.client()
+    assert catalog_status(client)["version"] == "demo-2026-11-26"
+    assert "articles.4.price" in log_after(file_till, mark)
+    client.close()
+
+
+def test_a_back_end_catalog_with_a_price_of_2_63_is_refused_with_a_warning(
+    backend_till, reliability
+):
+    reliability.record(
+        "catalog abuse",
+        "back-end catalog: price 2**63 and a 201-character name",
+        tries=1,
+        figure="refused at fetch with a warning; sync not paused",
+    )
+    client = backend_till.client()
+    bad = demo_catalog(version="overflow")
+    bad["articles"][3] = {**bad["articles"][3], "price": 2**63}
+    bad["articles"][4] = {**bad["articles"][4], "name": "B" * 201}
+    mark = len(backend_till.log())
+    serve_catalog(backend_till.backend, bad)
+    refused = wait_for(
+        lambda: catalog_status(client).get("refused"),
+        what="the till to refuse the back-end's catalog",
+    )
+    problems = refused["problems"]
+    assert any("articles.3.price" in p for p in problems), problems
+    assert any("articles.4.name" in p for p in problems), problems
+    assert catalog_status(client)["version"] == "demo-2026-11-26"
+    said = log_after(backend_till, mark)
+    assert "Traceback" not in said and "sync failed" not in said, said
+    assert any(line.startswith("<4>") and "articles.3.price" in line for line in said.splitlines())
+    # Sync goes on: a sale reaches the back-end.
+    sale_id = client.call("sale.open")["sale_id"]
+    client.call("sale.add", sale_id=sale_id, plu="300")
+    client.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+    assert client.call("admin.sync_now", wait=True, timeout_s=20)["drained"]
+    assert client.call("status.get")["sync"]["last_error"] is None
+    client.close()
+
+
+def test_an_overflowing_catalog_cached_in_the_journal_does_not_stop_the_start(short_tmp):
+    """A till upgraded from a tilld that kept the catalog in the journal (test_durability)."""
+    till = TillProcess(short_tmp, {"catalog": {"file": ""}}).start()
+    till.client().close()
+    assert till.stop() == 0
+    (till.state_dir / "catalog.sqlite").unlink()
+    bad = demo_catalog()
+    bad["articles"][3] = {**bad["articles"][3], "price": 2**63}
+    with sqlite3.connect(till.state_dir / "journal.sqlite") as db:
+        db.execute(
+            "INSERT INTO catalog_cache (id, document, etag, source, stored_at)"
+            " VALUES (1, ?, 'etag-1', 'back-end', '2026-11-26T08:00:00+00:00')",
+            (json.dumps(bad),),
+        )
+    till.start()
+    client = till.client()
+    assert catalog_status(client)["source"] == "none"
+    client.close()
+    till.kill()
+    assert "articles.3.price" in till.log() and "Traceback" not in till.log()

@@ -12,35 +12,89 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import sqlite3
 import threading
 import unicodedata
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from .errors import ConfigError, Refused
 from .rules import ARTICLE_KINDS, PAYMENT_METHODS, Fallback
+from .ticketcodes import TicketCodePattern, UnsupportedPattern, compile_pattern
 
 log = logging.getLogger("tilld.catalog")
 
 DEFAULT_TICKET_CODE_PATTERN = "^TK[0-9A-Z]{8,32}$"
 
+# What the till accepts in a catalog (docs/backend-protocol.md, "What the
+# till accepts in a catalog"). A value past them is a mistake or an attack,
+# never a real article: a 10 MB name was copied into every sale's journal
+# entry, a price of 2**63 did not fit SQLite's integers. The whole catalog
+# is refused then, never a part.
+MAX_ARTICLES = 100_000
+MAX_NAME_LENGTH = 200
+# 1 000 000 kr in öre, the most one payment may be (sale.pay). With at most
+# 999 of an article on a sale a line stays below 10**11 öre: exact in any
+# JSON reader and far from SQLite's 2**63.
+MAX_PRICE = 100_000_000
+MAX_PLU_LENGTH = 64  # what sale.add accepts as a PLU
+MAX_BARCODE_LENGTH = 128  # what sale.add accepts as a barcode
+MAX_BARCODES = 32  # per article
+MAX_ID_LENGTH = 64  # article ids, event ids and the catalog version
+MAX_PAYMENT_METHODS = 16
+MAX_PROBLEMS_LISTED = 20  # a catalog with 100,000 bad names is refused in 21 lines
+
+
+# Control characters, line and paragraph separators. A name reaches the
+# receipt printer, where ESC p opens the cash drawer and a newline breaks the
+# receipt's layout.
+_CONTROL = ("Cc", "Zl", "Zp")
+
+
+def _printable(text: str) -> str:
+    bad = sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in _CONTROL})
+    if bad:
+        raise ValueError(f"control characters are not allowed ({', '.join(bad[:5])})")
+    return text
+
+
+def _text(max_length: int, min_length: int = 1) -> Any:
+    return Annotated[
+        str,
+        StringConstraints(min_length=min_length, max_length=max_length),
+        AfterValidator(_printable),
+    ]
+
+
+Plu = _text(MAX_PLU_LENGTH)
+Barcode = _text(MAX_BARCODE_LENGTH)
+Identifier = _text(MAX_ID_LENGTH)
+
 
 class Article(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: str
-    plu: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    price: StrictInt = Field(ge=0)
+    id: _text(MAX_ID_LENGTH, min_length=0)  # type: ignore[valid-type]
+    plu: Plu  # type: ignore[valid-type]
+    name: _text(MAX_NAME_LENGTH)  # type: ignore[valid-type]
+    price: StrictInt = Field(ge=0, le=MAX_PRICE)
     vat_rate: StrictInt = Field(ge=0, le=100)
     kind: Literal[ARTICLE_KINDS]  # type: ignore[valid-type]
-    barcodes: tuple[str, ...] = ()
-    event_id: str | None = None
-    fallback_plu: str | None = None
+    barcodes: tuple[Barcode, ...] = Field(default=(), max_length=MAX_BARCODES)  # type: ignore[valid-type]
+    event_id: Identifier | None = None  # type: ignore[valid-type]
+    fallback_plu: Plu | None = None  # type: ignore[valid-type]
 
     def summary(self) -> dict[str, object]:
         return self.model_dump(mode="json")
@@ -51,33 +105,41 @@ class CatalogDocument(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    version: str
-    currency: str = "SEK"
+    version: Identifier  # type: ignore[valid-type]
+    currency: str = Field(default="SEK", pattern="^[A-Z]{3}$")  # ISO 4217
     ticket_code_pattern: str = DEFAULT_TICKET_CODE_PATTERN
-    payment_methods: dict[str, bool] = Field(
-        default_factory=lambda: dict.fromkeys(PAYMENT_METHODS, True)
+    payment_methods: dict[Annotated[str, StringConstraints(max_length=32)], bool] = Field(
+        default_factory=lambda: dict.fromkeys(PAYMENT_METHODS, True),
+        max_length=MAX_PAYMENT_METHODS,
     )
-    articles: list[Article]
+    articles: list[Article] = Field(max_length=MAX_ARTICLES)
 
     @field_validator("ticket_code_pattern")
     @classmethod
-    def _pattern_compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
+    def _pattern_supported(cls, pattern: str) -> str:
+        # Checked here, when the catalog is loaded, not at the first ticket
+        # sale or scan: a pattern the till cannot match safely keeps the
+        # catalog from being used at all.
+        compile_pattern(pattern)  # UnsupportedPattern is a ValueError naming the subset
         return pattern
 
 
 def parse_catalog(raw: bytes | str, source: str) -> CatalogDocument:
-    """Parse and validate a catalog; a bad one is a ConfigError naming each bad field."""
+    """Parse and validate a catalog; a bad one is a ConfigError naming each bad field.
+
+    Every problem is found (pydantic goes on past the first), and the first
+    MAX_PROBLEMS_LISTED are named; the values themselves are never quoted,
+    so a 10 MB name does not become a 10 MB log line."""
     try:
         return CatalogDocument.model_validate_json(raw)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
         problems = [
             f"{source}: {'.'.join(str(p) for p in err['loc']) or '(document)'}: {err['msg']}"
-            for err in exc.errors()
+            for err in errors[:MAX_PROBLEMS_LISTED]
         ]
+        if len(errors) > MAX_PROBLEMS_LISTED:
+            problems.append(f"{source}: and {len(errors) - MAX_PROBLEMS_LISTED} more problems")
         raise ConfigError(problems) from None
 
 
@@ -100,6 +162,17 @@ class CatalogInfo(BaseModel):
     source: str = "none"  # a file path, "back-end", or "none"
     etag: str | None = None  # the back-end's, for If-None-Match
     digest: str | None = None  # sha256 of the catalog file's bytes
+
+
+class CatalogRefusal(BaseModel):
+    """The newest catalog the till refused and kept selling from the one it had."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str  # a file path or "back-end"
+    at: str
+    problems: list[str]
+    etag: str | None = None  # the back-end's: the same catalog refused again is not news
 
 
 SCHEMA = """
@@ -136,6 +209,7 @@ class Catalog:
         self.path = path
         self._local = threading.local()
         self._generation = 0  # bumped when a damaged file is set aside: reconnect
+        self.refusal: CatalogRefusal | None = None
         self.use(CatalogInfo())
 
     def open(self) -> None:
@@ -277,7 +351,49 @@ class Catalog:
 
     def use(self, info: CatalogInfo) -> None:
         self.info = info
-        self.ticket_code_re = re.compile(info.ticket_code_pattern)
+        try:
+            self._ticket_codes: TicketCodePattern | None = compile_pattern(info.ticket_code_pattern)
+            self._ticket_problem = ""
+        except UnsupportedPattern as exc:
+            # Stored by a tilld that did not check patterns when loading a
+            # catalog: keep selling its goods, but take no scanned code for a
+            # ticket and make none, until a catalog with a supported pattern comes.
+            self._ticket_codes, self._ticket_problem = None, str(exc)
+            log.error(
+                "catalog %s: %s. Until a catalog with a supported pattern is loaded, "
+                "no scanned code is taken for a ticket and ticket sales are refused",
+                info.version,
+                exc,
+            )
+
+    def is_ticket_code(self, code: str) -> bool:
+        return self._ticket_codes is not None and self._ticket_codes.fullmatch(code)
+
+    def make_ticket_code(self) -> str:
+        """A fresh code of this catalog's pattern; UnsupportedPattern if it has none usable."""
+        if self._ticket_codes is None:
+            raise UnsupportedPattern(self._ticket_problem)
+        return self._ticket_codes.make_code()
+
+    def refuse(self, source: str, problems: list[str], etag: str | None = None) -> None:
+        """Remember why a catalog from ``source`` was refused (status.get: catalog.refused)."""
+        self.refusal = CatalogRefusal(
+            source=source,
+            at=datetime.now().astimezone().isoformat(timespec="seconds"),
+            problems=problems,
+            etag=etag,
+        )
+
+    def usable_from(self, source: str) -> None:
+        """``source`` gave a catalog the till uses: a refusal of its earlier one is over."""
+        if self.refusal is not None and self.refusal.source == source:
+            self.refusal = None
+
+    def refusal_status(self) -> dict[str, object]:
+        """``{"refused": {source, at, problems}}`` while a refusal stands, else nothing."""
+        if self.refusal is None:
+            return {}
+        return {"refused": self.refusal.model_dump(exclude={"etag"})}
 
     def find(self, *, plu: str | None = None, barcode: str | None = None) -> Article | None:
         try:

@@ -52,7 +52,7 @@ from .rules import (
     check_ticket_refund,
 )
 from .sales import Sale, card_refundable, plan_refund, refund_body, refund_ticket_codes
-from .ticketcodes import UnsupportedPattern, make_ticket_code
+from .ticketcodes import UnsupportedPattern
 
 if TYPE_CHECKING:
     from .cardpay import CardPayments
@@ -169,6 +169,10 @@ class Till:
 
     @property
     def catalog_etag(self) -> str | None:
+        # A refused catalog is not fetched again until the back-end changes it.
+        refusal = self.catalog.refusal
+        if refusal is not None and refusal.source == "back-end" and refusal.etag:
+            return refusal.etag
         return self.catalog.info.etag
 
     async def _load_catalog(self) -> None:
@@ -180,12 +184,21 @@ class Till:
                 # Read (and, if it changed, parse) off the loop, which may be
                 # selling: a reload reads the file again.
                 digest, document = await asyncio.to_thread(_read_catalog_file, path, known)
-            except (OSError, ConfigError) as exc:
+            except OSError as exc:
                 log.error("catalog file %s is unusable (%s); using the cached catalog", path, exc)
+            except ConfigError as exc:
+                self.catalog.refuse(path, exc.problems)
+                log.error(
+                    "catalog file %s refused, still selling from catalog %s: %s",
+                    path,
+                    info.version,
+                    exc,
+                )
             else:
                 if document is not None:
                     await self._store_catalog(document, source=path, etag=None, digest=digest)
                 else:
+                    self.catalog.usable_from(path)
                     log.info("catalog %s from %s: unchanged", info.version, path)
                 return
         if info.source == "none":
@@ -205,7 +218,11 @@ class Till:
         if cached is None:
             return
         document_json, etag, source = cached
-        document = await asyncio.to_thread(parse_catalog, document_json, "cached catalog")
+        try:
+            document = await asyncio.to_thread(parse_catalog, document_json, "cached catalog")
+        except ConfigError as exc:
+            log.warning("the catalog cached in the journal is not used: %s", exc)
+            return
         if await self._store_catalog(document, source=source, etag=etag, digest=None):
             await self.journal.forget_cached_catalog()
 
@@ -214,8 +231,16 @@ class Till:
         try:
             document = await asyncio.to_thread(parse_catalog, raw, "back-end catalog")
         except ConfigError as exc:
-            log.error(
-                "the back-end sent an unusable catalog, keeping %s: %s", self.catalog.version, exc
+            # The back-end's to fix, and asked again every sync.catalog_refresh_s:
+            # a warning (once per catalog it serves), never a paused sync.
+            seen = self.catalog.refusal
+            again = seen is not None and seen.source == "back-end" and seen.etag == etag
+            self.catalog.refuse("back-end", exc.problems, etag=etag)
+            (log.info if again else log.warning)(
+                "the back-end's catalog (ETag %s) refused, still selling from catalog %s: %s",
+                etag,
+                self.catalog.version,
+                exc,
             )
             return
         await self._store_catalog(document, source="back-end", etag=etag, digest=None)
@@ -239,6 +264,7 @@ class Till:
             )
             return False
         self.catalog.use(info)
+        self.catalog.usable_from(source)
         log.info("catalog %s from %s: %d articles", info.version, source, info.articles)
         return True
 
@@ -311,6 +337,7 @@ class Till:
                 "version": self.catalog.version,
                 "articles": self.catalog.info.articles,
                 "source": self.catalog.info.source,
+                **self.catalog.refusal_status(),
             },
             "open_sales": len(self._open),
             "journal": {
@@ -675,11 +702,11 @@ class Till:
 
     async def _complete(self, sale: Sale) -> Entry:
         tickets: list[TicketRecord] = []
-        pattern = self.catalog.info.ticket_code_pattern
         try:
             for line in sale.lines:
                 if line.kind != "goods" and not sale.training:
-                    line.ticket_codes = [make_ticket_code(pattern) for _ in range(line.quantity)]
+                    codes = [self.catalog.make_ticket_code() for _ in range(line.quantity)]
+                    line.ticket_codes = codes
                     tickets.extend(TicketRecord(c, line.plu, line.name) for c in line.ticket_codes)
         except UnsupportedPattern as exc:
             raise Refused("ticket-pattern-unsupported", str(exc)) from None
@@ -889,7 +916,7 @@ class Till:
         article = self.catalog.find(barcode=code)
         if article is not None:
             result: dict[str, Any] = {"code": code, "kind": "article", "article": article.summary()}
-        elif self.catalog.ticket_code_re.fullmatch(code):
+        elif self.catalog.is_ticket_code(code):
             result = await self._ticket_scan(code, source)
         else:
             result = {

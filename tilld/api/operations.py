@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from ..catalog import MAX_BARCODE_LENGTH, MAX_PLU_LENGTH
 from ..events import TOPICS
 from ..rules import PAYMENT_METHODS
 from ..sales import MAX_QUANTITY
@@ -52,8 +53,8 @@ class SaleRef(Params):
 
 
 class AddParams(SaleRef):
-    plu: str | None = Field(default=None, min_length=1, max_length=64)
-    barcode: str | None = Field(default=None, min_length=1, max_length=128)
+    plu: str | None = Field(default=None, min_length=1, max_length=MAX_PLU_LENGTH)
+    barcode: str | None = Field(default=None, min_length=1, max_length=MAX_BARCODE_LENGTH)
     quantity: StrictInt = Field(default=1, ge=1, le=MAX_QUANTITY)
 
     @model_validator(mode="after")

@@ -176,6 +176,13 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append(
             f"catalog     {cat['version']} ({cat['articles']} articles from {cat['source']})"
         )
+        refused = cat.get("refused")
+        if refused:
+            more = len(refused["problems"]) - 1
+            lines.append(
+                f"  refused   a catalog from {refused['source']} at {refused['at']}: "
+                f"{refused['problems'][0]}" + (f" (and {more} more)" if more else "")
+            )
     lines.append("payments")
     for method, state in st["payment_methods"].items():
         mark = "available" if state["available"] else f"refused: {state.get('reason')}"
