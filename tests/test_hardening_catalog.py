@@ -13,6 +13,7 @@ import re
 import shutil
 import sqlite3
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -580,3 +581,111 @@ def test_an_overflowing_catalog_cached_in_the_journal_does_not_stop_the_start(sh
     client.close()
     till.kill()
     assert "articles.3.price" in till.log() and "Traceback" not in till.log()
+
+
+# -- 12a: a damaged journal --------------------------------------------------------
+
+
+def damaged_start(till: TillProcess) -> str:
+    till.start(wait=False)
+    assert till.proc is not None
+    assert till.proc.wait(30) == EX_CANTCREAT, till.log()
+    return till.log().split("stopped")[-1]
+
+
+def a_journal_with_sales(short_tmp: Path, sales: int = 200) -> TillProcess:
+    till = TillProcess(short_tmp).start()
+    client = till.client()
+    for _ in range(sales):
+        sale_id = client.call("sale.open")["sale_id"]
+        client.call("sale.add", sale_id=sale_id, plu="300")
+        client.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+    client.close()
+    assert till.stop() == 0
+    with sqlite3.connect(till.state_dir / "journal.sqlite") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return till
+
+
+@pytest.mark.parametrize("damage", ["garbage", "page-1", "past-page-1"])
+def test_a_damaged_journal_exits_saying_so_and_where_the_recovery_steps_are(
+    short_tmp, damage, reliability
+):
+    reliability.record(
+        "storage faults",
+        f"journal.sqlite damaged on disk ({damage})",
+        tries=1,
+        figure="exit 73 'journal damaged', recovery steps in docs/install.md",
+    )
+    till = a_journal_with_sales(short_tmp)
+    journal = till.state_dir / "journal.sqlite"
+    data = bytearray(journal.read_bytes())
+    if damage == "garbage":
+        data = bytearray(b"this is not a journal\n" * 4000)
+    elif damage == "page-1":
+        data[100:4096] = b"\xab" * 3996  # the header is intact, the schema is not
+    else:
+        # The schema page is fine, the tables are not: found only when they are read.
+        data[4096:] = b"\xab" * (len(data) - 4096)
+    journal.write_bytes(bytes(data))
+    said = damaged_start(till)
+    assert "journal damaged" in said, said
+    assert "docs/install.md" in said and str(journal) in said, said
+    assert "writable" not in said and "disk is not full" not in said, said
+    assert "Traceback" not in said, said
+    assert journal.read_bytes() == bytes(data)  # nothing touched: the evidence is kept
+
+
+def test_the_documented_recovery_of_a_damaged_journal_keeps_the_receipt_numbers(short_tmp):
+    """docs/install.md, "Recovering a journal", without a backup: followed step by step."""
+    till = a_journal_with_sales(short_tmp, sales=3)
+    journal = till.state_dir / "journal.sqlite"
+    journal.write_bytes(b"this is not a journal\n" * 4000)
+    assert "journal damaged" in damaged_start(till)
+    aside = short_tmp / "damaged"
+    aside.mkdir()
+    for path in till.state_dir.glob("journal.sqlite*"):  # journal.head stays
+        path.rename(aside / path.name)
+    till.start()
+    try:
+        client = till.client()
+        assert client.call("status.get")["journal"]["integrity"]["state"] == "rolled-back"
+        with pytest.raises(RpcError) as refused:
+            client.call("sale.open")
+        assert refused.value.reason == "journal-rolled-back"
+        acknowledged = client.call("admin.acknowledge_rollback", technician="anna")
+        assert acknowledged["next_receipt_no"] == 4
+        sale_id = client.call("sale.open")["sale_id"]
+        client.call("sale.add", sale_id=sale_id, plu="300")
+        paid = client.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+        assert paid["receipt_no"] == 4
+        assert client.call("admin.journal_verify")["ok"]
+        client.close()
+    finally:
+        till.kill()
+    assert (aside / "journal.sqlite").read_bytes().startswith(b"this is not a journal")
+
+
+def test_an_unopenable_journal_that_is_not_damaged_keeps_the_permission_and_disk_advice(
+    short_tmp,
+):
+    till = TillProcess(short_tmp)
+    (till.state_dir / "journal.sqlite").mkdir(parents=True)  # cannot be opened, not damaged
+    said = damaged_start(till)
+    assert "writable by the tilld user" in said, said
+    assert "damaged" not in said, said
+
+
+def test_the_recovery_steps_for_a_damaged_journal_are_in_the_install_guide():
+    guide = (REPO / "docs" / "install.md").read_text(encoding="utf-8")
+    section = guide.split("## Recovering a journal")[1].split("\n## ")[0]
+    for step in (
+        "systemctl stop tilld",
+        "journal.sqlite*",
+        "journal.head",
+        "backup",
+        "acknowledge-rollback",
+        "tillctl pending",
+        "lost",
+    ):
+        assert step in section, step

@@ -443,10 +443,7 @@ class Journal:
             db.execute("PRAGMA synchronous = FULL")
             synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
         except sqlite3.Error as exc:
-            raise StartupError(
-                f"cannot open the journal {self.path}: {exc}. Check that the state directory "
-                "exists, is writable by the tilld user and the disk is not full."
-            ) from exc
+            raise self._cannot_open(exc) from exc
         if mode.lower() != "wal" or synchronous != 2:
             db.close()
             raise StartupError(
@@ -454,11 +451,16 @@ class Journal:
                 f"synchronous={synchronous}; need wal and 2=FULL). Put the state directory on "
                 "a local filesystem that supports SQLite WAL."
             )
-        db.execute("PRAGMA foreign_keys = ON")
-        db.executescript(SCHEMA)
-        self._db = db
-        self._check_owner(db)
-        row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        try:
+            db.execute("PRAGMA foreign_keys = ON")
+            db.executescript(SCHEMA)
+            self._db = db
+            self._check_owner(db)
+            row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            db.close()
+            self._db = None
+            raise self._cannot_open(exc) from exc
         if row:
             self.head_seq, self.head_hash = row
         for series in NUMBER_SERIES:
@@ -492,6 +494,22 @@ class Journal:
     @property
     def head(self) -> Head:
         return Head(self.head_seq, self.head_hash, self.numbers["receipt_no"], self.numbers["z_no"])
+
+    def _cannot_open(self, exc: sqlite3.Error) -> StartupError:
+        # SQLITE_NOTADB (overwritten) and SQLITE_CORRUPT (a malformed image):
+        # the file itself is damaged, which no permission or free space fixes.
+        # tilld does not start on it, so it stays as it is for the recovery.
+        name = getattr(exc, "sqlite_errorname", None) or ""
+        if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+            return StartupError(
+                f"journal damaged: {self.path} cannot be read ({exc}), so tilld does not start "
+                "on it. Follow 'Recovering a journal' in docs/install.md: stop tilld, move the "
+                "file aside and keep it, then restore a backup or start afresh."
+            )
+        return StartupError(
+            f"cannot open the journal {self.path}: {exc}. Check that the state directory "
+            "exists, is writable by the tilld user and the disk is not full."
+        )
 
     def _check_owner(self, db: sqlite3.Connection) -> None:
         """A journal belongs to one till: its seq series means nothing to another."""
