@@ -9,9 +9,14 @@ journals are real SQLite files damaged on disk.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import sqlite3
+import stat
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -689,3 +694,85 @@ def test_the_recovery_steps_for_a_damaged_journal_are_in_the_install_guide():
         "lost",
     ):
         assert step in section, step
+
+
+# -- 12b: the demo's state is private ----------------------------------------------
+
+
+def readable_by_others(folder: Path) -> dict[str, int]:
+    """Files under ``folder`` that its group or others may use (skipping files gone meanwhile)."""
+    found = {}
+    for path in folder.rglob("*"):
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            continue  # e.g. a SQLite rollback journal, there only during a write
+        if stat.S_ISREG(mode) and mode & 0o077:
+            found[str(path.relative_to(folder))] = mode & 0o777
+    return found
+
+
+def end_demo(demo: subprocess.Popen[str]) -> None:
+    """Ctrl-C, and the demo's whole process group after 30 s if it has not stopped by then.
+
+    What is checked here was read before; a demo slow to stop (the daemon's
+    stop can wait on a device being closed) must not leave it running."""
+    demo.send_signal(signal.SIGINT)
+    try:
+        demo.wait(30)
+    except subprocess.TimeoutExpired:
+        # Not reaped, so its id is still its own: the group it leads, simulators too.
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait(30)
+    demo.stdout.close()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_the_demo_keeps_its_state_folder_and_files_private(short_tmp, existing, reliability):
+    reliability.record(
+        "local access",
+        "tilld demo state under umask 022" + (" (folder existing 0755)" if existing else ""),
+        tries=1,
+        figure="folder 0700, files 0600",
+    )
+    state = short_tmp / "demo"
+    if existing:
+        state.mkdir(mode=0o755)
+        state.chmod(0o755)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "tilld.cli.daemon", "demo", "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        preexec_fn=lambda: os.umask(0o022),  # a login shell's usual umask
+        start_new_session=True,  # its simulators in its process group, to end them all
+    )
+    try:
+        announced: dict[str, str] = {}
+        while "socket" not in announced:
+            line = demo.stdout.readline()
+            assert line, "the demo exited before it announced its socket"
+            key, _, value = line.strip().partition("=")
+            announced[key] = value
+        modes = {
+            path.name: path.stat().st_mode & 0o777
+            for path in (
+                state,
+                state / "journal.sqlite",
+                state / "catalog.sqlite",
+                state / "backend.token",
+                state / "backend.sqlite",
+            )
+        }
+        others = readable_by_others(state)
+    finally:
+        end_demo(demo)
+    assert modes == {
+        "demo": 0o700,
+        "journal.sqlite": 0o600,
+        "catalog.sqlite": 0o600,
+        "backend.token": 0o600,
+        "backend.sqlite": 0o600,
+    }
+    assert others == {}

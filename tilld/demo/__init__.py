@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -337,8 +338,13 @@ def announce(settings: Settings, backend_url: str) -> None:
 
 
 def run_demo(state_dir: Path) -> int:
+    # Like the installed unit (UMask=0077, StateDirectoryMode=0700): the
+    # journal, the catalog, the token and everything the simulators write are
+    # the demo user's alone, whatever umask the shell that started it had.
+    os.umask(0o077)
     state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state_dir.chmod(0o700)  # a folder left by an earlier demo, or made by hand
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_stack(state_dir))
     return 0
