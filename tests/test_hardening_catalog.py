@@ -152,6 +152,8 @@ def serve_catalog(backend: Backend, document: dict[str, Any]) -> str:
         ("^TK(?=[0-9])[0-9]{8}$", "ASSERT"),
         ("^TK" + "[0-9]" * 200 + "$", "200"),
         ("^TK[^0-9]{8}$", "class"),
+        ("^TK[\x1b]{8}$", "control character U+001B"),  # ESC, a printer command
+        ("^TK[ -\x7f]{8}$", "control character U+007F"),
     ],
 )
 def test_a_pattern_outside_the_supported_subset_is_refused_naming_it_and_the_subset(

@@ -49,10 +49,12 @@ SUPPORTED_SUBSET = (
     "Supported: literal characters; classes like [0-9A-Z] of characters, ranges and \\d "
     "(0-9); '.'; groups (...) and (?:...) with |; repeats ?, *, +, {n}, {m,n} of a "
     "character, a class or a group that always matches the same number of characters; "
-    "^ or \\A at the start and $ or \\Z at the end; codes of 1 to "
+    "^ or \\A at the start and $ or \\Z at the end; no control characters; codes of 1 to "
     f"{MAX_TICKET_CODE_LENGTH} characters; at most {MAX_PATTERN_LENGTH} characters of pattern"
 )
 
+# C0 and C1 controls, DEL, the line and paragraph separators.
+_CONTROL_RANGES = ((0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029))
 _START_ANCHORS = (sre_constants.AT_BEGINNING, sre_constants.AT_BEGINNING_STRING)
 _END_ANCHORS = (sre_constants.AT_END, sre_constants.AT_END_STRING)
 
@@ -170,7 +172,7 @@ def _tree(items: Any) -> Node:
     nodes: list[Node] = []
     for op, arg in items:
         if op is sre_constants.LITERAL:
-            nodes.append(Chars(((arg, arg),)))
+            nodes.append(_printable(Chars(((arg, arg),))))
         elif op is sre_constants.IN:
             nodes.append(_class(arg))
         elif op is sre_constants.ANY:
@@ -217,7 +219,20 @@ def _class(spec: Any) -> Chars:
             raise UnsupportedPattern(f"ticket code character classes cannot use {op}")
     if not ranges:
         raise UnsupportedPattern("empty character class in ticket code pattern")
-    return Chars(tuple(ranges))
+    return _printable(Chars(tuple(ranges)))
+
+
+def _printable(chars: Chars) -> Chars:
+    # Codes made from the pattern are printed on receipts, where a control
+    # character is a printer command (ESC p opens the cash drawer).
+    for low, high in chars.ranges:
+        for first, last in _CONTROL_RANGES:
+            if low <= last and first <= high:
+                raise UnsupportedPattern(
+                    f"codes made from it could hold the control character "
+                    f"U+{max(low, first):04X}, which a receipt printer takes for a command"
+                )
+    return chars
 
 
 def _strip_anchors(items: list[Any]) -> list[Any]:
