@@ -32,9 +32,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
-from .errors import Refused, StartupError
-from .integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
+from ..chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
+from ..errors import Refused, StartupError
+from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
 
 log = logging.getLogger("tilld.journal")
 
