@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .journal import Entry
+from .journal.entry import Entry
 from .money import vat_breakdown
 
 
