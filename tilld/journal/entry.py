@@ -1,6 +1,6 @@
 """What the journal holds, as plain values: no database, no threads.
 
-Pure modules (reports, receipts) read entries through these types without
+Pure modules (reports.py) read entries through these types without
 importing the store.
 """
 
@@ -55,6 +55,7 @@ class TicketRecord:
     name: str
 
 
-# Work done inside an append's transaction, after the entry is inserted.
+# Work done inside an append's transaction, after the entry is inserted. The
+# connection is named, not imported, so this module stays free of the database.
 SideEffect = Callable[["sqlite3.Connection", Entry], None]
 Fill = Callable[["sqlite3.Connection"], dict[str, Any]]
