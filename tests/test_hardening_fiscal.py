@@ -352,3 +352,30 @@ def test_a_broken_chain_among_the_last_entries_is_named_at_start(short_tmp, reli
     assert integrity["state"] == "chain-broken"
     assert "<2>" in till.log() and "broken at entry 3" in till.log()
     till.kill()
+
+
+def test_a_rewrite_seen_by_the_head_file_stays_visible_across_sales_and_restarts(
+    short_tmp, reliability
+):
+    till = TillProcess(short_tmp).start()
+    client = till.client()
+    sell_cash(client, SOLD)
+    client.close()
+    assert till.stop() == 0
+    rewrite_history(till.state_dir / "journal.sqlite", seq=2)
+
+    states = []
+    for _ in range(2):
+        till.start()
+        client = till.client()
+        states.append(client.call("status.get")["journal"]["integrity"]["state"])
+        sell_cash(client, 1)  # the day goes on; the rewrite must not be papered over
+        client.close()
+        assert till.stop() == 0
+    reliability.record(
+        "fiscal integrity",
+        "chain rewritten while stopped, no back-end; then sales and a restart",
+        tries=2,
+        figure=f"head file verdicts: {', '.join(states)}",
+    )
+    assert states == ["diverged", "diverged"]

@@ -155,8 +155,7 @@ class JournalStore:
         if not verdict.ok:
             log.critical("%s", verdict.message)
         self.integrity = verdict
-        if verdict.state != "rolled-back":
-            # Rolled back, the file keeps the lost head as evidence until acknowledged.
+        if self._head_file_follows:
             self.head_file.write(self.head)
 
     @property
@@ -280,7 +279,14 @@ class JournalStore:
         self.head_seq, self.head_hash = entry.seq, entry.hash
         if number is not None:
             self.numbers[number] = entry.body[number]
-        self.head_file.write(self.head)
+        if self._head_file_follows:
+            self.head_file.write(self.head)
+
+    @property
+    def _head_file_follows(self) -> bool:
+        # A journal that went back or was rewritten keeps its head file as it
+        # was: the evidence stays, and a restart cannot make it look whole.
+        return self.integrity.state not in ("rolled-back", "diverged")
 
     def _build_entry(self, type_: str, body: dict[str, Any]) -> Entry:
         fields = {
