@@ -125,6 +125,21 @@ class Client:
         reply = self.raw_call("Introspect", interface=names.INTROSPECTABLE_INTERFACE)
         return reply.body[0]
 
+    def forget_signals(self) -> dict[str, Any]:
+        """Drop every signal tilld sent so far; answers its properties as of now.
+
+        The bus keeps one sender's messages in order, so once the reply to a
+        call arrives, every signal the till emitted before it is queued here.
+        """
+        now = self.properties()
+        while True:
+            try:
+                self.signals.get_nowait()
+            except queue.Empty:
+                break
+        self._seen.clear()
+        return now
+
     def wait_signal(self, member: str, match=lambda body: True, timeout: float = 20) -> list[Any]:
         """The first signal not yet taken called ``member`` whose body matches.
 
