@@ -64,6 +64,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import socket
 import struct
 import sys
@@ -75,7 +76,7 @@ from aiohttp import web
 from drivers.sim.control import serve_control
 
 from ..logs import setup_logging
-from . import EX_CANTCREAT, EX_CONFIG, EX_OK, stop_requested
+from . import stop_requested
 
 log = logging.getLogger("tilld.sim.faultproxy")
 
@@ -747,13 +748,13 @@ def run_proxy(args: argparse.Namespace) -> int:
         Mode.parse(args.mode, **options)
     except InvalidMode as exc:
         log.critical("cannot start the proxy: %s", exc)
-        return EX_CONFIG
+        return os.EX_CONFIG
     try:
         asyncio.run(serve(args.listen, args.target, args.control, args.mode, options))
     except OSError as exc:
         log.critical("cannot start the proxy: %s", exc)
-        return EX_CANTCREAT
-    return EX_OK
+        return os.EX_CANTCREAT
+    return os.EX_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from ...errors import StartupError
 from ...logs import setup_logging
-from .. import EX_CANTCREAT, EX_CONFIG, EX_OK, stop_requested
+from .. import stop_requested
 from .protocol import (
     DEFAULT_EVENT_CAPACITY,
     DEFAULT_RESERVATION_HOLD_S,
@@ -182,13 +183,13 @@ def run_backend(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
     except StartupError as exc:
         log.critical("cannot start the back-end: %s", exc)
-        return EX_CONFIG
+        return os.EX_CONFIG
     try:
         asyncio.run(serve(settings))
     except (StartupError, OSError) as exc:
         log.critical("cannot start the back-end: %s", exc)
-        return EX_CANTCREAT
-    return EX_OK
+        return os.EX_CANTCREAT
+    return os.EX_OK
 
 
 def main(argv: list[str] | None = None) -> int:
