@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
+
+from .backoff import Backoff
 
 log = logging.getLogger("tilld.drivers")
 
@@ -59,30 +59,6 @@ class DeviceListener(Protocol):
     def device_status(self, name: str, status: DeviceStatus) -> None: ...
 
     def device_error(self, name: str, message: str) -> None: ...
-
-
-class Backoff:
-    """Exponential delays with full jitter, from `first_s` up to `cap_s`."""
-
-    def __init__(
-        self,
-        first_s: float = 0.25,
-        cap_s: float = 5.0,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.first_s = first_s
-        self.cap_s = cap_s
-        self._rng = rng
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.first_s * 2**self._attempt)
-        self._attempt = min(self._attempt + 1, 30)
-        # Never below first_s: a zero delay would turn a dead device into a busy loop.
-        return self.first_s + self._rng() * max(0.0, ceiling - self.first_s)
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class SupervisedDevice(ABC):

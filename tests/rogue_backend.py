@@ -5,7 +5,7 @@
 It prints ``listening=http://HOST:PORT`` once it accepts connections. Until told
 otherwise it answers like a healthy back-end that knows nothing: health ``ok``,
 the catalog ``304`` (the till keeps its own), every journal entry ``accepted``
-and every scan ``unknown``. The reference back-end (tilld/sim/backend.py) is
+and every scan ``unknown``. The reference back-end (tilld/sim/backend/) is
 the protocol's example and never misbehaves; this one exists to misbehave.
 
 Control (no authentication; loopback only)

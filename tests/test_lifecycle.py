@@ -13,11 +13,10 @@ import signal
 import subprocess
 import sys
 import threading
+from os import EX_CANTCREAT
 
 import pytest
 from conftest import REPO, START_TIMEOUT, RpcError, TillProcess
-
-from tilld.cli.daemon import EX_CANTCREAT
 
 SELLERS = 4
 

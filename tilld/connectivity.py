@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from drivers.backoff import backoff_delay
+
 from .journal import now_with_offset
 from .rules import Connectivity
 
@@ -53,11 +55,6 @@ class Fact:
         if not self.since:
             self.since = now_with_offset()
         return False
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return rng.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
 
 
 Probe = Callable[[], Awaitable[None]]
@@ -195,7 +192,9 @@ class ConnectivityMonitor:
             elif fact.up:
                 delay = CONFIRM_DELAY_S
             else:
-                delay = backoff_delay(attempt, self.interval_s, self.backoff_cap_s, self._rng)
+                delay = backoff_delay(
+                    attempt, self.interval_s, self.backoff_cap_s, self._rng.random
+                )
                 attempt += 1
             wake = self._wake[fact.name]
             wake.clear()

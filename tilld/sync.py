@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from drivers.backoff import backoff_delay
+
 from .backend import BackendClient, BackendError
 from .integrity import Head
 from .journal import Entry, Journal, OutboxBatch, now_with_offset
@@ -145,8 +147,7 @@ class SyncEngine:
     def _retry_delay(self, attempt: int, exc: BackendError) -> float:
         if not exc.transient:
             return self.backoff_cap_s  # a configuration problem: do not hammer the server
-        ceiling = min(self.backoff_cap_s, 0.5 * 2 ** min(attempt, 20))
-        return self._rng.uniform(0, ceiling)
+        return backoff_delay(attempt, 0.5, self.backoff_cap_s, self._rng.random)
 
     def _schedule_catalog_refresh(self) -> None:
         # One timer at a time: every sale wakes this loop, and each pass must

@@ -69,29 +69,3 @@ def layout_columns(left: str, right: str, width: int) -> list[str]:
         left = left[cut:].lstrip()
     lines.append(left.ljust(room) + " " + right)
     return lines
-
-
-def plain_text(document: Document, width: int) -> str:
-    """The document as the lines a customer would read (for logs and tests)."""
-    out: list[str] = []
-    for block in document:
-        if isinstance(block, Text):
-            line = block.text
-            if block.align == "center":
-                line = line.center(width).rstrip()
-            elif block.align == "right":
-                line = line.rjust(width)
-            out.append(line)
-        elif isinstance(block, Columns):
-            out.extend(layout_columns(block.left, block.right, width))
-        elif isinstance(block, Rule):
-            out.append(block.char * width)
-        elif isinstance(block, QrCode):
-            out.append(f"[QR {block.data}]")
-        elif isinstance(block, Barcode):
-            out.append(f"[BARCODE {block.symbology} {block.data}]")
-        elif isinstance(block, Feed):
-            out.extend([""] * block.lines)
-        elif isinstance(block, Cut):
-            out.append("[CUT]")
-    return "\n".join(out) + "\n"

@@ -3,18 +3,14 @@
 Each runs as its own process (`tilld sim printer|scanner|terminal`), announces its
 addresses as `key=value` lines on stdout, and takes orders on a small HTTP
 control port, so tests and the demo drive them the same way a technician can
-with curl.
+with curl. They exit with sysexits(3) codes from `os` (`os.EX_CONFIG` for bad
+arguments, `os.EX_CANTCREAT` when they cannot listen), as tilld does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-
-# sysexits(3), as tilld uses them.
-EX_OK = 0
-EX_CANTCREAT = 73
-EX_CONFIG = 78
 
 
 async def stop_requested() -> None:

@@ -64,13 +64,25 @@ async def start_control(
         app.router.add_get(f"/{name}", view(read))
     for name, handler in routes.items():
         app.router.add_post(f"/{name}", wrap(handler))
+    runner, (host, port) = await serve_control(app, *parse_address(address))
+    return runner, f"{host}:{port}"
+
+
+async def serve_control(
+    app: web.Application, host: str, port: int
+) -> tuple[web.AppRunner, tuple[str, int]]:
+    """Serve a control API's own aiohttp app on host:port (0: any free).
+
+    For a simulator whose control API is not the POST /<name> shape above (the
+    fault proxy's GET/POST /mode). Returns the runner, for cleanup(), and the
+    bound host and port.
+    """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, port = parse_address(address)
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = runner.addresses[0]
-    return runner, f"{bound[0]}:{bound[1]}"
+    return runner, (bound[0], bound[1])
 
 
 def announce(**values: Any) -> None:

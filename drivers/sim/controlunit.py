@@ -39,7 +39,7 @@ from typing import Any
 from ..controlunit.cleancash.errors import CcspProtocolError
 from ..controlunit.cleancash.framing import Frame
 from ..controlunit.cleancash.link import CcspLink, LinkClosed
-from . import EX_CANTCREAT, EX_CONFIG, EX_OK, stop_requested
+from . import stop_requested
 from .cleancash_unit import FaultError, SimUnit
 from .control import announce, start_control
 
@@ -270,14 +270,14 @@ def run(args: argparse.Namespace) -> int:
         SimUnit(unit_id=args.unit_id, firmware=args.firmware, protocol=args.protocol)
     except CcspProtocolError as exc:
         log.critical("--unit-id and --firmware must be printable ASCII without '#': %s", exc)
-        return EX_CONFIG
+        return os.EX_CONFIG
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(args))
     except OSError as exc:
         log.critical("cannot start the control unit simulator (is --link's folder there?): %s", exc)
-        return EX_CANTCREAT
-    return EX_OK
+        return os.EX_CANTCREAT
+    return os.EX_OK
 
 
 def main(argv: list[str] | None = None) -> int:

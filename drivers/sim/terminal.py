@@ -37,7 +37,7 @@ import tty
 from typing import Any
 
 from ..zvt.link import SerialLink, SerialTiming, TcpLink
-from . import EX_CANTCREAT, EX_CONFIG, EX_OK, stop_requested
+from . import stop_requested
 from .zvt_terminal import ScriptError, SimTerminal
 
 log = logging.getLogger("drivers.sim.terminal")
@@ -200,19 +200,19 @@ def run_terminal(args: argparse.Namespace) -> int:
     )
     if not args.listen and not args.pty:
         log.critical("nothing to serve: give --listen HOST:PORT, --pty, or both")
-        return EX_CONFIG
+        return os.EX_CONFIG
     if len(args.password) != 6 or not args.password.isdigit():
         log.critical("--password must be six digits")
-        return EX_CONFIG
+        return os.EX_CONFIG
     if len(args.terminal_id) != 8 or not args.terminal_id.isdigit():
         log.critical("--terminal-id must be eight digits")
-        return EX_CONFIG
+        return os.EX_CONFIG
     try:
         asyncio.run(serve(args))
     except OSError as exc:
         log.critical("cannot start the terminal simulator: %s", exc)
-        return EX_CANTCREAT
-    return EX_OK
+        return os.EX_CANTCREAT
+    return os.EX_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,11 +193,6 @@ def decode_terminal_id(value: bytes) -> str:
     return decode_digits(value, "terminal id (BMP 29)")
 
 
-def decode_currency(value: bytes) -> int:
-    _size(value, 2, "currency (BMP 49)")
-    return int(decode_digits(value, "currency (BMP 49)"))
-
-
 def decode_ascii(value: bytes, what: str) -> str:
     """ASCII text with trailing NULs and spaces removed (BMP 8B is NUL-terminated)."""
     text = value.split(b"\x00", 1)[0]
@@ -268,10 +263,6 @@ def encode_pan(pan: str, *, mask: bool = True) -> bytes:
     if len(nibbles) % 2:
         nibbles += "f"
     return bytes.fromhex(nibbles)
-
-
-def encode_bcd_number(value: int, size: int) -> bytes:
-    return encode_bcd(value, size)
 
 
 def _size(value: bytes, size: int, what: str) -> None:

@@ -33,6 +33,8 @@ from dbus_fast import (
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
+from drivers.backoff import Backoff
+
 from ..errors import Refused
 from ..events import EventBus, Subscription
 from ..till import Till
@@ -104,10 +106,10 @@ class DBusService:
             self.bus = None
 
     async def _supervise(self, connected: bool) -> None:
-        delay = RETRY_FIRST_S
+        backoff = Backoff(RETRY_FIRST_S, RETRY_CAP_S)  # jittered: tills do not return in step
         while True:
             if connected and self.bus is not None:
-                delay = RETRY_FIRST_S
+                backoff.reset()
                 with contextlib.suppress(Exception):
                     await self.bus.wait_for_disconnect()
                 self.bus = None
@@ -115,8 +117,7 @@ class DBusService:
                 log.warning(
                     "lost the D-Bus connection; reconnecting (the socket API is unaffected)"
                 )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_CAP_S)
+            await asyncio.sleep(backoff.next_delay())
             connected = await self._try_connect()
 
     async def _try_connect(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,11 +19,10 @@ from ..config import effective_toml, load_settings
 from ..errors import ConfigError, StartupError
 from ..logs import setup_logging
 
-EX_OK = 0
+# Exit codes: sysexits(3) from os (EX_CONFIG, EX_CANTCREAT, EX_SOFTWARE when it
+# stopped but the journal did not close cleanly; SQLite recovers it), and 1 for
+# `tilld config check` finding an invalid configuration.
 EX_INVALID = 1
-EX_SOFTWARE = 70  # stopped, but the journal did not close cleanly (SQLite recovers it)
-EX_CANTCREAT = 73
-EX_CONFIG = 78
 # Tasks still running once the daemon has stopped get this long to end when cancelled.
 LEFTOVER_TASKS_S = 0.25
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(Path(args.state_dir))
         except StartupError as exc:
             log.critical("cannot start the demo: %s", exc)
-            return EX_CANTCREAT
+            return os.EX_CANTCREAT
     return run_daemon(config_file)
 
 
@@ -101,7 +101,7 @@ def config_check(config_file: str | None) -> int:
         return EX_INVALID
     print(f"# effective configuration (file: {path or 'none, built-in defaults'})")
     print(effective_toml(settings), end="")
-    return EX_OK
+    return os.EX_OK
 
 
 def run_daemon(config_file: str | None) -> int:
@@ -112,7 +112,7 @@ def run_daemon(config_file: str | None) -> int:
         for problem in exc.problems:
             log.critical("configuration: %s", problem)
         log.critical("not starting: fix the configuration (tilld config check shows it)")
-        return EX_CONFIG
+        return os.EX_CONFIG
     setup_logging(settings.log.level)
     log.info("tilld %s, configuration %s", __version__, path or "built-in defaults")
     from ..app import Daemon
@@ -139,14 +139,14 @@ def run_daemon(config_file: str | None) -> int:
     except StartupError as exc:
         log.critical("cannot start: %s", exc)
         notifier.status(f"cannot start: {exc}")  # shown by `systemctl status tilld`
-        return EX_CANTCREAT
+        return os.EX_CANTCREAT
     except KeyboardInterrupt:
         pass
     finally:
         notifier.close()
     if daemon is None:
-        return EX_OK
-    code = EX_OK if daemon.journal_closed else EX_SOFTWARE
+        return os.EX_OK
+    code = os.EX_OK if daemon.journal_closed else os.EX_SOFTWARE
     deadline = daemon.exit_deadline
     if deadline == math.inf:  # interrupted before the stop began
         deadline = time.monotonic() + EXIT_S

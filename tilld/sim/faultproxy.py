@@ -64,14 +64,19 @@ import contextlib
 import json
 import logging
 import math
+import os
 import socket
 import struct
 import sys
 from dataclasses import asdict, dataclass, fields
-from typing import Any, NamedTuple
+from typing import Any
+
+from aiohttp import web
+
+from drivers.sim.control import serve_control
 
 from ..logs import setup_logging
-from . import EX_CANTCREAT, EX_CONFIG, EX_OK, stop_requested
+from . import stop_requested
 
 log = logging.getLogger("tilld.sim.faultproxy")
 
@@ -500,14 +505,7 @@ class FaultProxy:
         return True
 
 
-class TcpSwitch(FaultProxy):
-    """A stand-in for an internet probe target: accepts and closes, refuses or black-holes."""
-
-    def __init__(self, listen_host: str, listen_port: int) -> None:
-        super().__init__(listen_host, listen_port)
-
-
-# -- HTTP, as little as the fault answers and the control API need ----------
+# -- HTTP, as little as the fault answers need ------------------------------
 
 
 def http_response(status: int, reason: str, body: Any, headers: tuple[str, ...] = ()) -> bytes:
@@ -572,106 +570,82 @@ async def read_request(reader: asyncio.StreamReader, received: bytes = b"") -> b
     return head
 
 
-class ControlRequest(NamedTuple):
-    method: str
-    path: str
-    body: bytes
+class ControlApi:
+    """The proxy's control API (see the module doc); it translates, the proxy decides.
 
+    Served by drivers.sim.control like the device simulators' control ports;
+    every answer is JSON with ``Connection: close``, errors as
+    ``{"error": code, "message": ...}``.
+    """
 
-class ControlServer:
-    """The proxy's control API (see the module doc); it translates, the proxy decides."""
-
-    def __init__(self, proxy: FaultProxy, host: str, port: int) -> None:
+    def __init__(self, proxy: FaultProxy) -> None:
         self.proxy = proxy
-        self.host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.host, self.port = self._server.sockets[0].getsockname()[:2]
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_CONTROL_BODY, middlewares=[control_errors])
+        app.router.add_get("/mode", self.get_mode, allow_head=False)
+        app.router.add_post("/mode", self.post_mode)
+        app.router.add_get("/stats", self.get_stats, allow_head=False)
+        return app
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+    async def get_mode(self, _request: web.Request) -> web.Response:
+        return control_answer(200, self.proxy.mode.describe())
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def get_stats(self, _request: web.Request) -> web.Response:
+        return control_answer(200, self.proxy.stats())
+
+    async def post_mode(self, request: web.Request) -> web.Response:
         try:
-            try:
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    request = await read_control_request(reader)
-            except (ValueError, asyncio.IncompleteReadError) as exc:
-                status, body = 400, _error("bad-request", f"not an HTTP request: {exc}")
-            else:
-                status, body = self.dispatch(request)
-            writer.write(http_response(status, REASONS[status], body))
-            await writer.drain()
-        except (OSError, TimeoutError) as exc:
-            log.debug("control connection: %s", str(exc) or "timeout")
-        finally:
-            writer.close()
-
-    def dispatch(self, request: ControlRequest) -> tuple[int, Any]:
-        routes = {("/mode", "GET"), ("/mode", "POST"), ("/stats", "GET")}
-        if request.path not in {path for path, _ in routes}:
-            return 404, _error("not-found", f"no {request.path}; try /mode or /stats")
-        if (request.path, request.method) not in routes:
-            return 405, _error("method-not-allowed", f"{request.method} {request.path}")
-        if request.path == "/stats":
-            return 200, self.proxy.stats()
-        if request.method == "GET":
-            return 200, self.proxy.mode.describe()
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            length = request.headers.get("Content-Length", "")
+            return control_error(
+                400,
+                "bad-request",
+                f"not an HTTP request: bad or too large Content-Length {length!r}",
+            )
         try:
-            document = json.loads(request.body)
+            document = json.loads(raw)
         except ValueError:
-            return 400, _error("bad-request", "the body is not JSON")
+            return control_error(400, "bad-request", "the body is not JSON")
         if not isinstance(document, dict) or "mode" not in document:
-            return 400, _error("bad-request", 'expected a JSON object like {"mode": "pass"}')
+            return control_error(400, "bad-request", 'expected a JSON object like {"mode": "pass"}')
         name = document.pop("mode")
         try:
             mode = self.proxy.set_mode(name, **document)
         except InvalidMode as exc:
-            return 400, _error("invalid-mode", str(exc))
+            return control_error(400, "invalid-mode", str(exc))
         except OSError as exc:
             log.error("cannot listen on port %d again: %s", self.proxy.port, exc)
-            return 503, _error("cannot-listen", f"cannot listen on port {self.proxy.port}: {exc}")
-        return 200, mode.describe()
+            return control_error(
+                503, "cannot-listen", f"cannot listen on port {self.proxy.port}: {exc}"
+            )
+        return control_answer(200, mode.describe())
 
 
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    503: "Service Unavailable",
-}
-
-
-def _error(code: str, message: str) -> dict[str, str]:
-    return {"error": code, "message": message}
-
-
-async def read_control_request(reader: asyncio.StreamReader) -> ControlRequest:
+@web.middleware
+async def control_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Unknown paths and methods answered in the control API's JSON, not aiohttp's text."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise ValueError("request head too long") from None
-    request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parts = request_line.split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise ValueError(f"bad request line {request_line!r}")
-    method, target, _ = parts
-    length = 0
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            if not value.strip().isdigit() or int(value) > MAX_CONTROL_BODY:
-                raise ValueError(f"bad or too large Content-Length {value.strip()!r}")
-            length = int(value)
-    body = await reader.readexactly(length) if length else b""
-    return ControlRequest(method.upper(), target.split("?", 1)[0], body)
+        return await handler(request)
+    except web.HTTPNotFound:
+        return control_error(404, "not-found", f"no {request.path}; try /mode or /stats")
+    except web.HTTPMethodNotAllowed:
+        return control_error(405, "method-not-allowed", f"{request.method} {request.path}")
+
+
+def control_answer(status: int, body: Any) -> web.Response:
+    response = web.Response(
+        status=status,
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        content_type="application/json",
+    )
+    response.force_close()  # Connection: close, as the fault answers
+    return response
+
+
+def control_error(status: int, code: str, message: str) -> web.Response:
+    return control_answer(status, {"error": code, "message": message})
 
 
 # -- command line ------------------------------------------------------------
@@ -711,15 +685,14 @@ async def serve(
     proxy.set_mode(mode, **options)
     await proxy.start()
     try:
-        control_server = ControlServer(proxy, *control)
-        await control_server.start()
+        control_runner, control_bound = await serve_control(ControlApi(proxy).app(), *control)
         try:
             print(f"listening={_address(proxy.host, proxy.port)}", flush=True)
-            print(f"control={_address(control_server.host, control_server.port)}", flush=True)
+            print(f"control={_address(*control_bound)}", flush=True)
             await stop_requested()
             log.info("stopping")
         finally:
-            await control_server.stop()
+            await control_runner.cleanup()
     finally:
         await proxy.stop()
 
@@ -775,13 +748,13 @@ def run_proxy(args: argparse.Namespace) -> int:
         Mode.parse(args.mode, **options)
     except InvalidMode as exc:
         log.critical("cannot start the proxy: %s", exc)
-        return EX_CONFIG
+        return os.EX_CONFIG
     try:
         asyncio.run(serve(args.listen, args.target, args.control, args.mode, options))
     except OSError as exc:
         log.critical("cannot start the proxy: %s", exc)
-        return EX_CANTCREAT
-    return EX_OK
+        return os.EX_CANTCREAT
+    return os.EX_OK
 
 
 def main(argv: list[str] | None = None) -> int:

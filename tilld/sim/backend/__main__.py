@@ -1,0 +1,7 @@
+"""``python -m tilld.sim.backend``."""
+
+import sys
+
+from .command import main
+
+sys.exit(main())
