@@ -274,7 +274,7 @@ class DBusService:
         except Refused as refusal:
             # The body is the message alone: GLib and sd-bus clients show an error's
             # text only when its signature is "s". The reason is in the error name.
-            return Message.new_error(msg, names.error_name(refusal.reason), refusal.message)
+            return Message.new_error(msg, refusal.dbus_error, refusal.message)
         except InternalFailure as exc:
             return Message.new_error(msg, names.FAILED, exc.message)
         return Message.new_method_return(msg, "a{sv}", [to_vardict(result)])
