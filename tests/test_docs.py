@@ -8,7 +8,9 @@ from conftest import REPO
 from pydantic import BaseModel
 
 from tilld.api.operations import OPERATIONS
+from tilld.cli.api_docs import BEGIN, END, with_reason_table
 from tilld.config import Settings
+from tilld.errors import Reason
 
 
 def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -42,3 +44,15 @@ def test_every_refusal_reason_in_the_code_is_documented():
     assert len(reasons) > 15, reasons
     missing = sorted(r for r in reasons if f"`{r}`" not in doc)
     assert not missing, f"docs/api.md lacks refusal reasons {missing}"
+
+
+def test_the_refusal_reason_table_is_what_make_api_docs_writes():
+    doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    assert with_reason_table(doc) == doc, "docs/api.md is stale: run make api-docs"
+
+
+def test_every_registered_reason_is_in_the_table():
+    doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    table = doc.partition(BEGIN)[2].partition(END)[0]
+    missing = [r.value for r in Reason if f"| `{r.value}` | {r.when} |" not in table]
+    assert not missing, missing

@@ -56,7 +56,8 @@ class Reason(StrEnum):
     )
     TERMINAL_UNAVAILABLE = (
         "terminal-unavailable",
-        "card payment with no card terminal configured or connected (nothing was sent to it)",
+        "a card payment or card refund with no card terminal configured or connected (nothing "
+        "was sent to it)",
     )
     TERMINAL_BUSY = "terminal-busy", "the card terminal is running another payment"
     CARD_DECLINED = (
@@ -156,7 +157,10 @@ class Reason(StrEnum):
         "changing the lines of a sale that has taken a payment (void it instead)",
     )
     QUANTITY_TOO_LARGE = "quantity-too-large", "more than 999 of one article on a sale"
-    INVALID_AMOUNT = "invalid-amount", "a zero payment while something is due"
+    INVALID_AMOUNT = (
+        "invalid-amount",
+        "a zero payment while something is due, or a card refund of 0 öre",
+    )
     AMOUNT_EXCEEDS_DUE = (
         "amount-exceeds-due",
         "a non-cash payment larger than what is due (cash gives change)",
