@@ -264,9 +264,9 @@ class DBusService:
                 f"{names.INTERFACE} has no method {msg.member!r}; see docs/api.md",
             )
         try:
-            check_role(method.operation, caller, role)
+            check_role(method.operation, caller, role, self.roles)
             params = params_of(method, msg)
-            result = await invoke(self.till, method.operation, params, caller, role)
+            result = await invoke(self.till, method.operation, params, caller, role, self.roles)
         except Forbidden as exc:
             return Message.new_error(msg, names.ACCESS_DENIED, exc.message)
         except InvalidParams as exc:
@@ -305,7 +305,7 @@ class DBusService:
     def _properties_call(self, msg: Message, caller: Caller, role: Role) -> Message:
         # Properties tell what status.get tells, so they need its role.
         try:
-            check_role(BY_NAME["status.get"], caller, role)
+            check_role(BY_NAME["status.get"], caller, role, self.roles)
         except Forbidden as exc:
             return Message.new_error(msg, names.ACCESS_DENIED, exc.message)
         member, body = msg.member, msg.body
