@@ -40,7 +40,10 @@ def test_every_refusal_reason_in_the_code_is_documented():
     doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
     reasons = set()
     for path in (REPO / "tilld").rglob("*.py"):
-        reasons |= set(re.findall(r'(?:Refused|_refuse)\(\s*"([a-z-]+)"', path.read_text()))
+        text = path.read_text()
+        reasons |= set(re.findall(r'(?:Refused|_refuse)\(\s*"([a-z-]+)"', text))
+        members = re.findall(r"(?:Refused|_refuse)\(\s*Reason\.([A-Z_]+)\b", text)
+        reasons |= {Reason[name].value for name in members}
     assert len(reasons) > 15, reasons
     missing = sorted(r for r in reasons if f"`{r}`" not in doc)
     assert not missing, f"docs/api.md lacks refusal reasons {missing}"
