@@ -27,7 +27,8 @@ SOURCE_TREES = ("tilld", "drivers")
 def _called_name(call: ast.Call) -> str | None:
     if isinstance(call.func, ast.Name):
         return call.func.id
-    if isinstance(call.func, ast.Attribute):
+    # errors.Refused(...); a method called _refuse (the socket's hang-up) is no refusal reason.
+    if isinstance(call.func, ast.Attribute) and call.func.attr == "Refused":
         return call.func.attr
     return None
 
