@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-long lint format bench dbus-xml system-deps clean install install-app install-files uninstall
+.PHONY: demo test test-long lint format bench dbus-xml api-docs system-deps clean install install-app install-files uninstall
 
 demo: $(STAMP)
 	$(BIN)/tilld demo --state-dir .tilld-demo
@@ -62,6 +62,10 @@ bench: $(STAMP)
 # docs/dbus/ from the running service's Introspect answer (tests/test_dbus.py checks it).
 dbus-xml: $(STAMP)
 	$(BIN)/python -m tilld.cli.dbus_xml docs/dbus
+
+# docs/api.md's refusal reason table from tilld/errors.py (tests/test_docs.py checks it).
+api-docs: $(STAMP)
+	$(BIN)/python -m tilld.cli.api_docs docs/api.md
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)

@@ -8,7 +8,9 @@ from conftest import REPO
 from pydantic import BaseModel
 
 from tilld.api.operations import OPERATIONS
+from tilld.cli.api_docs import BEGIN, END, with_reason_table
 from tilld.config import Settings
+from tilld.errors import Reason
 
 
 def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -38,7 +40,22 @@ def test_every_refusal_reason_in_the_code_is_documented():
     doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
     reasons = set()
     for path in (REPO / "tilld").rglob("*.py"):
-        reasons |= set(re.findall(r'(?:Refused|_refuse)\(\s*"([a-z-]+)"', path.read_text()))
+        text = path.read_text()
+        reasons |= set(re.findall(r'(?:Refused|_refuse)\(\s*"([a-z-]+)"', text))
+        members = re.findall(r"(?:Refused|_refuse)\(\s*Reason\.([A-Z_]+)\b", text)
+        reasons |= {Reason[name].value for name in members}
     assert len(reasons) > 15, reasons
     missing = sorted(r for r in reasons if f"`{r}`" not in doc)
     assert not missing, f"docs/api.md lacks refusal reasons {missing}"
+
+
+def test_the_refusal_reason_table_is_what_make_api_docs_writes():
+    doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    assert with_reason_table(doc) == doc, "docs/api.md is stale: run make api-docs"
+
+
+def test_every_registered_reason_is_in_the_table():
+    doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    table = doc.partition(BEGIN)[2].partition(END)[0]
+    missing = [r.value for r in Reason if f"| `{r.value}` | {r.when} |" not in table]
+    assert not missing, missing

@@ -175,6 +175,15 @@ def test_primary_cashier_group_may_sell_but_not_administer(python_for_others, ti
         assert_forbidden(reply, method, NOBODY)
 
 
+def test_a_forbidden_call_names_the_configured_groups(python_for_others, till):
+    # api.cashier_group and api.tech_group, not the defaults tilld-cashier and tilld-tech.
+    out = run_client(
+        python_for_others, till, ADMIN[:1], user=NOBODY, group=NOGROUP, extra_groups=[]
+    )
+    message = out["replies"][0]["error"]["data"]["message"]
+    assert "needs the tech role (group nogroup or users)" in message, message
+
+
 def test_supplementary_cashier_group_counts(python_for_others, till):
     out = run_client(
         python_for_others,

@@ -161,7 +161,7 @@ class Daemon:
         )
         self.api = SocketServer(
             settings.api.socket_path,
-            Dispatcher(self.till),
+            Dispatcher(self.till, roles),
             self.events,
             roles,
             ClientLimits(

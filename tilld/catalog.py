@@ -30,7 +30,7 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import ConfigError, Refused
+from .errors import ConfigError, Reason, Refused
 from .rules import ARTICLE_KINDS, PAYMENT_METHODS, Fallback
 from .ticketcodes import TicketCodePattern, UnsupportedPattern, compile_pattern
 
@@ -265,7 +265,7 @@ class Catalog:
     def _damaged(self, exc: sqlite3.DatabaseError) -> Refused:
         log.error("the catalog cache %s is damaged: %s", self.path, exc)
         return Refused(
-            "catalog-damaged",
+            Reason.CATALOG_DAMAGED,
             f"The till's copy of the catalog ({self.path}) is damaged, so articles cannot "
             "be looked up. Restart tilld (systemctl restart tilld): it sets the file aside "
             "and reads the catalog again from catalog.file or the back-end.",

@@ -25,7 +25,7 @@ from drivers.escpos.document import Document
 from drivers.escpos.printer import PrinterNotReady, PrintOutcome, ReceiptPrinter
 from drivers.escpos.render import preload, render
 
-from .errors import Refused
+from .errors import Reason, Refused
 from .journal import Entry, Journal, start_print_job
 from .receipt import PrintMarks, Seller, printer_test_page, receipt_document, ticket_documents
 
@@ -117,7 +117,7 @@ class Printing:
         entry = await self.journal.find_receipt(receipt_no)
         if entry is None:
             raise Refused(
-                "unknown-receipt",
+                Reason.UNKNOWN_RECEIPT,
                 f"There is no receipt number {receipt_no} in this till's journal.",
                 receipt_no=receipt_no,
             )
@@ -129,7 +129,7 @@ class Printing:
                 await asyncio.wait_for(asyncio.shield(original.done), ANSWER_WAIT_S)
             except TimeoutError:
                 raise Refused(
-                    "receipt-printing",
+                    Reason.RECEIPT_PRINTING,
                     f"The original of receipt {receipt_no} is still waiting for the printer "
                     f"({printer.status.detail or 'busy'}); ask for the copy once it has printed.",
                     receipt_no=receipt_no,
@@ -139,7 +139,7 @@ class Printing:
         if copy:
             if any(j["copy"] for j in jobs) and (receipt_no, True) not in self._active:
                 raise Refused(
-                    "copy-already-printed",
+                    Reason.COPY_ALREADY_PRINTED,
                     f"A copy of receipt {receipt_no} has already been printed; "
                     "only one copy may be printed.",
                     receipt_no=receipt_no,
@@ -149,7 +149,7 @@ class Printing:
                 copy = False
         if not copy and any(j["state"] == "printed" for j in originals):
             raise Refused(
-                "receipt-already-printed",
+                Reason.RECEIPT_ALREADY_PRINTED,
                 f"Receipt {receipt_no} has already been printed; ask for a copy (copy: true).",
                 receipt_no=receipt_no,
             )
@@ -200,7 +200,7 @@ class Printing:
     def _require_printer(self) -> ReceiptPrinter:
         if self.printer is None:
             raise Refused(
-                "printer-not-configured",
+                Reason.PRINTER_NOT_CONFIGURED,
                 "This till has no receipt printer configured ([devices.printer] kind).",
             )
         return self.printer
@@ -311,7 +311,7 @@ class Printing:
 
 def _not_ready(exc: PrinterNotReady) -> Refused:
     return Refused(
-        "printer-not-ready",
+        Reason.PRINTER_NOT_READY,
         f"The receipt printer is not ready ({exc.detail}). "
         "Check paper, cover and cable; tilld retries by itself.",
         detail=exc.detail,

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from .config import Settings
-from .errors import ConfigError, Refused
+from .errors import ConfigError, Reason, Refused
 from .sdnotify import Notifier
 
 log = logging.getLogger("tilld.reload")
@@ -103,7 +103,7 @@ class Reloader:
         if self._load is None:
             log.warning("reload (%s) ignored: not started from a configuration file", origin)
             raise Refused(
-                "reload-unavailable",
+                Reason.RELOAD_UNAVAILABLE,
                 "This daemon was not started from a configuration file (the demo builds its "
                 "own); restart it to change its settings.",
             )
@@ -126,7 +126,7 @@ class Reloader:
                 log.error("reload (%s): configuration: %s", origin, problem)
             log.error("reload (%s) refused: keeping the running configuration", origin)
             raise Refused(
-                "config-invalid",
+                Reason.CONFIG_INVALID,
                 "The configuration file is invalid; nothing was changed. "
                 "Run `tilld config check` and fix the keys it names.",
                 problems=exc.problems,

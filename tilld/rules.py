@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .errors import Reason
+
 
 class Mode(StrEnum):
     ONLINE = "online"
@@ -89,7 +91,7 @@ class CardFacts:
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str | None = None
+    reason: Reason | None = None
     message: str | None = None
     details: Mapping[str, object] = field(default_factory=dict)
 
@@ -102,7 +104,7 @@ class Decision:
 ALLOWED = Decision(allowed=True)
 
 
-def _refuse(reason: str, message: str, **details: object) -> Decision:
+def _refuse(reason: Reason, message: str, **details: object) -> Decision:
     return Decision(allowed=False, reason=reason, message=message, details=details)
 
 
@@ -119,23 +121,23 @@ def check_payment(
     need = METHOD_NEEDS.get(method)
     if need is None:
         return _refuse(
-            "unknown-method",
+            Reason.UNKNOWN_METHOD,
             f"'{method}' is not a payment method; use one of {', '.join(PAYMENT_METHODS)}.",
         )
     if training and method in REAL_MONEY_METHODS:
         return _refuse(
-            "training-real-money",
+            Reason.TRAINING_REAL_MONEY,
             f"This is a training sale: payment by {method} would move real money. "
             "Take cash or manual Swish, which the till only records.",
         )
     if enabled is not None and not enabled.get(method, False):
         return _refuse(
-            "method-disabled",
+            Reason.METHOD_DISABLED,
             f"Payment by {method} is switched off for this till in the catalog.",
         )
     if need is Need.SERVER and not connectivity.server:
         return _refuse(
-            "method-unavailable-offline",
+            Reason.METHOD_UNAVAILABLE_OFFLINE,
             f"Payment by {method} goes through the ticket server, which is unreachable. "
             "Take cash, card or manual Swish instead.",
         )
@@ -147,7 +149,7 @@ def check_payment(
 def _check_card(connectivity: Connectivity, card: CardFacts, policy: CardPolicy) -> Decision:
     if not card.terminal_ready:
         return _refuse(
-            "terminal-unavailable",
+            Reason.TERMINAL_UNAVAILABLE,
             "No card terminal is connected to this till. Take another payment method "
             "and ask a technician to check the terminal.",
         )
@@ -155,7 +157,7 @@ def _check_card(connectivity: Connectivity, card: CardFacts, policy: CardPolicy)
         return ALLOWED
     if card.offline_stored >= policy.offline_limit:
         return _refuse(
-            "offline-card-limit-reached",
+            Reason.OFFLINE_CARD_LIMIT_REACHED,
             f"The terminal already holds {card.offline_stored} offline card payments "
             f"(limit {policy.offline_limit}). Take cash or manual Swish until the internet "
             "is back.",
@@ -165,7 +167,7 @@ def _check_card(connectivity: Connectivity, card: CardFacts, policy: CardPolicy)
     if card.brand is not None and card.brand.lower() not in policy.offline_brands:
         allowed = ", ".join(sorted(policy.offline_brands)) or "none"
         return _refuse(
-            "card-brand-online-only",
+            Reason.CARD_BRAND_ONLINE_ONLY,
             f"{card.brand} cards need the internet. Without it only these brands work: "
             f"{allowed}. Ask for another card, cash or manual Swish.",
             brand=card.brand,
@@ -178,7 +180,7 @@ def check_ticket_refund(used: Sequence[str], *, allow_used: bool) -> Decision:
     if not used or allow_used:
         return ALLOWED
     return _refuse(
-        "ticket-already-used",
+        Reason.TICKET_ALREADY_USED,
         f"Ticket {', '.join(used)} was already scanned in at the entrance, so the visit was "
         "used. Refund the other lines only; a manager can allow refunds of used tickets "
         "with refunds.allow_used_tickets.",
@@ -204,48 +206,48 @@ def check_refund(
     """
     if method not in METHOD_NEEDS:
         return _refuse(
-            "unknown-method",
+            Reason.UNKNOWN_METHOD,
             f"'{method}' is not a payment method; use one of {', '.join(PAYMENT_METHODS)}.",
         )
     if method == "swish":
         return _refuse(
-            "method-not-supported",
+            Reason.METHOD_NOT_SUPPORTED,
             "Integrated Swish payments are paid back from the venue's Swish account, not "
             "from the till; refund in cash, by manual Swish or to the card instead.",
         )
     if enabled is not None and not enabled.get(method, False):
         return _refuse(
-            "method-disabled",
+            Reason.METHOD_DISABLED,
             f"Payment by {method} is switched off for this till in the catalog.",
         )
     if method != "card":
         return ALLOWED
     if training:
         return _refuse(
-            "training-real-money",
+            Reason.TRAINING_REAL_MONEY,
             "This is a training receipt: a card refund would move real money. Refund it "
             "in cash or by manual Swish, which the till only records.",
         )
     if not terminal_ready:
         return _refuse(
-            "terminal-unavailable",
+            Reason.TERMINAL_UNAVAILABLE,
             "No card terminal is connected to this till. Refund in cash or by manual "
             "Swish, or wait for the terminal.",
         )
     if not connectivity.internet:
         return _refuse(
-            "card-refund-needs-internet",
+            Reason.CARD_REFUND_NEEDS_INTERNET,
             "Money goes back to a card only with the internet, which is down. Refund in "
             "cash or by manual Swish, or keep the receipt and refund when it is back.",
         )
     if amount is not None and amount <= 0:
         return _refuse(
-            "invalid-amount",
+            Reason.INVALID_AMOUNT,
             "Nothing would go back to the card (0 öre); refund it in cash, which records it.",
         )
     if amount is not None and card_left is not None and amount > card_left:
         return _refuse(
-            "refund-exceeds-card-payment",
+            Reason.REFUND_EXCEEDS_CARD_PAYMENT,
             f"Only {card_left} öre of this receipt was paid by card; refund the rest "
             "in cash or by manual Swish.",
             card_left=card_left,
@@ -265,17 +267,19 @@ def check_article(
     """May an article of ``kind`` be sold now? Event tickets name their fallback article."""
     need = ARTICLE_NEEDS.get(kind)
     if need is None:
-        return _refuse("unknown-article-kind", f"Article kind '{kind}' is not sold by this till.")
+        return _refuse(
+            Reason.UNKNOWN_ARTICLE_KIND, f"Article kind '{kind}' is not sold by this till."
+        )
     if need is Need.SERVER and not connectivity.server:
         label = f"'{name}'" if name else "Event tickets"
         if fallback is None:
             return _refuse(
-                "event-ticket-offline",
+                Reason.EVENT_TICKET_OFFLINE,
                 f"{label} cannot be sold while the ticket server is unreachable, "
                 "and no admission ticket is set up to sell instead.",
             )
         return _refuse(
-            "event-ticket-offline",
+            Reason.EVENT_TICKET_OFFLINE,
             f"{label} cannot be sold while the ticket server is unreachable. "
             f"Sell '{fallback.name}' (PLU {fallback.plu}) instead.",
             fallback_plu=fallback.plu,

@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .backend import BackendClient, BackendError
-from .errors import Refused
+from .errors import Reason, Refused
 from .sales import Payment, Sale
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class SwishPayments:
         except BackendError as exc:
             sale.payments.remove(payment)
             await self.till.journal.save_open_sale(sale.sale_id, sale.state())
-            reason = "method-unavailable-offline" if exc.transient else "swish-failed"
+            reason = Reason.METHOD_UNAVAILABLE_OFFLINE if exc.transient else Reason.SWISH_FAILED
             raise Refused(
                 reason,
                 f"Swish could not be started ({exc.message}). Take cash, card or manual Swish.",
@@ -87,7 +87,7 @@ class SwishPayments:
             reply = await self.backend.swish_cancel(payment.swish_id)
         except BackendError as exc:
             raise Refused(
-                "swish-failed",
+                Reason.SWISH_FAILED,
                 f"Could not cancel the Swish request ({exc.message}); it is still followed.",
             ) from None
         return await self._finish(sale, payment, str(reply.get("status", "CANCELLED")))

@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from ..errors import Refused
 from ..till import Till
 from .operations import Operation, Params
-from .roles import Caller, Role
+from .roles import Caller, Role, RoleMap
 
 log = logging.getLogger("tilld.api")
 
@@ -52,11 +52,15 @@ class InternalFailure(Exception):
         super().__init__(self.message)
 
 
-def check_role(op: Operation, caller: Caller, role: Role) -> None:
+def check_role(op: Operation, caller: Caller, role: Role, roles: RoleMap) -> None:
+    """Forbidden unless ``role`` (``roles.role_of(caller)``) may call ``op``.
+
+    The message names the groups as configured (api.cashier_group, api.tech_group).
+    """
     if role < op.role:
         raise Forbidden(
             f"{caller.describe()} may not call {op.name}: it needs the "
-            f"{op.role.name.lower()} role (group tilld-cashier or tilld-tech)."
+            f"{op.role.name.lower()} role (group {roles.cashier_group} or {roles.tech_group})."
         )
 
 
@@ -73,10 +77,11 @@ async def invoke(
     params: dict[str, Any],
     caller: Caller,
     role: Role,
+    roles: RoleMap,
     subscribe: Subscriber | None = None,
 ) -> dict[str, Any]:
     """Run one call; raises Forbidden, InvalidParams, Refused or InternalFailure."""
-    check_role(op, caller, role)
+    check_role(op, caller, role, roles)
     parsed = parse_params(op, params)
     try:
         if op.handler is None:

@@ -53,7 +53,7 @@ RETRY_CAP_S = 30
 CREDENTIALS_CACHE = 4096
 NAME_OWNER_CHANGED = (
     f"type='signal',sender='{names.DBUS_NAME}',interface='{names.DBUS_INTERFACE}',"
-    "member='NameOwnerChanged'"
+    f"member='{names.NAME_OWNER_CHANGED}'"
 )
 
 
@@ -168,7 +168,7 @@ class DBusService:
             ) from None
         bus.add_message_handler(self._on_message)
         try:
-            await self._call_bus(bus, "AddMatch", "s", [NAME_OWNER_CHANGED])
+            await self._call_bus(bus, names.ADD_MATCH, "s", [NAME_OWNER_CHANGED])
             reply = await bus.request_name(names.BUS_NAME, NameFlag.DO_NOT_QUEUE)
         except DBusError as exc:
             bus.disconnect()
@@ -208,7 +208,7 @@ class DBusService:
     def _on_message(self, msg: Message) -> Message | bool:
         """Called by dbus-fast for every message; True or a Message means "handled"."""
         if msg.message_type is MessageType.SIGNAL:
-            if msg.member == "NameOwnerChanged" and msg.sender == names.DBUS_NAME:
+            if msg.member == names.NAME_OWNER_CHANGED and msg.sender == names.DBUS_NAME:
                 name, _old, new = msg.body
                 if not new:
                     self._credentials.pop(name, None)  # a client left; unique names never return
@@ -216,12 +216,12 @@ class DBusService:
         if msg.message_type is not MessageType.METHOD_CALL:
             return False
         if msg.path != names.OBJECT_PATH:
-            if msg.interface == names.INTROSPECTABLE_INTERFACE and msg.member == "Introspect":
+            if msg.interface == names.INTROSPECTABLE_INTERFACE and msg.member == names.INTROSPECT:
                 xml = introspect(msg.path or "/")
                 return Message.new_method_return(msg, "s", [xml]) if xml else False
             return False
         if msg.interface == names.INTROSPECTABLE_INTERFACE:
-            if msg.member == "Introspect":
+            if msg.member == names.INTROSPECT:
                 return Message.new_method_return(msg, "s", [introspect(names.OBJECT_PATH)])
             return False
         if msg.interface == names.PEER_INTERFACE:
@@ -265,9 +265,9 @@ class DBusService:
                 f"{names.INTERFACE} has no method {msg.member!r}; see docs/api.md",
             )
         try:
-            check_role(method.operation, caller, role)
+            check_role(method.operation, caller, role, self.roles)
             params = params_of(method, msg)
-            result = await invoke(self.till, method.operation, params, caller, role)
+            result = await invoke(self.till, method.operation, params, caller, role, self.roles)
         except Forbidden as exc:
             return Message.new_error(msg, names.ACCESS_DENIED, exc.message)
         except InvalidParams as exc:
@@ -275,7 +275,7 @@ class DBusService:
         except Refused as refusal:
             # The body is the message alone: GLib and sd-bus clients show an error's
             # text only when its signature is "s". The reason is in the error name.
-            return Message.new_error(msg, names.error_name(refusal.reason), refusal.message)
+            return Message.new_error(msg, refusal.dbus_error, refusal.message)
         except InternalFailure as exc:
             return Message.new_error(msg, names.FAILED, exc.message)
         return Message.new_method_return(msg, "a{sv}", [to_vardict(result)])
@@ -288,7 +288,7 @@ class DBusService:
         if cached is not None:
             return cached
         assert self.bus is not None
-        (raw,) = await self._call_bus(self.bus, "GetConnectionCredentials", "s", [sender])
+        (raw,) = await self._call_bus(self.bus, names.GET_CONNECTION_CREDENTIALS, "s", [sender])
         creds = unwrap(raw)
         pid = int(creds.get("ProcessID", 0))
         # dbus-daemon >= 1.11 sends UnixGroupIDs; before that /proc is the best source.
@@ -306,18 +306,18 @@ class DBusService:
     def _properties_call(self, msg: Message, caller: Caller, role: Role) -> Message:
         # Properties tell what status.get tells, so they need its role.
         try:
-            check_role(BY_NAME["status.get"], caller, role)
+            check_role(BY_NAME["status.get"], caller, role, self.roles)
         except Forbidden as exc:
             return Message.new_error(msg, names.ACCESS_DENIED, exc.message)
         member, body = msg.member, msg.body
-        if member == "GetAll" and msg.signature == "s":
+        if member == names.PROPERTIES_GET_ALL and msg.signature == "s":
             if body[0] not in (names.INTERFACE, ""):
                 return Message.new_method_return(msg, "a{sv}", [{}])
             props = self._read_properties()
             return Message.new_method_return(
                 msg, "a{sv}", [{name: self._variant(name, v) for name, v in props.items()}]
             )
-        if member == "Get" and msg.signature == "ss":
+        if member == names.PROPERTIES_GET and msg.signature == "ss":
             prop = PROPERTY_BY_NAME.get(body[1])
             if body[0] not in (names.INTERFACE, "") or prop is None:
                 return Message.new_error(
@@ -325,7 +325,7 @@ class DBusService:
                 )
             value = self._read_properties()[prop.name]
             return Message.new_method_return(msg, "v", [self._variant(prop.name, value)])
-        if member == "Set" and msg.signature == "ssv":
+        if member == names.PROPERTIES_SET and msg.signature == "ssv":
             return Message.new_error(
                 msg, names.PROPERTY_READ_ONLY, f"{body[1]} is read-only; the till sets it"
             )
@@ -373,7 +373,7 @@ class DBusService:
                 Message.new_signal(
                     names.OBJECT_PATH,
                     names.PROPERTIES_INTERFACE,
-                    "PropertiesChanged",
+                    names.PROPERTIES_CHANGED,
                     "sa{sv}as",
                     body,
                 )

@@ -1,8 +1,11 @@
 """Every D-Bus name tilld uses, in one place (CONTRACT.md, "D-Bus").
 
 Like firewalld's ``config/dbus.py``: the bus name, object path, interface,
-error names and the two naming rules (operation -> method, refusal reason ->
-error) live here so a rename is one edit and the docs can point at one file.
+its property and signal names, the standard names tilld calls or answers,
+and the two naming rules (operation -> method, refusal reason -> error) live
+here so a rename is one edit and the docs can point at one file. Each
+refusal reason carries the error name this rule makes (``tilld.errors.Reason``),
+so this module imports nothing from tilld.
 """
 
 from __future__ import annotations
@@ -14,6 +17,22 @@ ERROR_PREFIX = "org.tilld.Till1.Error."
 # Set on an options argument in the introspection XML: the keys it takes and their types.
 OPTIONS_ANNOTATION = "org.tilld.Till1.Options"
 
+# Properties of INTERFACE (read from status.get; PropertiesChanged on change).
+MODE = "Mode"
+SERVER_REACHABLE = "ServerReachable"
+INTERNET_REACHABLE = "InternetReachable"
+PENDING_ENTRIES = "PendingEntries"
+PENDING_TICKETS = "PendingTickets"
+OFFLINE_CARD_STORED = "OfflineCardStored"
+OFFLINE_CARD_LIMIT = "OfflineCardLimit"
+
+# Signals of INTERFACE.
+MODE_CHANGED = "ModeChanged"
+SCANNED = "Scanned"
+SALE_COMPLETED = "SaleCompleted"
+SYNC_PROGRESS = "SyncProgress"
+DEVICE_STATUS = "DeviceStatus"
+
 # The message bus itself.
 DBUS_NAME = "org.freedesktop.DBus"
 DBUS_PATH = "/org/freedesktop/DBus"
@@ -21,6 +40,19 @@ DBUS_INTERFACE = "org.freedesktop.DBus"
 PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
 INTROSPECTABLE_INTERFACE = "org.freedesktop.DBus.Introspectable"
 PEER_INTERFACE = "org.freedesktop.DBus.Peer"
+
+# Members of the standard interfaces tilld calls, answers or emits.
+ADD_MATCH = "AddMatch"
+GET_CONNECTION_CREDENTIALS = "GetConnectionCredentials"
+NAME_OWNER_CHANGED = "NameOwnerChanged"
+INTROSPECT = "Introspect"
+PING = "Ping"
+GET_MACHINE_ID = "GetMachineId"
+PROPERTIES_GET = "Get"
+PROPERTIES_GET_ALL = "GetAll"
+PROPERTIES_SET = "Set"
+PROPERTIES_CHANGED = "PropertiesChanged"
+EMITS_CHANGED_SIGNAL = "org.freedesktop.DBus.Property.EmitsChangedSignal"
 
 # Standard errors tilld answers with (the D-Bus specification's names).
 ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
@@ -47,7 +79,11 @@ def method_name(operation: str) -> str:
 
 
 def error_name(reason: str) -> str:
-    """``card-brand-online-only`` -> ``org.tilld.Till1.Error.CardBrandOnlineOnly``."""
+    """``card-brand-online-only`` -> ``org.tilld.Till1.Error.CardBrandOnlineOnly``.
+
+    The rule ``tilld.errors.Reason`` names its error by; adapters take the
+    name from the reason (``Refused.dbus_error``), not from here.
+    """
     return ERROR_PREFIX + _camel(reason, "-_.")
 
 

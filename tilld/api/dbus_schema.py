@@ -18,6 +18,7 @@ from dbus_fast import Message
 from dbus_fast import introspection as intr
 from dbus_fast.constants import ArgDirection, PropertyAccess
 
+from . import dbus_names as names
 from .calls import InvalidParams
 from .dbus_names import (
     INTERFACE,
@@ -72,22 +73,22 @@ class DBusProperty:
 
 # Read from status.get, so a property never says something status.get does not.
 PROPERTIES: tuple[DBusProperty, ...] = (
-    DBusProperty("Mode", "s", lambda s: s["mode"]),
-    DBusProperty("ServerReachable", "b", lambda s: s["server"]),
-    DBusProperty("InternetReachable", "b", lambda s: s["internet"]),
-    DBusProperty("PendingEntries", "u", lambda s: s["pending"]["entries"]),
-    DBusProperty("PendingTickets", "u", lambda s: s["pending"]["tickets"]),
-    DBusProperty("OfflineCardStored", "u", lambda s: s["offline_card"]["stored"]),
-    DBusProperty("OfflineCardLimit", "u", lambda s: s["offline_card"]["limit"]),
+    DBusProperty(names.MODE, "s", lambda s: s["mode"]),
+    DBusProperty(names.SERVER_REACHABLE, "b", lambda s: s["server"]),
+    DBusProperty(names.INTERNET_REACHABLE, "b", lambda s: s["internet"]),
+    DBusProperty(names.PENDING_ENTRIES, "u", lambda s: s["pending"]["entries"]),
+    DBusProperty(names.PENDING_TICKETS, "u", lambda s: s["pending"]["tickets"]),
+    DBusProperty(names.OFFLINE_CARD_STORED, "u", lambda s: s["offline_card"]["stored"]),
+    DBusProperty(names.OFFLINE_CARD_LIMIT, "u", lambda s: s["offline_card"]["limit"]),
 )
 PROPERTY_BY_NAME = {p.name: p for p in PROPERTIES}
 
 SIGNALS: dict[str, tuple[tuple[str, str], ...]] = {
-    "ModeChanged": (("mode", "s"),),
-    "Scanned": (("code", "s"), ("result", "a{sv}")),
-    "SaleCompleted": (("sale_id", "s"), ("summary", "a{sv}")),
-    "SyncProgress": (("pending", "u"),),
-    "DeviceStatus": (("device", "s"), ("state", "s"), ("detail", "s")),
+    names.MODE_CHANGED: (("mode", "s"),),
+    names.SCANNED: (("code", "s"), ("result", "a{sv}")),
+    names.SALE_COMPLETED: (("sale_id", "s"), ("summary", "a{sv}")),
+    names.SYNC_PROGRESS: (("pending", "u"),),
+    names.DEVICE_STATUS: (("device", "s"), ("state", "s"), ("detail", "s")),
 }
 
 
@@ -119,7 +120,7 @@ def till_interface() -> intr.Interface:
             p.name,
             p.signature,
             PropertyAccess.READ,
-            annotations={"org.freedesktop.DBus.Property.EmitsChangedSignal": "true"},
+            annotations={names.EMITS_CHANGED_SIGNAL: "true"},
         )
         for p in PROPERTIES
     ]
@@ -133,29 +134,31 @@ def _standard_interfaces() -> list[intr.Interface]:
     IN, OUT = ArgDirection.IN, ArgDirection.OUT
     return [
         intr.Interface(
-            "org.freedesktop.DBus.Introspectable",
-            [intr.Method("Introspect", [], [arg("s", OUT, "xml_data")])],
+            names.INTROSPECTABLE_INTERFACE,
+            [intr.Method(names.INTROSPECT, [], [arg("s", OUT, "xml_data")])],
         ),
         intr.Interface(
             PEER_INTERFACE,
             [
-                intr.Method("Ping"),
-                intr.Method("GetMachineId", [], [arg("s", OUT, "machine_uuid")]),
+                intr.Method(names.PING),
+                intr.Method(names.GET_MACHINE_ID, [], [arg("s", OUT, "machine_uuid")]),
             ],
         ),
         intr.Interface(
             PROPERTIES_INTERFACE,
             [
                 intr.Method(
-                    "Get",
+                    names.PROPERTIES_GET,
                     [arg("s", IN, "interface_name"), arg("s", IN, "property_name")],
                     [arg("v", OUT, "value")],
                 ),
                 intr.Method(
-                    "GetAll", [arg("s", IN, "interface_name")], [arg("a{sv}", OUT, "props")]
+                    names.PROPERTIES_GET_ALL,
+                    [arg("s", IN, "interface_name")],
+                    [arg("a{sv}", OUT, "props")],
                 ),
                 intr.Method(
-                    "Set",
+                    names.PROPERTIES_SET,
                     [
                         arg("s", IN, "interface_name"),
                         arg("s", IN, "property_name"),
@@ -165,7 +168,7 @@ def _standard_interfaces() -> list[intr.Interface]:
             ],
             [
                 intr.Signal(
-                    "PropertiesChanged",
+                    names.PROPERTIES_CHANGED,
                     [
                         arg("s", None, "interface_name"),
                         arg("a{sv}", None, "changed_properties"),
@@ -228,17 +231,17 @@ def signals_for(event: dict[str, Any]) -> list[tuple[str, str, list[Any]]]:
     topic = event["topic"]
     rest = {k: v for k, v in event.items() if k != "topic"}
     if topic == "mode":
-        return [("ModeChanged", "s", [event["mode"]])]
+        return [(names.MODE_CHANGED, "s", [event["mode"]])]
     if topic == "scan":
         code = rest.pop("code")
-        return [("Scanned", "sa{sv}", [code, to_vardict(rest)])]
+        return [(names.SCANNED, "sa{sv}", [code, to_vardict(rest)])]
     if topic == "sale" and event.get("event") == "completed":
         sale_id = rest.pop("sale_id")
-        return [("SaleCompleted", "sa{sv}", [sale_id, to_vardict(rest)])]
+        return [(names.SALE_COMPLETED, "sa{sv}", [sale_id, to_vardict(rest)])]
     if topic == "sync":
-        return [("SyncProgress", "u", [max(0, int(event["pending"]["entries"]))])]
+        return [(names.SYNC_PROGRESS, "u", [max(0, int(event["pending"]["entries"]))])]
     if topic == "device" and event.get("event") == "status":
         # Only state changes: garbage reports and print results are not a status.
         device, state, detail = (str(event.get(k, "")) for k in ("device", "state", "detail"))
-        return [("DeviceStatus", "sss", [device, state, detail])]
+        return [(names.DEVICE_STATUS, "sss", [device, state, detail])]
     return []

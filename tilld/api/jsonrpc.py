@@ -13,7 +13,7 @@ from ..errors import Refused
 from ..till import Till
 from .calls import Forbidden, InternalFailure, InvalidParams, Subscriber, invoke
 from .operations import BY_NAME
-from .roles import Caller, Role
+from .roles import Caller, Role, RoleMap
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -45,8 +45,9 @@ def _is_unicode(text: str) -> bool:
 
 
 class Dispatcher:
-    def __init__(self, till: Till) -> None:
+    def __init__(self, till: Till, roles: RoleMap) -> None:
         self.till = till
+        self.roles = roles  # the configured group names, for the words of a refusal
 
     async def handle(
         self, message: Any, caller: Caller, role: Role, subscribe: Subscriber
@@ -101,7 +102,7 @@ class Dispatcher:
         if op is None:
             return error(id_, METHOD_NOT_FOUND, f"no method {name!r}; see docs/api.md")
         try:
-            result = await invoke(self.till, op, params, caller, role, subscribe)
+            result = await invoke(self.till, op, params, caller, role, self.roles, subscribe)
         except Forbidden as exc:
             return error(id_, FORBIDDEN, "forbidden", {"message": exc.message})
         except InvalidParams as exc:

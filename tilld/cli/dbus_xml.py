@@ -46,7 +46,7 @@ async def introspect(address: str) -> str:
                 destination=names.BUS_NAME,
                 path=names.OBJECT_PATH,
                 interface=names.INTROSPECTABLE_INTERFACE,
-                member="Introspect",
+                member=names.INTROSPECT,
             )
         )
     finally:

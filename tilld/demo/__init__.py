@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from ..api import dbus_names as names
 from ..app import Daemon
 from ..config import Settings
 from ..errors import Refused, StartupError
@@ -330,9 +331,9 @@ def announce(settings: Settings, backend_url: str) -> None:
         f"  {ctl} demo card maestro     # refused offline: card-brand-online-only\n"
         f"  {ctl} demo card visa; {ctl} demo internet up   # the terminal is flushed\n"
         "Over D-Bus (the private bus above):\n"
-        f"  busctl --address={settings.api.dbus} introspect org.tilld.Till1 /org/tilld/Till1\n"
-        f"  busctl --address={settings.api.dbus} call org.tilld.Till1 /org/tilld/Till1 "
-        "org.tilld.Till1.Till StatusGet\n",
+        f"  busctl --address={settings.api.dbus} introspect {names.BUS_NAME} {names.OBJECT_PATH}\n"
+        f"  busctl --address={settings.api.dbus} call {names.BUS_NAME} {names.OBJECT_PATH} "
+        f"{names.INTERFACE} {names.method_name('status.get')}\n",
         flush=True,
     )
 

@@ -1,0 +1,46 @@
+"""tilld/api/dbus_names.py is the one home of every D-Bus name (STYLE.md, lesson 14)."""
+
+from __future__ import annotations
+
+import ast
+
+from conftest import REPO
+
+from tilld.api import dbus_names as names
+from tilld.api.dbus_schema import PROPERTIES, SIGNALS
+
+
+def _defined_names() -> set[str]:
+    return {value for key, value in vars(names).items() if key.isupper() and isinstance(value, str)}
+
+
+def test_no_module_retypes_a_name_dbus_names_defines() -> None:
+    defined = _defined_names()
+    retyped = []
+    for path in sorted((REPO / "tilld").rglob("*.py")):
+        if path.name == "dbus_names.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in defined:
+                retyped.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert not retyped, retyped
+
+
+def test_the_contracts_signals_and_properties_are_served() -> None:
+    # CONTRACT.md, "D-Bus": names UIs bind to.
+    assert set(SIGNALS) == {
+        "ModeChanged",
+        "Scanned",
+        "SaleCompleted",
+        "SyncProgress",
+        "DeviceStatus",
+    }
+    assert {p.name for p in PROPERTIES} == {
+        "Mode",
+        "ServerReachable",
+        "InternetReachable",
+        "PendingEntries",
+        "PendingTickets",
+        "OfflineCardStored",
+        "OfflineCardLimit",
+    }
