@@ -30,7 +30,8 @@ import asyncio
 import contextlib
 import logging
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from drivers.terminal import (
     CardTerminal,
@@ -43,20 +44,22 @@ from drivers.terminal import (
     TerminalUnavailable,
 )
 
+from .config import Settings
 from .errors import Refused
+from .events import EventBus
 from .journal import (
+    Entry,
     IntentClosed,
+    Journal,
     close_card_intent,
     count_card,
     keep_open_sale,
     open_card_intent,
 )
-from .rules import CardFacts, check_payment
+from .payment_policy import card_policy
+from .rules import CardFacts, CardPolicy, Connectivity, check_payment
 from .sales import Payment, Sale
-
-if TYPE_CHECKING:
-    from .journal import Entry
-    from .till import Till
+from .settlement import Settlement
 
 log = logging.getLogger("tilld.card")
 
@@ -67,9 +70,23 @@ RESOLVE_RETRY_S = 5.0
 
 
 class CardPayments:
-    def __init__(self, till: Till, terminal: CardTerminal | None) -> None:
-        self.till = till
+    def __init__(
+        self,
+        terminal: CardTerminal | None,
+        journal: Journal,
+        events: EventBus,
+        settlement: Settlement,
+        *,
+        connectivity: Callable[[], Connectivity],
+        settings: Callable[[], Settings],
+    ) -> None:
         self.terminal = terminal
+        self.journal = journal
+        self.events = events
+        # Where an approved payment settles its sale and a refund gets its receipt.
+        self.settlement = settlement
+        self._connectivity = connectivity
+        self._settings = settings
         self.offline_stored = 0
         self._lock = asyncio.Lock()  # one card payment (or resolution, or flush) at a time
         self._doubts: dict[str, dict[str, Any]] = {}  # payment_id -> the intent's body
@@ -78,12 +95,20 @@ class CardPayments:
         self._flush_task: asyncio.Task[None] | None = None
 
     @property
+    def connectivity(self) -> Connectivity:
+        return self._connectivity()
+
+    @property
+    def card_policy(self) -> CardPolicy:
+        return card_policy(self._settings())
+
+    @property
     def ready(self) -> bool:
         return self.terminal is not None and bool(getattr(self.terminal, "ready", False))
 
     async def load(self) -> None:
         """Read the offline count and the open intents: before the API serves anyone."""
-        journal = self.till.journal
+        journal = self.journal
         self.offline_stored = await journal.card_counter(OFFLINE_STORED)
         for entry in await journal.open_card_intents():
             self._doubts[entry.body["payment_id"]] = entry.body
@@ -134,7 +159,7 @@ class CardPayments:
             self._check_rules(CardFacts(offline_stored=self.offline_stored, terminal_ready=True))
             payment = sale.tender("card", amount)
             doubt = terminal.doubt_record(amount, payment.payment_id)
-            await self.till.journal.append(
+            await self.journal.append(
                 "card-intent",
                 {
                     "sale_id": sale.sale_id,
@@ -190,9 +215,9 @@ class CardPayments:
     def _check_rules(self, facts: CardFacts) -> None:
         decision = check_payment(
             "card",
-            self.till.connectivity,
+            self.connectivity,
             card=facts,
-            policy=self.till.card_policy,
+            policy=self.card_policy,
         )
         if not decision.allowed:
             raise Refused(decision.reason or "refused", decision.message or "", **decision.details)
@@ -218,7 +243,7 @@ class CardPayments:
             return self._refuse_outcome(result)
         transaction = result.transaction
         assert transaction is not None
-        offline = transaction.offline or not self.till.connectivity.internet
+        offline = transaction.offline or not self.connectivity.internet
         brand_refusal = self._brand_refusal(transaction, offline)
         if brand_refusal is not None:
             await self._reverse(sale, payment_id, amount, transaction)
@@ -251,7 +276,7 @@ class CardPayments:
                 "charge it again: tilld records it as soon as it can.",
                 payment_id=payment_id,
             ) from None
-        outcome = await self.till.settle(sale)
+        outcome = await self.settlement.settle(sale)
         return {
             "payment_id": payment_id,
             "change": 0,
@@ -293,9 +318,9 @@ class CardPayments:
         brand = transaction.brand or "unknown"
         decision = check_payment(
             "card",
-            self.till.connectivity,
+            self.connectivity,
             card=CardFacts(offline_stored=0, brand=brand, terminal_ready=True),
-            policy=self.till.card_policy,
+            policy=self.card_policy,
         )
         if decision.allowed or decision.reason != "card-brand-online-only":
             return None
@@ -325,7 +350,7 @@ class CardPayments:
             except (TerminalError, OSError) as exc:
                 text = f"the reversal could not be sent: {exc}"
         ok = reversal is not None and reversal.approved
-        await self.till.journal.append(
+        await self.journal.append(
             "card-reversal",
             {
                 "sale_id": sale.sale_id,
@@ -381,7 +406,7 @@ class CardPayments:
             body["terminal_receipt"] = list(receipt_lines)
         if keep_sale:
             effects.append(keep_open_sale(sale.sale_id, sale.state()))
-        await self.till.journal.append("card-result", body, effects=tuple(effects))
+        await self.journal.append("card-result", body, effects=tuple(effects))
         self._doubts.pop(payment_id, None)
         if transaction is not None and transaction.offline:
             self.offline_stored += 1
@@ -389,10 +414,10 @@ class CardPayments:
 
     def _refuse_outcome(self, result: TerminalResult) -> dict[str, Any]:
         reason = result.decline_reason
-        if reason is DeclineReason.NEEDS_ONLINE and not self.till.connectivity.internet:
+        if reason is DeclineReason.NEEDS_ONLINE and not self.connectivity.internet:
             # The terminal itself would not take this card offline: a brand
             # that must go online (Maestro, Visa Electron, V PAY).
-            allowed = ", ".join(sorted(self.till.card_policy.offline_brands)) or "none"
+            allowed = ", ".join(sorted(self.card_policy.offline_brands)) or "none"
             raise Refused(
                 "card-brand-online-only",
                 "This card needs the internet, which is down; nothing was charged. Without "
@@ -405,7 +430,7 @@ class CardPayments:
                 "The terminal's offline store is full; nothing was charged. Take cash or "
                 "manual Swish until the internet is back.",
                 stored=self.offline_stored,
-                limit=self.till.card_policy.offline_limit,
+                limit=self.card_policy.offline_limit,
             )
         if result.outcome is Outcome.ABORTED:
             raise Refused(
@@ -448,7 +473,7 @@ class CardPayments:
                 "original_cards": original_cards,
                 "refund": body,
             }
-            await self.till.journal.append(
+            await self.journal.append(
                 "card-intent", intent, effects=(open_card_intent(payment_id),)
             )
             sale_id = intent["sale_id"]
@@ -565,7 +590,7 @@ class CardPayments:
             "card": card,
         }
         body = {**intent["refund"], "payments": [payment]}
-        entry = await self.till.record_refund(body, close_card_intent(intent["payment_id"]))
+        entry = await self.settlement.record_refund(body, close_card_intent(intent["payment_id"]))
         self._doubts.pop(intent["payment_id"], None)
         self._publish(
             "refunded",
@@ -578,7 +603,7 @@ class CardPayments:
 
     async def _close_refund(self, intent: dict[str, Any], outcome: str, text: str) -> None:
         """A card refund that paid nothing back: close its intent."""
-        await self.till.journal.append(
+        await self.journal.append(
             "card-result",
             {
                 "kind": "refund",
@@ -652,13 +677,13 @@ class CardPayments:
         self, body: dict[str, Any], result: TerminalResult, *, lock_held: bool
     ) -> None:
         sale_id, payment_id, amount = body["sale_id"], body["payment_id"], body["amount"]
-        sale = self.till.open_sale_for(sale_id)
+        sale = self.settlement.open_sale_for(sale_id)
         if result.outcome is not Outcome.APPROVED or result.transaction is None:
             log.info("card payment %s was not booked by the terminal", payment_id)
             await self._record_detached(sale_id, payment_id, amount, "not-booked")
             return
         transaction = result.transaction
-        offline = transaction.offline or not self.till.connectivity.internet
+        offline = transaction.offline or not self.connectivity.internet
         log.warning(
             "card payment %s of %d öre WAS booked by the terminal; adding it to sale %s",
             payment_id,
@@ -673,11 +698,11 @@ class CardPayments:
             return
         payment = Payment(payment_id=payment_id, method="card", amount=amount, tendered=amount)
         payment.card = card_record(transaction, offline)
-        lock = contextlib.nullcontext() if lock_held else self.till.sale_lock(sale_id)
+        lock = contextlib.nullcontext() if lock_held else self.settlement.sale_lock(sale_id)
         async with lock:
             # Read again under the lock: the sale may have been completed
             # (paid another way) while this waited for it.
-            sale = self.till.open_sale_for(sale_id)
+            sale = self.settlement.open_sale_for(sale_id)
             if sale is None:
                 await self._record_detached(
                     sale_id, payment_id, amount, "approved-without-sale", transaction
@@ -699,7 +724,7 @@ class CardPayments:
                 sale.payments.remove(payment)
                 raise
             if sale.due <= 0:
-                await self.till.settle(sale)
+                await self.settlement.settle(sale)
 
     async def _record_detached(
         self,
@@ -730,7 +755,7 @@ class CardPayments:
                 amount,
                 transaction.receipt_no,
             )
-        await self.till.journal.append("card-result", body, effects=tuple(effects))
+        await self.journal.append("card-result", body, effects=tuple(effects))
         self._doubts.pop(payment_id, None)
         self._publish(outcome, sale_id, payment_id, amount=amount)
 
@@ -746,7 +771,7 @@ class CardPayments:
                         # The loop must outlive one bad answer: doubts left
                         # unresolved would block every card payment.
                         log.exception("resolving a card payment in doubt failed; retrying")
-                if not self._doubts and self.till.connectivity.internet:
+                if not self._doubts and self.connectivity.internet:
                     # A flush waits for doubts; now there are none it can run.
                     self.internet_back()
             await asyncio.sleep(RESOLVE_RETRY_S if self._doubts else 1.0)
@@ -794,7 +819,7 @@ class CardPayments:
             # The terminal's own answer says how many it sent; what it did
             # not send is still stored on it.
             after = max(0, before - max(sent.count, closed.count))
-            await self.till.journal.append(
+            await self.journal.append(
                 "terminal-flush",
                 {
                     "offline_before": before,
@@ -807,9 +832,7 @@ class CardPayments:
             )
             self.offline_stored = after
             log.info("terminal flushed: %d offline payment(s) sent, %d left", sent.count, after)
-            self.till.events.publish(
-                "terminal", event="flushed", sent=sent.count, offline_stored=after
-            )
+            self.events.publish("terminal", event="flushed", sent=sent.count, offline_stored=after)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -831,7 +854,7 @@ class CardPayments:
         return self.terminal
 
     def _publish(self, event: str, sale_id: str, payment_id: str, **fields: Any) -> None:
-        self.till.events.publish(
+        self.events.publish(
             "terminal", event=event, sale_id=sale_id, payment_id=payment_id, **fields
         )
 
