@@ -158,9 +158,12 @@ class Daemon:
         scans = TicketScans(
             catalog, self.journal, self.events, connectivity, self.outbox, self.sync.register_now
         )
-        self.devices = Devices(self.events, scans.scan)
-        self.devices.configure(
-            settings.devices.scanner, settings.devices.printer, settings.devices.terminal
+        self.devices = Devices(
+            self.events,
+            scans.scan,
+            scanner=settings.devices.scanner,
+            printer=settings.devices.printer,
+            terminal=settings.devices.terminal,
         )
         printer = settings.devices.printer
         self.printing = Printing(

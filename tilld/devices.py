@@ -38,21 +38,24 @@ ScanRouter = Callable[[str, str], Awaitable[Any]]
 
 
 class Devices:
-    def __init__(self, events: EventBus, route: ScanRouter) -> None:
-        """``route`` is where a scanned code goes (tilld/ticket_scans.py)."""
+    def __init__(
+        self,
+        events: EventBus,
+        route: ScanRouter,
+        *,
+        scanner: ScannerSection,
+        printer: PrinterSection,
+        terminal: TerminalSection,
+    ) -> None:
+        """Build the configured drivers (none is opened yet); ``route`` is where a
+        scanned code goes (tilld/ticket_scans.py)."""
         self.events = events
-        self.scanner: Scanner | None = None
-        self.printer: ReceiptPrinter | None = None
-        self.terminal: ZvtTerminal | None = None
         self._route = route
         self._scans: asyncio.Queue[ScanData] = asyncio.Queue(SCAN_QUEUE_LIMIT)
         self._router: asyncio.Task[None] | None = None
-
-    def configure(
-        self, scanner: ScannerSection, printer: PrinterSection, terminal: TerminalSection
-    ) -> None:
-        self.scanner = build_scanner(scanner, self, self._scanned)
-        self.printer = build_printer(printer, self)
+        self.scanner: Scanner | None = build_scanner(scanner, self, self._scanned)
+        self.printer: ReceiptPrinter | None = build_printer(printer, self)
+        self.terminal: ZvtTerminal | None = None
         if terminal.kind != "none":
             self.terminal = open_terminal(
                 "terminal",
