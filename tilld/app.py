@@ -22,6 +22,8 @@ from .api.roles import RoleMap
 from .api.socket import ClientLimits, SocketServer
 from .backend import BackendClient
 from .cardpay import CardPayments
+from .catalog import Catalog
+from .catalog_loading import CatalogLoader
 from .config import Settings
 from .connectivity import ConnectivityMonitor
 from .devices import Devices
@@ -29,16 +31,24 @@ from .errors import Refused, StartupError
 from .events import EventBus
 from .journal import Journal
 from .logs import set_level
+from .outbox import Outbox
+from .payment_policy import PaymentPolicy
 from .printing import Printing
 from .receipt import Seller
+from .refunds import Refunds
 from .reload import Loader, Reloader
+from .reporting import Reports
+from .rules import Connectivity
 from .sdnotify import Notifier
+from .selling import Selling
+from .settlement import Settlement
 from .shutdown import EXIT_S, JOURNAL_CLOSE_S, STOP_BUDGET_S, StopStep, run_steps
 from .supervision import StatusReporter, WatchdogPinger
 from .swish import SwishPayments
 from .sync import SyncEngine
 from .testhooks import install as install_test_hooks
-from .till import Till
+from .ticket_scans import TicketScans
+from .till import DemoControls, Till
 
 log = logging.getLogger("tilld")
 
@@ -96,19 +106,27 @@ class Daemon:
         load_settings: Loader | None = None,
         notifier: Notifier | None = None,
         watchdog_s: float | None = None,
+        demo: DemoControls | None = None,
     ) -> None:
         """``load_settings`` re-reads the configuration on reload (None: no reloads);
-        ``notifier`` talks to systemd (None: nobody is listening)."""
+        ``notifier`` talks to systemd (None: nobody is listening); ``demo`` is the
+        demo's switches (tilld demo only).
+
+        Every part is built here once, in dependency order, and given what it
+        needs through its constructor. The running configuration is read
+        through ``self.current_settings``: a reload replaces it in one place."""
         self.settings = settings
         self.notifier = notifier or Notifier(None)
         self.events = EventBus()
         self.journal = Journal(settings.journal_path, settings.till.id)
+        # The back-end client and the monitor report to each other (a failed
+        # request counts as a probe; a probe is a request): they meet here.
         self.backend = BackendClient(
             settings.backend.url,
             settings.till.id,
             token_file=settings.backend.token_file,
             timeout_s=settings.backend.timeout_s,
-            report=lambda ok, error: self.monitor.report_server(ok, error),
+            report=self._server_report,
         )
         self.monitor = ConnectivityMonitor(
             server_probe=(
@@ -120,11 +138,16 @@ class Daemon:
             interval_s=settings.connectivity.probe_interval_s,
             backoff_cap_s=settings.connectivity.backoff_cap_s,
             probe_timeout_s=settings.connectivity.probe_timeout_s,
-            on_change=lambda state: self.till.mode_changed(state),
+            on_change=self._mode_changed,
         )
-        self.till = Till(settings, self.journal, self.events, self.backend, self.monitor)
-        self.till.sync = self.sync = SyncEngine(
-            self.till,
+        current = self.current_settings
+        connectivity = self._connectivity
+        catalog = Catalog(settings.catalog_path)
+        self.outbox = Outbox(self.journal, self.events)
+        self.catalog_loader = CatalogLoader(catalog, self.journal, current)
+        self.sync = SyncEngine(
+            self.outbox,
+            self.catalog_loader,
             self.journal,
             self.backend,
             batch_size=settings.sync.batch_size,
@@ -132,20 +155,18 @@ class Daemon:
             catalog_refresh_s=settings.sync.catalog_refresh_s,
             server_up=lambda: self.monitor.server.up,
         )
-        self.till.swish = self.swish = SwishPayments(
-            self.till,
-            self.backend,
-            poll_interval_s=settings.swish.poll_interval_s,
-            timeout_s=settings.swish.timeout_s,
+        scans = TicketScans(
+            catalog, self.journal, self.events, connectivity, self.outbox, self.sync.register_now
         )
-        roles = RoleMap(settings.api.cashier_group, settings.api.tech_group)
-        self.till.devices = self.devices = Devices(self.events)
-        self.devices.configure(
-            settings.devices.scanner, settings.devices.printer, settings.devices.terminal
+        self.devices = Devices(
+            self.events,
+            scans.scan,
+            scanner=settings.devices.scanner,
+            printer=settings.devices.printer,
+            terminal=settings.devices.terminal,
         )
-        self.till.card = self.card = CardPayments(self.till, self.devices.terminal)
         printer = settings.devices.printer
-        self.till.printing = self.printing = Printing(
+        self.printing = Printing(
             self.devices.printer,
             self.journal,
             self.events,
@@ -159,6 +180,62 @@ class Daemon:
             code_page=printer.code_page,
             drawer_pin=printer.drawer_pin,
         )
+        settlement = Settlement(
+            current, self.journal, self.events, catalog, connectivity, self.outbox, self.printing
+        )
+        self.card = CardPayments(
+            self.devices.terminal,
+            self.journal,
+            self.events,
+            settlement,
+            connectivity=connectivity,
+            settings=current,
+        )
+        self.swish = SwishPayments(
+            settlement,
+            self.journal,
+            self.events,
+            self.backend,
+            payee=lambda: current().till.seller_name,
+            poll_interval_s=settings.swish.poll_interval_s,
+            timeout_s=settings.swish.timeout_s,
+        )
+        policy = PaymentPolicy(current, catalog, connectivity, self.card)
+        self.reloader = Reloader(settings, load_settings, self._apply_settings, self.notifier)
+        self.till = Till(
+            current,
+            journal=self.journal,
+            events=self.events,
+            backend=self.backend,
+            monitor=self.monitor,
+            catalog=catalog,
+            outbox=self.outbox,
+            catalog_loader=self.catalog_loader,
+            settlement=settlement,
+            policy=policy,
+            selling=Selling(
+                current,
+                self.journal,
+                self.events,
+                catalog,
+                connectivity,
+                settlement,
+                policy,
+                self.backend,
+                card=self.card,
+                swish=self.swish,
+            ),
+            refunds=Refunds(current, self.journal, connectivity, settlement, policy, self.card),
+            scans=scans,
+            reports=Reports(current, self.journal, self.outbox),
+            sync=self.sync,
+            card=self.card,
+            devices=self.devices,
+            printing=self.printing,
+            reload=self.reloader.reload,
+            demo=demo,
+        )
+        roles = RoleMap(settings.api.cashier_group, settings.api.tech_group)
         self.api = SocketServer(
             settings.api.socket_path,
             Dispatcher(self.till, roles),
@@ -176,8 +253,6 @@ class Daemon:
             if settings.api.dbus != "none"
             else None
         )
-        self.reloader = Reloader(settings, load_settings, self._apply_settings, self.notifier)
-        self.till.reload = self.reloader.reload
         self.status_reporter = StatusReporter(self.notifier, self.events, self.describe)
         self.watchdog = WatchdogPinger(self.notifier, watchdog_s)
         self._stop = asyncio.Event()
@@ -186,6 +261,19 @@ class Daemon:
         # Set when the stop begins: the process is gone by then (tilld/shutdown.py).
         self.exit_deadline = math.inf
         self.journal_closed = False
+
+    def current_settings(self) -> Settings:
+        """The running configuration: the one a reload put into effect last."""
+        return self.settings
+
+    def _connectivity(self) -> Connectivity:
+        return self.monitor.state
+
+    def _server_report(self, ok: bool, error: str | None) -> None:
+        self.monitor.report_server(ok, error)
+
+    def _mode_changed(self, state: Connectivity) -> None:
+        self.till.mode_changed(state)
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         started = time.monotonic()
@@ -218,7 +306,7 @@ class Daemon:
             # Devices come last: a missing printer or scanner is a status, not
             # a reason to be late; each reconnects on its own.
             await self.printing.start()
-            await self.devices.start(self.till.scan)
+            await self.devices.start()
             await self.card.start()
             reloads = asyncio.create_task(self._reload_on_sighup(), name="SIGHUP reloads")
             try:

@@ -1,4 +1,4 @@
-"""The till's hardware: builds the configured drivers and connects them to the Till.
+"""The till's hardware: builds the configured drivers and routes what they report.
 
 Drivers know bytes; this module knows what their events mean for the till:
 a scan is routed like any other (article, ticket, unknown), a status change
@@ -38,20 +38,24 @@ ScanRouter = Callable[[str, str], Awaitable[Any]]
 
 
 class Devices:
-    def __init__(self, events: EventBus) -> None:
+    def __init__(
+        self,
+        events: EventBus,
+        route: ScanRouter,
+        *,
+        scanner: ScannerSection,
+        printer: PrinterSection,
+        terminal: TerminalSection,
+    ) -> None:
+        """Build the configured drivers (none is opened yet); ``route`` is where a
+        scanned code goes (tilld/ticket_scans.py)."""
         self.events = events
-        self.scanner: Scanner | None = None
-        self.printer: ReceiptPrinter | None = None
-        self.terminal: ZvtTerminal | None = None
-        self._route: ScanRouter | None = None
+        self._route = route
         self._scans: asyncio.Queue[ScanData] = asyncio.Queue(SCAN_QUEUE_LIMIT)
         self._router: asyncio.Task[None] | None = None
-
-    def configure(
-        self, scanner: ScannerSection, printer: PrinterSection, terminal: TerminalSection
-    ) -> None:
-        self.scanner = build_scanner(scanner, self, self._scanned)
-        self.printer = build_printer(printer, self)
+        self.scanner: Scanner | None = build_scanner(scanner, self, self._scanned)
+        self.printer: ReceiptPrinter | None = build_printer(printer, self)
+        self.terminal: ZvtTerminal | None = None
         if terminal.kind != "none":
             self.terminal = open_terminal(
                 "terminal",
@@ -66,8 +70,7 @@ class Devices:
     def all(self) -> list[SupervisedDevice]:
         return [d for d in (self.scanner, self.printer, self.terminal) if d is not None]
 
-    async def start(self, route: ScanRouter) -> None:
-        self._route = route
+    async def start(self) -> None:
         self._router = asyncio.create_task(self._route_scans(), name="scan routing")
         for device in self.all:
             await device.open()
@@ -104,7 +107,6 @@ class Devices:
     async def _route_scans(self) -> None:
         # One at a time, in order: two scans of the same ticket must meet
         # the "already scanned" check one after the other.
-        assert self._route is not None
         while True:
             scan = await self._scans.get()
             try:

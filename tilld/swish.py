@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from .backend import BackendClient, BackendError
 from .errors import Reason, Refused
+from .events import EventBus
+from .journal import Journal
 from .sales import Payment, Sale
-
-if TYPE_CHECKING:
-    from .till import Till
+from .settlement import Settlement
 
 log = logging.getLogger("tilld.swish")
 
@@ -28,17 +29,29 @@ FINAL = ("PAID", "DECLINED", "ERROR", "CANCELLED")
 
 class SwishPayments:
     def __init__(
-        self, till: Till, backend: BackendClient, *, poll_interval_s: float, timeout_s: float
+        self,
+        settlement: Settlement,
+        journal: Journal,
+        events: EventBus,
+        backend: BackendClient,
+        *,
+        payee: Callable[[], str],
+        poll_interval_s: float,
+        timeout_s: float,
     ) -> None:
-        self.till = till
+        # Where a paid request settles its sale (and the open sales it follows).
+        self.settlement = settlement
+        self.journal = journal
+        self.events = events
         self.backend = backend
+        self.payee = payee  # the seller's name on the customer's Swish request
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
         self._followers: dict[str, asyncio.Task[None]] = {}
 
     async def resume(self) -> None:
         """Follow the requests that were pending when the till stopped."""
-        for sale in self.till.open_sales_with_pending_payments():
+        for sale in self.settlement.open_sales_with_pending_payments():
             payment = sale.pending_payment
             assert payment is not None
             log.warning("resuming Swish request for sale %s", sale.sale_id)
@@ -57,13 +70,13 @@ class SwishPayments:
         try:
             # On disk before the request exists: a crash now leaves a request
             # we know of, never a request we forgot.
-            await self.till.journal.save_open_sale(sale.sale_id, sale.state())
+            await self.journal.save_open_sale(sale.sale_id, sale.state())
             created = await self.backend.swish_create(
-                payment.payment_id, payment.amount, f"{self.till.settings.till.seller_name}"
+                payment.payment_id, payment.amount, self.payee()
             )
         except BackendError as exc:
             sale.payments.remove(payment)
-            await self.till.journal.save_open_sale(sale.sale_id, sale.state())
+            await self.journal.save_open_sale(sale.sale_id, sale.state())
             reason = Reason.METHOD_UNAVAILABLE_OFFLINE if exc.transient else Reason.SWISH_FAILED
             raise Refused(
                 reason,
@@ -71,7 +84,7 @@ class SwishPayments:
             ) from None
         payment.swish_id = str(created["id"])
         payment.swish_token = created.get("token")
-        await self.till.journal.save_open_sale(sale.sale_id, sale.state())
+        await self.journal.save_open_sale(sale.sale_id, sale.state())
         self._follow(sale, payment)
         return {
             "payment_id": payment.payment_id,
@@ -116,10 +129,10 @@ class SwishPayments:
                 await self._finish(sale, payment, status)
 
     async def _finish(self, sale: Sale, payment: Payment, status: str) -> dict[str, Any]:
-        if self.till.open_sale_for(sale.sale_id) is not sale:
+        if self.settlement.open_sale_for(sale.sale_id) is not sale:
             # Finished already: the follower and a cancel both heard the outcome.
             return {"payment_id": payment.payment_id, "status": payment.status}
-        async with self.till.sale_lock(sale.sale_id):
+        async with self.settlement.sale_lock(sale.sale_id):
             if payment.status != "pending":
                 return {"payment_id": payment.payment_id, "status": payment.status}
             if status == "PAID":
@@ -128,7 +141,7 @@ class SwishPayments:
                 sale.payments.remove(payment)
                 payment.status = status.lower()
             # The payment's outcome is told first, then what it did to the sale.
-            self.till.events.publish(
+            self.events.publish(
                 "sale",
                 event="payment",
                 sale_id=sale.sale_id,
@@ -137,8 +150,8 @@ class SwishPayments:
                 swish_status=status,
             )
             if status == "PAID":
-                outcome = await self.till.settle(sale)
+                outcome = await self.settlement.settle(sale)
             else:
-                await self.till.journal.save_open_sale(sale.sale_id, sale.state())
+                await self.journal.save_open_sale(sale.sale_id, sale.state())
                 outcome = {"status": "accepted", "sale": sale.view()}
         return {"payment_id": payment.payment_id, "swish_status": status, **outcome}

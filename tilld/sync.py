@@ -21,16 +21,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from drivers.backoff import backoff_delay
 
 from .backend import BackendClient, BackendError
 from .integrity import Head
 from .journal import Entry, Journal, OutboxBatch, now_with_offset
-
-if TYPE_CHECKING:
-    from .till import Till
+from .outbox import Outbox
 
 log = logging.getLogger("tilld.sync")
 
@@ -45,10 +43,22 @@ SCAN_STATUSES = ("registered", "already-used", "invalid", "unknown")
 LIVE_SCAN_WAIT_S = 0.5
 
 
+class CatalogSink(Protocol):
+    """Where a refreshed catalog goes (tilld/catalog_loading.py)."""
+
+    @property
+    def etag(self) -> str | None: ...
+
+    async def use_fetched_catalog(self, raw: bytes, etag: str | None) -> None: ...
+
+
 class SyncEngine:
+    """Reports through the outbox (counts and `sync` events); woken by its doorbell."""
+
     def __init__(
         self,
-        till: Till,
+        outbox: Outbox,
+        catalog: CatalogSink,
         journal: Journal,
         backend: BackendClient,
         *,
@@ -58,20 +68,20 @@ class SyncEngine:
         server_up: Callable[[], bool],
         rng: random.Random | None = None,
     ) -> None:
-        self.till = till
+        self.outbox = outbox
+        self.catalog = catalog
         self.journal = journal
         self.backend = backend
         self.batch_size = batch_size
         self.backoff_cap_s = backoff_cap_s
         self.catalog_refresh_s = catalog_refresh_s
         self.server_up = server_up
-        self.entry_mark = 0
         self.scan_mark = 0
         self.last_error: str | None = None
         self.last_success: str | None = None
         self.scan_lock = asyncio.Lock()
-        self._wanted = asyncio.Event()
-        self._drained = asyncio.Event()
+        self._wanted = outbox.wanted
+        self._drained = outbox.drained
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
         self._catalog_due = 0.0
@@ -80,7 +90,7 @@ class SyncEngine:
         self._anchor_due = 0.0
 
     async def start(self) -> None:
-        self.entry_mark, self.scan_mark = await self.journal.sync_marks()
+        self.outbox.entry_mark, self.scan_mark = await self.journal.sync_marks()
         if self.backend.configured:
             self._task = asyncio.create_task(self._run())
             self.kick()
@@ -92,12 +102,11 @@ class SyncEngine:
 
     def kick(self) -> None:
         """Something may be worth sending: a new entry, the server back, a technician's request."""
-        self._drained.clear()
-        self._wanted.set()
+        self.outbox.kick()
 
     @property
     def unsent(self) -> int:
-        return self.journal.head_seq - self.entry_mark
+        return self.outbox.unsent
 
     async def wait_drained(self, timeout: float) -> bool:
         try:
@@ -129,7 +138,7 @@ class SyncEngine:
                 delay = self._retry_delay(attempt, exc)
                 attempt += 1
                 log.warning("sync paused: %s; retrying in %.1f s", exc.message, delay)
-                self.till.sync_progress(error=exc.message)
+                self.outbox.sync_progress(error=exc.message)
                 await asyncio.sleep(delay)
                 self._wanted.set()
                 continue
@@ -140,7 +149,7 @@ class SyncEngine:
                 continue
             attempt = 0
             self.last_error = None
-            if self.unsent == 0 and self.till.pending_scans == 0:
+            if self.unsent == 0 and self.outbox.pending_scans == 0:
                 self._drained.set()
             self._schedule_catalog_refresh()
 
@@ -182,7 +191,7 @@ class SyncEngine:
             if self.last_error != integrity.message:
                 log.warning("sync stopped: %s", integrity.message)
                 self.last_error = integrity.message
-                self.till.sync_progress(error=integrity.message)
+                self.outbox.sync_progress(error=integrity.message)
             return False
         return True
 
@@ -195,7 +204,7 @@ class SyncEngine:
     # -- entries -----------------------------------------------------------
 
     async def _send_entries(self) -> bool:
-        batch = await self.journal.outbox_batch(self.entry_mark, self.batch_size)
+        batch = await self.journal.outbox_batch(self.outbox.entry_mark, self.batch_size)
         if not batch:
             return False
         results = await self._post_entries(batch)
@@ -209,11 +218,10 @@ class SyncEngine:
             elif type_ == "sale":
                 accepted_sales.append(seq)
         made_valid = await self.journal.record_sync_results(recorded, accepted_sales)
-        self.entry_mark = batch.seqs[-1]
         done = sum(1 for _, status, _ in recorded if status != "rejected")
         if done:
             self.last_success = now_with_offset()
-        self.till.entries_synced(done, made_valid)
+        self.outbox.entries_synced(done, made_valid, batch.seqs[-1])
         return len(batch) == self.batch_size
 
     async def _post_entries(self, batch: OutboxBatch) -> list[dict[str, Any]]:
@@ -277,7 +285,7 @@ class SyncEngine:
             [(e.seq, r["status"], r.get("detail")) for e, r in zip(scans, results, strict=True)]
         )
         self.scan_mark = scans[-1].seq
-        self.till.scans_registered(scans, results)
+        self.outbox.scans_registered(scans, results)
         return results
 
     # -- catalog -----------------------------------------------------------
@@ -285,11 +293,11 @@ class SyncEngine:
     async def _refresh_catalog_if_due(self) -> None:
         if time.monotonic() < self._catalog_due:
             return
-        fetched = await self.backend.catalog(self.till.catalog_etag)
+        fetched = await self.backend.catalog(self.catalog.etag)
         self._catalog_due = time.monotonic() + self.catalog_refresh_s
         if fetched is not None:
             raw, etag = fetched
-            await self.till.use_fetched_catalog(raw, etag)
+            await self.catalog.use_fetched_catalog(raw, etag)
 
 
 def _check_result(

@@ -278,8 +278,7 @@ async def run_stack(state_dir: Path) -> None:
             terminal=terminal["listening"],
             dbus=dbus_address,
         )
-        daemon = Daemon(settings)
-        daemon.till.demo = DemoSwitches(
+        switches = DemoSwitches(
             {
                 "server": server["control"],
                 "internet": internet["control"],
@@ -288,6 +287,7 @@ async def run_stack(state_dir: Path) -> None:
                 "terminal": terminal["control"],
             }
         )
+        daemon = Daemon(settings, demo=switches)
         await daemon.run(on_ready=lambda: announce(settings, backend_url))
     finally:
         # All at once: each may take its few seconds to go on a busy machine,

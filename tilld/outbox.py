@@ -1,0 +1,97 @@
+"""What waits to go to the back-end: the pending counts, their `sync` events, sync's doorbell.
+
+The journal tells this module of every local append (its one ``on_append``
+hook); the sync engine tells it what the back-end took. So a UI's offline
+badge (D-Bus PendingEntries) follows events instead of polling status.get,
+and the sync engine is woken by a new entry without the selling code
+knowing it exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .events import EventBus
+from .journal import Entry, Journal
+
+
+class Outbox:
+    def __init__(self, journal: Journal, events: EventBus) -> None:
+        self.journal = journal
+        self.events = events
+        journal.on_append = self._appended
+        self.counts = {"entries": 0, "tickets": 0, "scans": 0}
+        self.entry_mark = 0  # the last seq the back-end has taken (or rejected)
+        # The doorbell: sync waits on `wanted`; `drained` says it sent everything.
+        self.wanted = asyncio.Event()
+        self.drained = asyncio.Event()
+
+    async def load(self) -> None:
+        """Read the counts from the journal: before anyone can sell."""
+        marks = await self.journal.sync_marks()
+        self.entry_mark = marks[0]
+        self.counts = await self.journal.pending_counts(*marks)
+
+    def kick(self) -> None:
+        """Something may be worth sending: a new entry, the server back, a technician's request."""
+        self.drained.clear()
+        self.wanted.set()
+
+    @property
+    def unsent(self) -> int:
+        return self.journal.head_seq - self.entry_mark
+
+    @property
+    def pending_scans(self) -> int:
+        return self.counts["scans"]
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+    def _appended(self, entry: Entry) -> None:
+        self.counts["entries"] += 1
+        if entry.type == "scan":
+            self.counts["scans"] += 1
+        # The one place a local append changes the pending counts; sync
+        # reports the other direction.
+        self.publish()
+        self.kick()
+
+    # -- what selling and refunding report ----------------------------------
+
+    def tickets_issued(self, count: int) -> None:
+        self.counts["tickets"] += count
+
+    async def tickets_refunded(self) -> None:
+        # A refunded ticket is no longer pending, synced or not.
+        self.counts["tickets"] = await self.journal.pending_ticket_count()
+        self.publish()
+
+    # -- what the sync engine reports ------------------------------------------
+
+    def entries_synced(self, done: int, tickets_valid: int, entry_mark: int) -> None:
+        self.entry_mark = entry_mark
+        self.counts["entries"] -= done
+        self.counts["tickets"] -= tickets_valid
+        self.publish()
+
+    def scans_registered(self, scans: list[Entry], results: list[dict[str, Any]]) -> None:
+        self.counts["scans"] -= len(scans)
+        for entry, result in zip(scans, results, strict=True):
+            self.events.publish(
+                "scan",
+                event="registered",
+                scan_id=entry.uuid,
+                code=entry.body["code"],
+                scanned_at=entry.body["scanned_at"],
+                status=result["status"],
+                detail=result.get("detail"),
+            )
+        self.publish()
+
+    def sync_progress(self, error: str | None) -> None:
+        self.publish(error=error)
+
+    def publish(self, error: str | None = None) -> None:
+        self.events.publish("sync", pending=dict(self.counts), unsent=self.unsent, error=error)

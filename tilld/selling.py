@@ -1,0 +1,307 @@
+"""Selling: open a sale, add and remove lines, pay, void; empty sales left open are swept.
+
+A payment by card or integrated Swish is handed to its flow (tilld/cardpay.py,
+tilld/swish.py) with the sale's lock held; cash and manual Swish settle here.
+Every flow ends in tilld/settlement.py, which owns the open sales.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .backend import BackendClient, BackendError
+from .catalog import Article, Catalog
+from .config import Settings
+from .errors import Refused
+from .events import EventBus
+from .journal import Journal, forget_open_sale, now_with_offset
+from .payment_policy import PaymentPolicy, raise_if_refused
+from .rules import Connectivity, check_article
+from .sales import Payment, Sale
+from .settlement import Settlement, view_of_entry
+
+log = logging.getLogger("tilld.till")
+
+# Abandoned sales are looked for this often (at most; sooner when abandon_after_s is short).
+SWEEP_INTERVAL_S = 60.0
+# A sweep closing a sale when the till stops gets this long to finish its journal entry.
+SWEEP_STOP_S = 0.3
+
+
+class CardFlow(Protocol):
+    """What selling needs of card payments (tilld/cardpay.py)."""
+
+    async def pay(self, sale: Sale, amount: int) -> dict[str, Any]: ...
+
+    async def cancel(self, sale_id: str, payment_id: str) -> dict[str, Any] | None: ...
+
+    def in_doubt_for(self, sale_id: str) -> bool: ...
+
+
+class SwishFlow(Protocol):
+    """What selling needs of integrated Swish (tilld/swish.py)."""
+
+    async def start(self, sale: Sale, amount: int) -> dict[str, Any]: ...
+
+    async def cancel(self, sale: Sale, payment: Payment) -> dict[str, Any]: ...
+
+
+class Selling:
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        journal: Journal,
+        events: EventBus,
+        catalog: Catalog,
+        connectivity: Callable[[], Connectivity],
+        settlement: Settlement,
+        policy: PaymentPolicy,
+        backend: BackendClient,
+        *,
+        card: CardFlow,
+        swish: SwishFlow,
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.events = events
+        self.catalog = catalog
+        self.connectivity = connectivity
+        self.settlement = settlement
+        self.policy = policy
+        self.backend = backend  # seats for event tickets are reserved at the server
+        self.card = card
+        self.swish = swish
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_abandoned(), name="abandoned sales")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.wait({self._sweeper}, timeout=SWEEP_STOP_S)
+
+    def open_sale(self, training: bool = False) -> dict[str, Any]:
+        self.settlement.require_accepting()
+        self._require_room_for_a_sale()
+        sale = Sale.new(now_with_offset(), training=training)
+        self.settlement.open[sale.sale_id] = sale
+        self.settlement.opened_at[sale.sale_id] = time.monotonic()
+        return {"sale_id": sale.sale_id, "training": training}
+
+    def _require_room_for_a_sale(self) -> None:
+        limit = self.settings().sales.max_open
+        count = len(self.settlement.open)
+        if count >= limit:
+            raise Refused(
+                "too-many-open-sales",
+                f"{count} sales are open on this till, as many as it keeps "
+                f"([sales] max_open = {limit}). Complete or void the open sales (sale.list "
+                "shows them; empty ones close by themselves after [sales] abandon_after_s), "
+                "or raise [sales] max_open.",
+                open_sales=count,
+                max_open=limit,
+            )
+
+    async def _sweep_abandoned(self) -> None:
+        while True:
+            # Read each time: both keys reload live.
+            abandon_after_s = self.settings().sales.abandon_after_s
+            interval = min(SWEEP_INTERVAL_S, max(0.1, abandon_after_s / 4))
+            await asyncio.sleep(interval)
+            # A full disk must not end the sweep: the sales are tried again next time.
+            try:
+                await self.abandon_empty_sales()
+            except Refused as exc:
+                log.error("empty sales left open not closed: %s", exc.message)
+            except Exception:
+                log.exception("closing empty sales left open failed; trying again later")
+
+    async def abandon_empty_sales(self) -> int:
+        """Close the empty sales left open past [sales] abandon_after_s; how many were closed.
+
+        Only sales with no lines and no payments: one with money taken is the
+        customer's, and one with lines is a basket someone may come back to."""
+        cutoff = time.monotonic() - self.settings().sales.abandon_after_s
+        book = self.settlement
+        stale = [
+            sale
+            for sale_id, opened in list(book.opened_at.items())
+            if opened <= cutoff and (sale := book.open.get(sale_id)) is not None and sale.empty
+        ]
+        closed = 0
+        for sale in stale:
+            if book.open.get(sale.sale_id) is not sale:
+                continue  # completed or voided while an earlier one was journaled
+            async with book.sale_lock(sale.sale_id):
+                if book.open.get(sale.sale_id) is not sale or not sale.empty:
+                    continue
+                entry = await self.journal.append(
+                    "void",
+                    sale.void_body("abandoned", self.connectivity().mode.value),
+                    effects=(forget_open_sale(sale.sale_id),),
+                )
+                book.close(sale, view_of_entry(entry))
+            closed += 1
+            self.events.publish(
+                "sale",
+                event="voided",
+                sale_id=sale.sale_id,
+                total=0,
+                returned=[],
+                reason="abandoned",
+            )
+        if closed:
+            log.info("closed %d empty sale(s) left open as abandoned", closed)
+        return closed
+
+    def list_sales(self) -> dict[str, Any]:
+        return {"sales": [sale.view() for sale in self.settlement.open.values()]}
+
+    async def add(
+        self, sale_id: str, *, plu: str | None, barcode: str | None, quantity: int
+    ) -> dict[str, Any]:
+        self.settlement.require_accepting()
+        async with self.settlement.sale_lock(sale_id):
+            sale = self.settlement.sale(sale_id)
+            article = self.catalog.find(plu=plu, barcode=barcode)
+            if article is None:
+                what = f"PLU {plu}" if plu is not None else f"barcode {barcode}"
+                raise Refused(
+                    "unknown-article",
+                    f"No article with {what} in catalog {self.catalog.version}. "
+                    "Search the catalog by name with catalog.search.",
+                )
+            decision = check_article(
+                article.kind,
+                self.connectivity(),
+                name=article.name,
+                fallback=self.catalog.fallback_for(article),
+            )
+            raise_if_refused(decision)
+            reservation = None
+            if article.kind == "event-ticket":
+                sale.require_unpaid()
+                reservation = await self._reserve(article, quantity)
+            line = sale.add(article, quantity)
+            if reservation is not None:
+                line.reservation_ids.append(reservation)
+            return {"line_id": line.line_id, "sale": sale.view()}
+
+    async def _reserve(self, article: Article, quantity: int) -> str:
+        """Seats for an event ticket, reserved at the server before the line is added."""
+        assert article.event_id is not None
+        try:
+            reply = await self.backend.reserve(article.event_id, str(uuidlib.uuid4()), quantity)
+        except BackendError as exc:
+            if exc.transient:
+                # The server went away between the rule check and the request.
+                offline = check_article(
+                    article.kind,
+                    Connectivity(server=False, internet=self.connectivity().internet),
+                    name=article.name,
+                    fallback=self.catalog.fallback_for(article),
+                )
+                raise_if_refused(offline)
+            raise Refused(
+                "reservation-failed",
+                f"The ticket server would not reserve seats for '{article.name}': "
+                f"{exc.message}. Try again or ask a technician.",
+            ) from None
+        if reply is None:
+            raise Refused(
+                "sold-out",
+                f"'{article.name}' is sold out (asked for {quantity}).",
+                event_id=article.event_id,
+            )
+        return str(reply["reservation_id"])
+
+    async def remove(self, sale_id: str, line_id: int) -> dict[str, Any]:
+        async with self.settlement.sale_lock(sale_id):
+            sale = self.settlement.sale(sale_id)
+            sale.remove(line_id)
+            return {"sale": sale.view()}
+
+    async def get(self, sale_id: str) -> dict[str, Any]:
+        book = self.settlement
+        if sale_id in book.open:
+            return book.open[sale_id].view()
+        if sale_id in book.recent:
+            return book.recent[sale_id]
+        entry = await self.journal.find_sale(sale_id)
+        if entry is None:
+            book.sale(sale_id)  # raises unknown-sale
+        return view_of_entry(entry)
+
+    async def void(self, sale_id: str, reason: str) -> dict[str, Any]:
+        async with self.settlement.sale_lock(sale_id):
+            sale = self.settlement.sale(sale_id)
+            sale.require_no_pending_payment()
+            if self.card.in_doubt_for(sale_id):
+                raise Refused(
+                    "card-payment-in-doubt",
+                    "A card payment for this sale may have been charged; tilld is asking the "
+                    "terminal. Void the sale once it has answered.",
+                )
+            entry = await self.journal.append(
+                "void",
+                sale.void_body(reason, self.connectivity().mode.value),
+                effects=(forget_open_sale(sale.sale_id),),
+            )
+            view = view_of_entry(entry)
+            self.settlement.close(sale, view)
+        self.events.publish(
+            "sale",
+            event="voided",
+            sale_id=sale_id,
+            total=sale.total,
+            returned=[p.as_dict() for p in sale.payments],
+            reason=reason,
+        )
+        return {"sale_id": sale_id, "state": "voided", "seq": entry.seq, "sale": view}
+
+    async def pay(
+        self, sale_id: str, method: str, amount: int, reference: str | None
+    ) -> dict[str, Any]:
+        self.settlement.require_accepting()
+        async with self.settlement.sale_lock(sale_id):
+            sale = self.settlement.sale(sale_id)
+            raise_if_refused(self.policy.payment_decision(method, training=sale.training))
+            if method == "swish":
+                return await self.swish.start(sale, amount)
+            if method == "card":
+                return await self.card.pay(sale, amount)
+            if method not in ("cash", "swish-manual"):
+                raise Refused(
+                    "method-not-supported",
+                    f"This till has no {method} payment flow; take cash or manual Swish.",
+                )
+            payment = sale.tender(method, amount, reference)
+            sale.payments.append(payment)
+            try:
+                outcome = await self.settlement.settle(sale)
+            except BaseException:
+                sale.payments.remove(payment)
+                raise
+        return {"payment_id": payment.payment_id, "change": payment.change, **outcome}
+
+    async def cancel_payment(self, sale_id: str, payment_id: str) -> dict[str, Any]:
+        # A card payment holds the sale's lock while it waits at the
+        # terminal, so it is cancelled without taking the lock.
+        cancelled = await self.card.cancel(sale_id, payment_id)
+        if cancelled is not None:
+            return cancelled
+        async with self.settlement.sale_lock(sale_id):
+            sale = self.settlement.sale(sale_id)
+            pending = sale.pending_payment
+            if pending is None or pending.payment_id != payment_id:
+                raise Refused(
+                    "unknown-payment",
+                    f"Sale {sale_id} has no payment {payment_id} waiting for the customer.",
+                )
+        return await self.swish.cancel(sale, pending)
