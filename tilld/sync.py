@@ -127,11 +127,13 @@ class SyncEngine:
             try:
                 if not await self._anchor_holds():
                     continue  # stopped until the journal is restored or acknowledged
-                await self._refresh_catalog_if_due()
+                # The journal first: what was sold matters more than new prices,
+                # and a catalog that fails to come must not hold the sales back.
                 while await self._send_entries():
                     pass
                 while await self._replay_scans():
                     pass
+                await self._refresh_catalog_if_due()
             except BackendError as exc:
                 self.last_error = exc.message
                 self._anchor_due = 0.0  # whatever happened meanwhile, look again first
@@ -176,7 +178,15 @@ class SyncEngine:
         to others, or hide the rewrite behind accepted-looking results.
         """
         if time.monotonic() >= self._anchor_due:
-            head = await self.backend.journal_head()
+            try:
+                head = await self.backend.journal_head()
+            except BackendError as exc:
+                # Not a reason to hold the journal back: the batch that follows
+                # goes to the same server and fails or succeeds on its own, and
+                # a back-end that cuts every answer still stores what it gets.
+                # The head is asked for again before the next batch.
+                log.info("the back-end's journal head was not read (%s)", exc.message)
+                return self._integrity_allows_sending()
             self._anchor_due = time.monotonic() + ANCHOR_CHECK_S
             if head is None:
                 self._anchor_due = float("inf")
@@ -186,6 +196,9 @@ class SyncEngine:
                     head["seq"], head["hash"], head.get("receipt_no", 0), head.get("z_no", 0)
                 )
                 await self.journal.judge_witness(self.anchor, "the back-end")
+        return self._integrity_allows_sending()
+
+    def _integrity_allows_sending(self) -> bool:
         integrity = self.journal.integrity
         if integrity.state in ("rolled-back", "diverged"):
             if self.last_error != integrity.message:
