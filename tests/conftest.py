@@ -167,12 +167,38 @@ def to_toml(sections: dict[str, dict[str, Any]]) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_daemon_outlives_the_tests():
-    """A daemon left running by a test would outlive CI; kill it and say which."""
+    """A daemon left running by a test would outlive CI; kill it and say which.
+
+    Under pytest-xdist each worker is a session of its own with its own
+    TillProcess.started, so each checks the daemons its own tests started.
+    """
     yield
     leaked = [p for p in TillProcess.started if p.proc is not None and p.proc.poll() is None]
     for process in leaked:
         process.kill()
     assert not leaked, f"tests left {len(leaked)} tilld running: {[str(p.base) for p in leaked]}"
+
+
+# -- running the suite in parallel (pytest-xdist, `make test`) ---------------------
+
+# Tests that time something the other workers would slow down: each stops
+# tilld under its own CPU hogs (one per core) and asserts the stop took under
+# 8 s. A second worker's tests on the same two cores would make that a measure
+# of the neighbours. `make test` runs them alone, after the parallel run.
+SERIAL = {
+    "test_hardening_stop.py": {
+        "test_sigterm_while_the_printer_is_polled_and_the_scanner_streams_under_load",
+        "test_sigterm_with_a_stalled_printer_mid_job_and_a_drawer_kick_waiting",
+        "test_sigterm_with_a_serial_printer_that_never_reads",
+        "test_sigterm_while_name_lookups_hang",
+    },
+}
+
+
+def pytest_itemcollected(item):
+    # Marked as each test is collected, before `-m serial` selects on it.
+    if getattr(item, "originalname", None) in SERIAL.get(item.path.name, ()):
+        item.add_marker(pytest.mark.serial)
 
 
 @pytest.hookimpl(wrapper=True)

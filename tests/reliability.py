@@ -42,15 +42,28 @@ class Recorder:
         path = os.environ.get(LOG_ENV)
         if not path or not self.attempts:
             return
-        with open(path, "a", encoding="utf-8") as log:
+        # Several pytest-xdist workers append to the same file at once. Each
+        # line goes out in one write(2) on an O_APPEND descriptor: the kernel
+        # puts every such write at the end of the file whole, so lines from
+        # different workers never interleave (a buffered file object may split
+        # a line over two writes).
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
             for attempt in self.attempts:
                 attempt.held = passed
-                log.write(json.dumps(asdict(attempt), ensure_ascii=False) + "\n")
+                line = (json.dumps(asdict(attempt), ensure_ascii=False) + "\n").encode()
+                written = os.write(fd, line)
+                if written != len(line):  # a full disk: say so rather than leave half a line
+                    raise OSError(f"{path}: wrote {written} of {len(line)} bytes of a record")
+        finally:
+            os.close(fd)
 
 
 def write_table(log: Path, doc: Path) -> None:
     attempts = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
-    attempts.sort(key=lambda a: (a["kind"], a["attack"]))
+    # Workers finish in any order: sort on every column that tells rows apart,
+    # so the same run writes the same table.
+    attempts.sort(key=lambda a: (a["kind"], a["attack"], a["test"], a["tries"], a["figure"]))
     lines = [
         "# Reliability: attacks and faults tried",
         "",

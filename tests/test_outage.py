@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 from conftest import Client, RpcError, TillProcess
 from sims import Backend, Proxy, online_config, wait_for
+from test_card_payments import build_site, pay_card
 
 TILL = "till-test"
 
@@ -97,13 +98,73 @@ def test_black_holed_server_is_noticed_through_probe_timeouts(site):
     site.wait_mode("online")
 
 
-def test_internet_down_is_no_internet_and_card_rules_switch_to_offline(site):
-    site.internet.set_mode("refuse")
-    site.wait_mode("server-only")
-    site.server.set_mode("refuse")
-    site.wait_mode("no-internet")
-    site.internet.set_mode("pass")
-    site.wait_mode("server-unreachable")
+def card_status(status: dict) -> tuple[dict, dict]:
+    return status["payment_methods"]["card"], status["offline_card"]
+
+
+def test_internet_down_is_no_internet_and_card_rules_switch_to_offline(short_tmp):
+    """Without the internet a card is taken offline: allowed brands only, up to the limit.
+
+    The rules (tilld/rules.py, docs/api.md) as the cashier sees them: in
+    status.get's `payment_methods` and `offline_card`, and in real refusals
+    of a card read by the terminal simulator.
+    """
+    site = build_site(short_tmp, offline_limit=1)  # online, terminal ready, Visa on the terminal
+    try:
+        card, offline = card_status(site.status())
+        assert card == {"available": True} and offline == {"stored": 0, "limit": 1}
+
+        site.internet_down()  # the internet proxy refuses; the terminal cannot authorise
+        status = site.status()
+        assert (status["mode"], status["server"], status["internet"]) == (
+            "server-only",
+            True,
+            False,
+        )
+        # Offline, under the limit: card is still offered (the brand is not known
+        # until the terminal reads the card), integrated Swish too (it needs the server).
+        assert card_status(status) == ({"available": True}, {"stored": 0, "limit": 1})
+        assert status["payment_methods"]["swish"] == {"available": True}
+
+        site.terminal.set(brand="maestro")  # not in card.offline_brands
+        with pytest.raises(RpcError) as online_only:
+            pay_card(site.client)
+        assert online_only.value.reason == "card-brand-online-only"
+        # The message tells the cashier which brands do work offline.
+        assert "mastercard, visa" in online_only.value.error["data"]["message"]
+        assert site.status()["offline_card"]["stored"] == 0  # a refusal is not counted
+
+        site.terminal.set(brand="visa")
+        paid = pay_card(site.client)
+        assert paid["status"] == "completed" and paid["card"]["offline"] is True
+        card, offline = card_status(site.status())
+        assert offline == {"stored": 1, "limit": 1}
+        assert (card["available"], card["reason"]) == (False, "offline-card-limit-reached")
+        assert card["message"]
+        with pytest.raises(RpcError) as over_limit:
+            pay_card(site.client)  # refused before the terminal sees the card
+        assert over_limit.value.reason == "offline-card-limit-reached"
+        assert over_limit.value.error["data"]["limit"] == 1
+
+        site.server.set_mode("refuse")
+        site.wait_mode("no-internet")
+        status = site.status()
+        assert status["payment_methods"]["card"]["reason"] == "offline-card-limit-reached"
+        assert status["payment_methods"]["swish"]["reason"] == "method-unavailable-offline"
+        assert status["payment_methods"]["cash"] == {"available": True}
+
+        site.terminal.set(online=True)
+        site.internet.set_mode("pass")
+        site.wait_mode("server-unreachable")
+        # The internet is back: cards are authorised online again, whatever the count.
+        assert site.status()["payment_methods"]["card"] == {"available": True}
+        site.terminal.set(brand="maestro")
+        assert pay_card(site.client)["card"]["offline"] is False
+    finally:
+        site.client.close()
+        site.till.kill()
+        for sim in (site.terminal, site.internet, site.server, site.backend):
+            sim.stop()
 
 
 def test_server_errors_count_as_unreachable(site):
