@@ -44,18 +44,12 @@ def allow(checker: BlockBuster, calls: str, filename: str, functions: set[str]) 
 
 
 def allow_known_blocking(checker: BlockBuster) -> None:
-    """Two blocking calls tilld makes once, at start and stop, and no others.
+    """The one blocking call tilld makes once, at start and on reload, and no others.
 
-    Both are known and left to their modules' owners (this file is where the
-    next one will show up):
-    - Journal.close shuts its three worker threads down with
-      ``ThreadPoolExecutor.shutdown(wait=True)``, a lock wait on the loop. It
-      comes after close has awaited each thread's last job, so they are idle
-      and the join is short, but it is a join.
-    - BackendClient.start reads the token file with ``Path.read_text`` on the
-      loop (a few bytes from local storage, at start and on reload).
+    BackendClient.start reads the token file with ``Path.read_text`` on the
+    loop (a few bytes from local storage). This file is where the next one
+    will show up.
     """
-    allow(checker, "threading.Lock.", "tilld/journal.py", {"close"})
     allow(checker, "", "tilld/backend.py", {"_read_token"})
 
 

@@ -95,8 +95,10 @@ class JournalStore:
         await self._on_writer(close_writer)
         await self._on_reader(close_reader)
         await self._on_bulk(close_reader)
+        # Each thread has finished its last job (awaited above); joining them
+        # here would block the event loop for nothing.
         for pool in (self._writer, self._reader, self._bulk):
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=False)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
