@@ -78,9 +78,9 @@ def write_table(log: Path, doc: Path) -> None:
     for a in attempts:
         result = "held" if a["held"] else "**not held**"
         test = a["test"].split("::")[-1]
-        lines.append(
-            f"| {a['kind']} | {a['attack']} | {a['tries']} | {a['figure']} | {result} | `{test}` |"
-        )
+        cells = (a["kind"], a["attack"], str(a["tries"]), a["figure"], result, f"`{test}`")
+        # A pattern such as ^(a|aa)+$ in a cell must not split the row.
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     doc.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
