@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..fdwrite import write_all
 from .apdu import Apdu, apdu_size, decode_apdu, encode_apdu
 from .framing import ACK, ACK_BYTE, NAK, NAK_BYTE, Frame, FrameDecoder, FrameError, encode_frame
 
@@ -233,24 +234,13 @@ class SerialLink(ApduLink):
             self.close(exc.strerror or str(exc))
 
     async def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            if self.closed:
-                raise LinkClosed(self.close_reason)
-            try:
-                written = os.write(self._fd, view)
-            except BlockingIOError:
-                ready = self._loop.create_future()
-                self._loop.add_writer(self._fd, ready.set_result, None)
-                try:
-                    await ready
-                finally:
-                    self._loop.remove_writer(self._fd)
-                continue
-            except OSError as exc:
-                self.close(exc.strerror or str(exc))
-                raise LinkClosed(self.close_reason) from exc
-            view = view[written:]
+        try:
+            sent = await write_all(self._loop, self._fd, data, lambda: self.closed)
+        except OSError as exc:
+            self.close(exc.strerror or str(exc))
+            raise LinkClosed(self.close_reason) from exc
+        if not sent:
+            raise LinkClosed(self.close_reason)
 
     async def send(self, apdu: Apdu) -> None:
         """Send one framed APDU and wait for ACK; resend on NAK or silence, boundedly."""

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 
 from ...device import DeviceUnavailable
+from ...fdwrite import write_all
 from .framing import Event, FrameDecoder, encode_frame
 
 log = logging.getLogger("tilld.drivers.controlunit")
@@ -98,24 +99,13 @@ class CcspLink:
         await self.write(encode_frame(message, corrupt_lrc=corrupt_lrc))
 
     async def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            if self.closed:
-                raise LinkClosed(self.close_reason)
-            try:
-                written = os.write(self._fd, view)
-            except BlockingIOError:
-                ready = self._loop.create_future()
-                self._loop.add_writer(self._fd, ready.set_result, None)
-                try:
-                    await ready
-                finally:
-                    self._loop.remove_writer(self._fd)
-                continue
-            except OSError as exc:
-                self.close(exc.strerror.lower() if exc.strerror else str(exc))
-                raise LinkClosed(self.close_reason) from exc
-            view = view[written:]
+        try:
+            sent = await write_all(self._loop, self._fd, data, lambda: self.closed)
+        except OSError as exc:
+            self.close(exc.strerror.lower() if exc.strerror else str(exc))
+            raise LinkClosed(self.close_reason) from exc
+        if not sent:
+            raise LinkClosed(self.close_reason)
 
     def close(self, reason: str = "closed") -> None:
         if not self.closed:
