@@ -248,7 +248,9 @@ def test_effective_toml_parses_back_to_the_same_values(tmp_path):
     settings, _ = load_settings(str(write(tmp_path, GOOD)))
     parsed = tomllib.loads(effective_toml(settings))
     assert parsed["till"]["id"] == "kassa-2"
-    assert parsed["card"] == {"offline_limit": 40, "offline_brands": ["visa"]}
+    card = {k: parsed["card"][k] for k in ("offline_limit", "offline_brands")}
+    assert card == {"offline_limit": 40, "offline_brands": ["visa"]}
+    assert parsed["card"]["offline_max_amount"] == settings.card.offline_max_amount
     assert parsed["backend"]["timeout_s"] == 3
     assert parsed["devices"]["terminal"]["kind"] == "none"
 
@@ -354,9 +356,17 @@ def test_config_check_without_any_file_prints_the_built_in_defaults():
     assert result.returncode == 0, result.stderr
     parsed = tomllib.loads(result.stdout)
     assert parsed["till"]["id"] == "till-1"
-    assert parsed["card"] == {"offline_limit": 250, "offline_brands": ["visa", "mastercard"]}
+    assert parsed["card"] == {
+        "offline_limit": 250,
+        "offline_brands": ["visa", "mastercard"],
+        "offline_max_amount": 200_000,
+        "offline_max_total": 5_000_000,
+        "offline_max_age_h": 72.0,
+        "offline_age_warning": 0.75,
+    }
     assert parsed["devices"]["terminal"]["password"] == "********"
-    assert "000000" not in result.stdout
+    # The default password as a TOML string: an amount like 5000000 is no leak.
+    assert '"000000"' not in result.stdout
 
 
 def test_config_check_accepts_the_option_before_the_subcommand(tmp_path):

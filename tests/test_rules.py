@@ -27,10 +27,12 @@ from tilld.rules import (
     Decision,
     Fallback,
     Mode,
+    OfflineAge,
     check_article,
     check_payment,
     check_refund,
     check_ticket_refund,
+    offline_age,
 )
 
 DEFAULT_OFFLINE_BRANDS = {"visa", "mastercard"}
@@ -567,3 +569,90 @@ def test_a_used_ticket_is_refused_a_refund_unless_the_venue_allows_it():
     assert "TK1, TK2" in refused.message
     assert check_ticket_refund(["TK1"], allow_used=True).allowed
     assert check_ticket_refund([], allow_used=False).allowed
+
+
+# -- the offline risk budget (issue: cards the Swedish way) --------------------
+# Precedence, as the specification: the count limit, then the brand once it
+# is known, then the oldest stored payment's age, one payment's amount, and
+# the sum stored. None of it applies with the internet: the terminal
+# authorises online and stores nothing.
+
+amounts = st.integers(min_value=0, max_value=10_000_000)
+ages = st.one_of(st.none(), st.floats(min_value=0, max_value=1000, allow_nan=False))
+
+
+def budget_expectation(
+    amount: int | None, stored_amount: int, age_h: float | None, policy: CardPolicy
+) -> str | None:
+    if age_h is not None and age_h >= policy.offline_max_age_h:
+        return "offline-cards-too-old"
+    if amount is not None and amount > policy.offline_max_amount:
+        return "offline-card-amount-limit"
+    if stored_amount + (1 if amount is None else amount) > policy.offline_max_total:
+        return "offline-card-total-limit"
+    return None
+
+
+@given(
+    amount=st.one_of(st.none(), amounts),
+    stored_amount=amounts,
+    age_h=ages,
+    max_amount=amounts,
+    max_total=amounts,
+    max_age_h=st.floats(min_value=0.01, max_value=500, allow_nan=False),
+    brand=st.sampled_from((None, "visa", "mastercard")),
+)
+def test_the_offline_budget_refuses_by_age_then_amount_then_total(
+    amount, stored_amount, age_h, max_amount, max_total, max_age_h, brand
+):
+    policy = CardPolicy(
+        offline_max_amount=max_amount, offline_max_total=max_total, offline_max_age_h=max_age_h
+    )
+    card = CardFacts(
+        offline_stored=1,
+        brand=brand,
+        amount=amount,
+        offline_amount=stored_amount,
+        offline_age_h=age_h,
+    )
+    offline = check_payment("card", Connectivity(True, False), card=card, policy=policy)
+    assert offline.reason == budget_expectation(amount, stored_amount, age_h, policy)
+    online = check_payment("card", Connectivity(True, True), card=card, policy=policy)
+    assert online.allowed
+
+
+@given(brand=st.sampled_from(ONLINE_ONLY_BRANDS), amount=amounts)
+def test_an_online_only_brand_is_named_before_any_budget(brand, amount):
+    card = CardFacts(brand=brand, amount=amount, offline_amount=10**9, offline_age_h=10**6)
+    decision = check_payment("card", Connectivity(False, False), card=card)
+    assert decision.reason == "card-brand-online-only"
+
+
+def test_the_budget_refusals_carry_their_figures():
+    policy = CardPolicy(offline_max_amount=50_000, offline_max_total=100_000)
+    over = check_payment(
+        "card", Connectivity(False, False), card=CardFacts(amount=60_000), policy=policy
+    )
+    assert over.details == {"amount": 60_000, "limit": 50_000}
+    full = check_payment(
+        "card",
+        Connectivity(False, False),
+        card=CardFacts(amount=30_000, offline_amount=80_000),
+        policy=policy,
+    )
+    assert full.details == {"stored_amount": 80_000, "amount": 30_000, "limit": 100_000}
+    assert "200,00" in full.message  # the room left, in kronor: 1 000,00 - 800,00
+
+
+@given(age_h=ages, max_age_h=st.floats(min_value=0.01, max_value=500), share=st.floats(0.01, 0.99))
+def test_the_age_warns_past_its_share_and_expires_at_the_limit(age_h, max_age_h, share):
+    policy = CardPolicy(offline_max_age_h=max_age_h, offline_age_warning=share)
+    level = offline_age(age_h, policy)
+    if age_h is None:
+        assert level is OfflineAge.NONE
+    elif age_h >= max_age_h:
+        assert level is OfflineAge.EXPIRED
+    elif age_h >= max_age_h * share:
+        assert level is OfflineAge.WARNING
+    else:
+        assert level is OfflineAge.OK

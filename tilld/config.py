@@ -179,6 +179,13 @@ class SwishSection(Section):
 class CardSection(Section):
     offline_limit: int = Field(default=250, ge=0)
     offline_brands: list[str] = ["visa", "mastercard"]
+    # The offline risk budget (docs/card-terminal.md): a payment stored on the
+    # terminal is money the venue has not got yet, and the acquirer may refuse
+    # it if it is declined later or forwarded too late.
+    offline_max_amount: int = Field(default=200_000, ge=0, le=100_000_000)
+    offline_max_total: int = Field(default=5_000_000, ge=0, le=10_000_000_000)
+    offline_max_age_h: float = Field(default=72.0, gt=0, le=24 * 30)
+    offline_age_warning: float = Field(default=0.75, gt=0, lt=1)
 
     @field_validator("offline_brands")
     @classmethod

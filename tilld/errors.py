@@ -54,6 +54,22 @@ class Reason(StrEnum):
         "without internet, the terminal already holds `card.offline_limit` offline payments "
         "(`data.stored`, `data.limit`)",
     )
+    OFFLINE_CARD_AMOUNT_LIMIT = (
+        "offline-card-amount-limit",
+        "without internet, a card payment above `card.offline_max_amount` öre (`data.amount`, "
+        "`data.limit`)",
+    )
+    OFFLINE_CARD_TOTAL_LIMIT = (
+        "offline-card-total-limit",
+        "without internet, a card payment that would take the amount the terminal stores "
+        "offline past `card.offline_max_total` öre (`data.stored_amount`, `data.amount`, "
+        "`data.limit`)",
+    )
+    OFFLINE_CARDS_TOO_OLD = (
+        "offline-cards-too-old",
+        "without internet, the oldest payment the terminal stores offline is older than "
+        "`card.offline_max_age_h` hours (`data.age_h`, `data.limit_h`)",
+    )
     TERMINAL_UNAVAILABLE = (
         "terminal-unavailable",
         "a card payment or card refund with no card terminal configured or connected (nothing "

@@ -2,7 +2,8 @@
 
 The facts come from their owners: the configuration and the catalog's
 payment switches, the connectivity monitor, and the card terminal's state
-(ready, how many payments it stores offline).
+(ready, and the payments it stores offline: how many, their sum, the oldest's
+age).
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ class CardState(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    @property
-    def offline_stored(self) -> int: ...
+    def card_facts(self) -> CardFacts: ...
 
 
 def card_policy(settings: Settings) -> CardPolicy:
     return CardPolicy(
         offline_limit=settings.card.offline_limit,
         offline_brands=frozenset(settings.card.offline_brands),
+        offline_max_amount=settings.card.offline_max_amount,
+        offline_max_total=settings.card.offline_max_total,
+        offline_max_age_h=settings.card.offline_max_age_h,
+        offline_age_warning=settings.card.offline_age_warning,
     )
 
 
@@ -73,7 +77,7 @@ class PaymentPolicy:
             method,
             self.connectivity(),
             enabled=self.enabled_methods(),
-            card=CardFacts(offline_stored=self.card.offline_stored, terminal_ready=self.card.ready),
+            card=self.card.card_facts(),
             policy=self.card_policy,
             training=training,
         )

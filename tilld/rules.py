@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .errors import Reason
+from .money import format_sek
 
 
 class Mode(StrEnum):
@@ -73,6 +74,10 @@ class CardPolicy:
 
     offline_limit: int = 250
     offline_brands: frozenset[str] = frozenset({"visa", "mastercard"})
+    offline_max_amount: int = 200_000
+    offline_max_total: int = 5_000_000
+    offline_max_age_h: float = 72.0
+    offline_age_warning: float = 0.75  # the share of the age limit past which tilld warns
 
 
 @dataclass(frozen=True)
@@ -80,12 +85,37 @@ class CardFacts:
     """What is known about a card payment when the rule is asked.
 
     ``brand`` is None before the terminal has read the card: the offline limit
-    can be checked then, the brand only afterwards.
+    can be checked then, the brand only afterwards. ``amount`` is None when
+    the question is whether card payments are open at all (status).
+    ``offline_age_h`` is how long the oldest payment stored offline has
+    waited, None when none is stored.
     """
 
     offline_stored: int = 0
     brand: str | None = None
     terminal_ready: bool = True
+    amount: int | None = None
+    offline_amount: int = 0
+    offline_age_h: float | None = None
+
+
+class OfflineAge(StrEnum):
+    """How close the oldest stored offline payment is to the age limit."""
+
+    NONE = "none"  # nothing stored offline
+    OK = "ok"
+    WARNING = "warning"  # past card.offline_age_warning of the limit: get the internet back
+    EXPIRED = "expired"  # past the limit: no further offline card payments
+
+
+def offline_age(age_h: float | None, policy: CardPolicy) -> OfflineAge:
+    if age_h is None:
+        return OfflineAge.NONE
+    if age_h >= policy.offline_max_age_h:
+        return OfflineAge.EXPIRED
+    if age_h >= policy.offline_max_age_h * policy.offline_age_warning:
+        return OfflineAge.WARNING
+    return OfflineAge.OK
 
 
 @dataclass(frozen=True)
@@ -172,7 +202,44 @@ def _check_card(connectivity: Connectivity, card: CardFacts, policy: CardPolicy)
             f"{allowed}. Ask for another card, cash or manual Swish.",
             brand=card.brand,
         )
-    return ALLOWED
+    return _check_offline_budget(card, policy) or ALLOWED
+
+
+def _check_offline_budget(card: CardFacts, policy: CardPolicy) -> Decision | None:
+    """The offline risk budget: one payment's amount, the sum stored, the oldest's age."""
+    if offline_age(card.offline_age_h, policy) is OfflineAge.EXPIRED:
+        age_h = round(card.offline_age_h or 0.0, 1)
+        return _refuse(
+            Reason.OFFLINE_CARDS_TOO_OLD,
+            f"The terminal has held offline card payments for {age_h:g} hours (limit "
+            f"{policy.offline_max_age_h:g}); they must reach the bank before it takes more. "
+            "Take cash or manual Swish, and ask a technician to get the internet back.",
+            age_h=age_h,
+            limit_h=policy.offline_max_age_h,
+        )
+    if card.amount is not None and card.amount > policy.offline_max_amount:
+        limit = format_sek(policy.offline_max_amount)
+        return _refuse(
+            Reason.OFFLINE_CARD_AMOUNT_LIMIT,
+            f"Without the internet a card payment may be at most {limit} kr; this one is "
+            f"{format_sek(card.amount)} kr. Split it with cash or manual Swish.",
+            amount=card.amount,
+            limit=policy.offline_max_amount,
+        )
+    # Without an amount (is card open at all?) a full budget still closes it.
+    wanted = card.amount if card.amount is not None else 1
+    if card.offline_amount + wanted > policy.offline_max_total:
+        room = format_sek(max(0, policy.offline_max_total - card.offline_amount))
+        return _refuse(
+            Reason.OFFLINE_CARD_TOTAL_LIMIT,
+            f"The terminal already holds {format_sek(card.offline_amount)} kr in offline card "
+            f"payments (limit {format_sek(policy.offline_max_total)} kr); at most {room} kr "
+            "more can be taken by card. Take cash or manual Swish for the rest.",
+            stored_amount=card.offline_amount,
+            amount=card.amount,
+            limit=policy.offline_max_total,
+        )
+    return None
 
 
 def check_ticket_refund(used: Sequence[str], *, allow_used: bool) -> Decision:

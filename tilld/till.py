@@ -139,10 +139,7 @@ class Till:
             "payment_methods": {
                 m: self.policy.payment_decision(m).as_dict() for m in PAYMENT_METHODS
             },
-            "offline_card": {
-                "stored": self.card.offline_stored,
-                "limit": self.policy.card_policy.offline_limit,
-            },
+            "offline_card": self.card.offline_budget(),
             "devices": self.devices.status(),
             "catalog": {
                 "version": self.catalog.version,

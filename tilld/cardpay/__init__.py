@@ -34,6 +34,7 @@ This module composes them into the one object the till is given.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from drivers.terminal import CardTerminal
@@ -41,7 +42,8 @@ from drivers.terminal import CardTerminal
 from ..config import Settings
 from ..events import EventBus
 from ..journal import Entry, Journal
-from ..rules import Connectivity
+from ..payment_policy import card_policy
+from ..rules import CardFacts, Connectivity
 from ..sales import Sale
 from ..settlement import Settlement
 from .desk import OFFLINE_STORED, TerminalDesk, card_record
@@ -69,7 +71,9 @@ class CardPayments:
         refund gets its receipt; the rest are the facts the rules need."""
         self.desk = TerminalDesk(terminal, events)
         records = CardRecords(self.desk, journal, settlement)
-        self.offline_store = OfflineStore(self.desk, journal, events)
+        self.offline_store = OfflineStore(
+            self.desk, journal, events, policy=lambda: card_policy(settings())
+        )
         self.doubts = DoubtResolver(
             self.desk, records, self.offline_store, journal, settlement, connectivity
         )
@@ -92,6 +96,13 @@ class CardPayments:
     def offline_stored(self) -> int:
         return self.desk.offline_stored
 
+    def card_facts(self) -> CardFacts:
+        """What the rules need to say whether card payments are open right now."""
+        return replace(self.desk.card_facts(), terminal_ready=self.desk.ready)
+
+    def offline_budget(self) -> dict[str, Any]:
+        return self.offline_store.budget()
+
     def status(self) -> dict[str, Any]:
         return self.desk.status()
 
@@ -101,6 +112,7 @@ class CardPayments:
 
     async def start(self) -> None:
         await self.doubts.start()
+        self.offline_store.start()
 
     async def stop(self) -> None:
         await self.doubts.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from drivers.terminal import (
@@ -24,10 +25,19 @@ from drivers.terminal import (
 
 from ..errors import Refused
 from ..events import EventBus
+from ..journal import SideEffect, count_card
+from ..rules import CardFacts
 
 log = logging.getLogger("tilld.card")
 
+# The terminal's offline store as tilld counts it, in the journal's card
+# counters: how many payments, their sum in öre, and since when (epoch
+# seconds) the oldest has waited. All three change only with the journal
+# entry that changes them, and are reset only by what the terminal reports
+# after forwarding.
 OFFLINE_STORED = "offline_stored"
+OFFLINE_AMOUNT = "offline_amount"
+OFFLINE_SINCE = "offline_since"
 
 
 class TerminalDesk:
@@ -35,6 +45,9 @@ class TerminalDesk:
         self.terminal = terminal
         self.events = events
         self.offline_stored = 0
+        self.offline_amount = 0
+        self.offline_since = 0.0  # 0 when nothing is stored
+        self.offline_changed = asyncio.Event()  # wakes the age watch (offline_store.py)
         self.lock = asyncio.Lock()  # one card payment (or refund, resolution, flush) at a time
         self.doubts: dict[str, dict[str, Any]] = {}  # payment_id -> the intent's body
         self.running: dict[str, str] = {}  # sale_id -> payment_id of the payment at the terminal
@@ -45,6 +58,51 @@ class TerminalDesk:
 
     def status(self) -> dict[str, Any]:
         return {"in_doubt": len(self.doubts), "ready": self.ready}
+
+    def offline_age_h(self, now: float | None = None) -> float | None:
+        """How long the oldest payment stored offline has waited; None when none is."""
+        if self.offline_stored == 0 or not self.offline_since:
+            return None
+        return max(0.0, ((now or time.time()) - self.offline_since) / 3600)
+
+    def card_facts(self, amount: int | None = None) -> CardFacts:
+        return CardFacts(
+            offline_stored=self.offline_stored,
+            terminal_ready=True,
+            amount=amount,
+            offline_amount=self.offline_amount,
+            offline_age_h=self.offline_age_h(),
+        )
+
+    def store_offline_effects(self, amount: int) -> list[SideEffect]:
+        """The journal effects of one more payment stored on the terminal."""
+        effects = [count_card(OFFLINE_STORED, 1), count_card(OFFLINE_AMOUNT, amount)]
+        if self.offline_stored == 0:
+            effects.append(count_card(OFFLINE_SINCE, set_to=int(time.time())))
+        return effects
+
+    def stored_offline(self, amount: int) -> None:
+        """Count one more stored payment, after its entry committed."""
+        if self.offline_stored == 0:
+            self.offline_since = float(int(time.time()))
+        self.offline_stored += 1
+        self.offline_amount += amount
+        self.offline_changed.set()
+
+    def unstore_offline_effects(self, amount: int) -> list[SideEffect]:
+        """The journal effects of one stored payment reversed on the terminal."""
+        effects = [count_card(OFFLINE_STORED, -1), count_card(OFFLINE_AMOUNT, -amount)]
+        if self.offline_stored <= 1:
+            effects.append(count_card(OFFLINE_SINCE, set_to=0))
+        return effects
+
+    def unstored_offline(self, amount: int) -> None:
+        self.offline_stored = max(0, self.offline_stored - 1)
+        self.offline_amount = max(0, self.offline_amount - amount)
+        if self.offline_stored == 0:
+            self.offline_amount = 0
+            self.offline_since = 0.0
+        self.offline_changed.set()
 
     def in_doubt_for(self, sale_id: str) -> bool:
         return any(body["sale_id"] == sale_id for body in self.doubts.values())

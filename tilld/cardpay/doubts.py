@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..journal import IntentClosed, Journal
 from ..rules import Connectivity
 from ..sales import Payment
 from ..settlement import Settlement
-from .desk import OFFLINE_STORED, TerminalDesk, card_record
+from .desk import OFFLINE_AMOUNT, OFFLINE_SINCE, OFFLINE_STORED, TerminalDesk, card_record
 from .offline_store import OfflineStore
 from .records import CardRecords
 
@@ -59,6 +60,11 @@ class DoubtResolver:
         """Read the offline count and the open intents: before the API serves anyone."""
         journal = self.journal
         self.desk.offline_stored = await journal.card_counter(OFFLINE_STORED)
+        self.desk.offline_amount = await journal.card_counter(OFFLINE_AMOUNT)
+        self.desk.offline_since = float(await journal.card_counter(OFFLINE_SINCE))
+        if self.desk.offline_stored and not self.desk.offline_since:
+            # A journal from before the age was counted: its age starts now.
+            self.desk.offline_since = float(int(time.time()))
         for entry in await journal.open_card_intents():
             self.desk.doubts[entry.body["payment_id"]] = entry.body
         if self.desk.doubts:

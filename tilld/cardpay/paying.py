@@ -18,12 +18,12 @@ from drivers.terminal import (
 
 from ..config import Settings
 from ..errors import Refused
-from ..journal import Journal, count_card, keep_open_sale, open_card_intent
+from ..journal import Journal, keep_open_sale, open_card_intent
 from ..payment_policy import card_policy
 from ..rules import CardFacts, CardPolicy, Connectivity, check_payment
 from ..sales import Payment, Sale
 from ..settlement import Settlement
-from .desk import OFFLINE_STORED, TerminalDesk, card_record, doubt_body
+from .desk import TerminalDesk, card_record, doubt_body
 from .doubts import DoubtResolver
 from .records import CardRecords
 
@@ -80,9 +80,7 @@ class CardPaying:
                 )
             # Checked again here: resolving a doubt may just have used the last
             # offline slot.
-            self._check_rules(
-                CardFacts(offline_stored=self.desk.offline_stored, terminal_ready=True)
-            )
+            self._check_rules(self.desk.card_facts(amount))
             payment = sale.tender("card", amount)
             doubt = terminal.doubt_record(amount, payment.payment_id)
             await self.journal.append(
@@ -274,7 +272,9 @@ class CardPaying:
                 "result_text": text,
             },
             # Only a payment the terminal stored offline was counted.
-            effects=(count_card(OFFLINE_STORED, -1),) if ok and transaction.offline else (),
+            effects=tuple(self.desk.unstore_offline_effects(amount))
+            if ok and transaction.offline
+            else (),
         )
         if not ok:
             log.error(
@@ -287,7 +287,7 @@ class CardPaying:
             self.desk.publish("reversal-failed", sale.sale_id, payment_id, text=text)
         else:
             if transaction.offline:
-                self.desk.offline_stored = max(0, self.desk.offline_stored - 1)
+                self.desk.unstored_offline(amount)
             self.desk.publish("reversed", sale.sale_id, payment_id, amount=amount)
 
     def _refuse_outcome(self, result: TerminalResult) -> dict[str, Any]:

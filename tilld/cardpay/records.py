@@ -11,10 +11,10 @@ from typing import Any
 
 from drivers.terminal import CardTransaction
 
-from ..journal import Entry, Journal, close_card_intent, count_card, keep_open_sale
+from ..journal import Entry, Journal, close_card_intent, keep_open_sale
 from ..sales import Sale
 from ..settlement import Settlement
-from .desk import OFFLINE_STORED, TerminalDesk, card_record
+from .desk import TerminalDesk, card_record
 
 log = logging.getLogger("tilld.card")
 
@@ -49,7 +49,7 @@ class CardRecords:
         if transaction is not None:
             body["card"] = card_record(transaction, offline)
             if transaction.offline:
-                effects.append(count_card(OFFLINE_STORED, 1))
+                effects.extend(self.desk.store_offline_effects(amount))
         if receipt_lines:
             body["terminal_receipt"] = list(receipt_lines)
         if keep_sale:
@@ -57,7 +57,7 @@ class CardRecords:
         await self.journal.append("card-result", body, effects=tuple(effects))
         self.desk.doubts.pop(payment_id, None)
         if transaction is not None and transaction.offline:
-            self.desk.offline_stored += 1
+            self.desk.stored_offline(amount)
         self.desk.publish(outcome, sale.sale_id, payment_id, amount=amount, text=text)
 
     async def refund_receipt(
@@ -136,8 +136,7 @@ class CardRecords:
         if transaction is not None:
             body["card"] = card_record(transaction, transaction.offline)
             if transaction.offline:
-                effects.append(count_card(OFFLINE_STORED, 1))
-                self.desk.offline_stored += 1
+                effects.extend(self.desk.store_offline_effects(amount))
             log.error(
                 "card payment %s was charged but its sale %s is gone: refund %d öre to the "
                 "customer (terminal receipt %s)",
@@ -148,4 +147,6 @@ class CardRecords:
             )
         await self.journal.append("card-result", body, effects=tuple(effects))
         self.desk.doubts.pop(payment_id, None)
+        if transaction is not None and transaction.offline:
+            self.desk.stored_offline(amount)
         self.desk.publish(outcome, sale_id, payment_id, amount=amount)
