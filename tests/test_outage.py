@@ -99,7 +99,9 @@ def test_black_holed_server_is_noticed_through_probe_timeouts(site):
 
 
 def card_status(status: dict) -> tuple[dict, dict]:
-    return status["payment_methods"]["card"], status["offline_card"]
+    """Card's availability, and the offline count and its limit (the budget has more)."""
+    offline = status["offline_card"]
+    return status["payment_methods"]["card"], {k: offline[k] for k in ("stored", "limit")}
 
 
 def test_internet_down_is_no_internet_and_card_rules_switch_to_offline(short_tmp):
@@ -139,6 +141,7 @@ def test_internet_down_is_no_internet_and_card_rules_switch_to_offline(short_tmp
         assert paid["status"] == "completed" and paid["card"]["offline"] is True
         card, offline = card_status(site.status())
         assert offline == {"stored": 1, "limit": 1}
+        assert site.status()["offline_card"]["stored_amount"] == paid["sale"]["total"]
         assert (card["available"], card["reason"]) == (False, "offline-card-limit-reached")
         assert card["message"]
         with pytest.raises(RpcError) as over_limit:
