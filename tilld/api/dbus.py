@@ -40,7 +40,15 @@ from ..events import EventBus, Subscription
 from ..till import Till
 from . import dbus_names as names
 from .calls import Forbidden, InternalFailure, InvalidParams, check_role, invoke
-from .dbus_schema import METHODS, PROPERTIES, PROPERTY_BY_NAME, introspect, params_of, signals_for
+from .dbus_schema import (
+    METHODS,
+    PROPERTIES,
+    PROPERTY_BY_NAME,
+    dbus_words,
+    introspect,
+    params_of,
+    signals_for,
+)
 from .dbus_types import to_vardict, to_variant, unwrap
 from .operations import BY_NAME
 from .roles import Caller, Role, RoleMap, proc_groups
@@ -69,6 +77,9 @@ class DBusService:
         self.roles = roles
         self.bus: MessageBus | None = None
         self._credentials: dict[str, Caller] = {}
+        # Each connection's last refusal, for LastRefusal: keyed by the unique
+        # name, so two screens never read each other's; gone when it leaves.
+        self._refusals: dict[str, dict[str, Any]] = {}
         self._properties: dict[str, Any] = {}
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -212,6 +223,7 @@ class DBusService:
                 name, _old, new = msg.body
                 if not new:
                     self._credentials.pop(name, None)  # a client left; unique names never return
+                    self._refusals.pop(name, None)
             return False
         if msg.message_type is not MessageType.METHOD_CALL:
             return False
@@ -257,6 +269,9 @@ class DBusService:
         role = self.roles.role_of(caller)
         if msg.interface == names.PROPERTIES_INTERFACE:
             return self._properties_call(msg, caller, role)
+        if msg.member == names.LAST_REFUSAL and msg.signature == "":
+            refusal = self._refusals.get(msg.sender or "", {})
+            return Message.new_method_return(msg, "a{sv}", [to_vardict(refusal)])
         method = METHODS.get(msg.member or "")
         if method is None:
             return Message.new_error(
@@ -269,16 +284,37 @@ class DBusService:
             params = params_of(method, msg)
             result = await invoke(self.till, method.operation, params, caller, role, self.roles)
         except Forbidden as exc:
-            return Message.new_error(msg, names.ACCESS_DENIED, exc.message)
+            return self._refuse(msg, names.ACCESS_DENIED, exc.message)
         except InvalidParams as exc:
-            return Message.new_error(msg, names.INVALID_ARGS, exc.message)
+            return self._refuse(msg, names.INVALID_ARGS, exc.message, problems=exc.problems)
         except Refused as refusal:
             # The body is the message alone: GLib and sd-bus clients show an error's
-            # text only when its signature is "s". The reason is in the error name.
-            return Message.new_error(msg, refusal.dbus_error, refusal.message)
+            # text only when its signature is "s". The reason is in the error name;
+            # the details the socket gives in `data` are kept for LastRefusal.
+            return self._refuse(
+                msg,
+                refusal.dbus_error,
+                refusal.message,
+                reason=str(refusal.reason),
+                **refusal.details,
+            )
         except InternalFailure as exc:
-            return Message.new_error(msg, names.FAILED, exc.message)
+            return self._refuse(msg, names.FAILED, exc.message)
         return Message.new_method_return(msg, "a{sv}", [to_vardict(result)])
+
+    def _refuse(self, msg: Message, error: str, message: str, **details: Any) -> Message:
+        words = dbus_words(message)
+        if msg.sender:
+            if len(self._refusals) >= CREDENTIALS_CACHE:
+                self._refusals.clear()  # only a missed NameOwnerChanged can fill it
+            self._refusals[msg.sender] = {
+                **details,
+                "method": msg.member or "",
+                "error": error,
+                "message": words,
+                "serial": msg.serial,
+            }
+        return Message.new_error(msg, error, words)
 
     async def _caller(self, sender: str | None) -> Caller:
         """The calling connection's uid and groups, from the bus (never from the caller)."""
@@ -339,8 +375,8 @@ class DBusService:
 
     @staticmethod
     def _variant(name: str, value: Any) -> Variant:
-        if PROPERTY_BY_NAME[name].signature == "u":
-            return Variant("u", max(0, int(value)))  # a count; a bug must not make it unsendable
+        if PROPERTY_BY_NAME[name].signature == "x":
+            return Variant("x", int(value))
         return to_variant(value)
 
     # -- events -> signals ---------------------------------------------------
