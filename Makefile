@@ -105,6 +105,12 @@ system-deps:
 		echo "installing dbus"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dbus; \
 	fi
+	@# The D-Bus client tests: a GLib screen (tests/test_dbus_gio.py, Debian's
+	@# python3 with PyGObject) and gdbus-codegen reading docs/dbus/*.xml.
+	@if ! /usr/bin/python3 -c 'import gi' >/dev/null 2>&1 || ! command -v gdbus-codegen >/dev/null 2>&1; then \
+		echo "installing python3-gi, gir1.2-glib-2.0 and libglib2.0-dev-bin"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-gi gir1.2-glib-2.0 libglib2.0-dev-bin libglib2.0-bin; \
+	fi
 
 clean:
 	rm -rf $(VENV) .tilld-demo .pytest_cache .ruff_cache .hypothesis
