@@ -89,7 +89,8 @@ def test_a_cashier_may_sell_but_the_daemon_refuses_admin_methods(served, role_gr
     assert admin.returncode != 0
     assert "org.freedesktop.DBus.Error.AccessDenied" in admin.stderr
     # The daemon's words this time: the bus let the cashier through.
-    assert "uid 65534" in admin.stderr and "may not call admin.journal_verify" in admin.stderr
+    # In D-Bus words: the method a D-Bus client called, not the JSON-RPC name.
+    assert "uid 65534" in admin.stderr and "may not call AdminJournalVerify" in admin.stderr
     assert "Rejected send message" not in admin.stderr
 
 

@@ -29,7 +29,7 @@ BUS_NAME = "org.tilld.Till1"
 OBJECT_PATH = "/org/tilld/Till1"
 INTERFACE = "org.tilld.Till1.Till"
 WAIT_S = 30  # how long a screen waits for the till before saying so
-CALL_MS = 1000  # no tilld method waits on a person or a peer
+CALL_MS = 2000  # no tilld method waits on a person or a peer: keep it short
 
 
 class Till:
