@@ -36,10 +36,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import TillProcess
+from dbus_fast import Message, MessageType
 from dbussims import Bus, Client, wait_for_name
 from sims import Backend, Proxy, TerminalSim, online_config, wait_for
 
+from tilld.api import dbus_names as names
 from tilld.api.dbus_schema import EVENT_SIGNAL_BY_NAME
+from tilld.api.dbus_types import unwrap
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -66,6 +69,19 @@ class Stamped:
             self.events.append((time.monotonic(), json.loads(line)["params"]))
 
 
+class StampedClient(Client):
+    """The test client, also stamping each signal as it arrives (on its loop's thread)."""
+
+    def __init__(self, address: str) -> None:
+        self.arrived: list[tuple[float, str, list[Any]]] = []
+        super().__init__(address)
+
+    def _on_message(self, msg: Message) -> bool:
+        if msg.message_type is MessageType.SIGNAL and msg.path == names.OBJECT_PATH:
+            self.arrived.append((time.monotonic(), msg.member, unwrap(msg.body)))
+        return super()._on_message(msg)
+
+
 def held_payments(till: TillProcess, dbus: Client, terminal: TerminalSim, n: int) -> list[float]:
     terminal.set(decision="hold")
     rpc = till.client()
@@ -84,27 +100,41 @@ def held_payments(till: TillProcess, dbus: Client, terminal: TerminalSim, n: int
     return answers
 
 
-def drain_lag(till: TillProcess, dbus: Client, server: Proxy, sales: int) -> dict[str, list]:
+def drain_lag(till: TillProcess, dbus: StampedClient, server: Proxy, sales: int) -> dict[str, list]:
     rpc = till.client()
     server.set_mode("refuse")
     wait_for(lambda: not rpc.call("status.get")["server"], 30, what="server down")
     for _ in range(sales):
+        # A ticket each, let in at once: the drain registers every passage (a scan event each).
         sale_id = rpc.call("sale.open")["sale_id"]
-        rpc.call("sale.add", sale_id=sale_id, plu="300")
-        rpc.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+        total = rpc.call("sale.add", sale_id=sale_id, plu="100")["sale"]["total"]
+        paid = rpc.call("sale.pay", sale_id=sale_id, method="cash", amount=total)
+        rpc.call("scan.submit", code=paid["sale"]["lines"][0]["ticket_codes"][0])
     watcher = Stamped(till.socket_path)
-    dbus.forget_signals()
-    stamped: list[tuple[float, str, list[Any]]] = []
+    start = rpc.call("sale.open")["sale_id"]  # the first event both see
     server.set_mode("pass")
-    wait_for(lambda: rpc.call("status.get")["pending"]["entries"] == 0, 120, what="drained")
-    end = rpc.call("sale.open")["sale_id"]  # the last event both must see
-    deadline = time.monotonic() + 30
-    while not stamped or stamped[-1][1] != "SaleOpened" or stamped[-1][2][0]["sale_id"] != end:
-        assert time.monotonic() < deadline, "the end marker never arrived over D-Bus"
-        member, body = dbus.signals.get(timeout=30)
-        if member in EVENT_SIGNAL_BY_NAME:
-            stamped.append((time.monotonic(), member, body))
-    wait_for(lambda: any(e.get("sale_id") == end for _, e in watcher.events), 30, what="marker")
+    wait_for(
+        lambda: rpc.call("status.get")["pending"] == {"entries": 0, "tickets": 0, "scans": 0},
+        120,
+        what="drained",
+    )
+    end = rpc.call("sale.open")["sale_id"]  # the last
+
+    def opened(sale_id: str):
+        return lambda: (
+            any(m == "SaleOpened" and b[0]["sale_id"] == sale_id for _, m, b in dbus.arrived)
+            and any(e.get("sale_id") == sale_id for _, e in watcher.events)
+        )
+
+    wait_for(opened(end), 30, what="the end marker on both")
+    first = next(
+        i
+        for i, (_, m, b) in enumerate(dbus.arrived)
+        if m == "SaleOpened" and b[0]["sale_id"] == start
+    )
+    stamped = [s for s in dbus.arrived[first + 1 :] if s[1] in EVENT_SIGNAL_BY_NAME]
+    begin = next(i for i, (_, e) in enumerate(watcher.events) if e.get("sale_id") == start)
+    watcher.events = watcher.events[begin + 1 :]
     lags: dict[str, list[float]] = {}
     socket_events = [(t, e) for t, e in watcher.events]
     # The same events in the same order on both: pair them one by one.
@@ -132,7 +162,7 @@ def main() -> int:
     config["api"] = {"dbus": bus.address}
     config["devices.terminal"] = {"kind": "zvt-tcp", "address": terminal.address}
     till = TillProcess(base, config).start()
-    dbus = Client(bus.address)
+    dbus = StampedClient(bus.address)
     try:
         wait_for_name(dbus)
         rpc = till.client()
