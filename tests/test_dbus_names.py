@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from conftest import REPO
 
@@ -61,3 +62,14 @@ def test_every_event_kind_has_a_signal_of_its_own() -> None:
     introspected = introspect(names.OBJECT_PATH)
     for name in signal_names:
         assert f'<signal name="{name}">' in introspected, name
+
+
+def test_every_kind_published_in_the_code_is_registered() -> None:
+    registered = {kind for kinds in KINDS.values() for kind in kinds}
+    published = set()
+    for path in sorted((REPO / "tilld").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        published |= set(re.findall(r'\bevent="([a-z-]+)"', text))
+        published |= set(re.findall(r'desk\.publish\(\s*"([a-z-]+)"', text))
+    assert len(published) > 15, published
+    assert published <= registered, sorted(published - registered)
