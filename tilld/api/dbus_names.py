@@ -16,6 +16,8 @@ INTERFACE = "org.tilld.Till1.Till"
 ERROR_PREFIX = "org.tilld.Till1.Error."
 # Set on an options argument in the introspection XML: the keys it takes and their types.
 OPTIONS_ANNOTATION = "org.tilld.Till1.Options"
+# Set on a result whose keys are not the operation's (LastRefusal): the keys it has.
+KEYS_ANNOTATION = "org.tilld.Till1.Keys"
 
 # Properties of INTERFACE (read from status.get; PropertiesChanged on change).
 MODE = "Mode"

@@ -200,7 +200,7 @@ def till_interface() -> intr.Interface:
                     "a{sv}",
                     ArgDirection.OUT,
                     "refusal",
-                    annotations={OPTIONS_ANNOTATION: REFUSAL_KEYS},
+                    annotations={names.KEYS_ANNOTATION: REFUSAL_KEYS},
                 )
             ],
         )
@@ -337,9 +337,9 @@ def signals_for(event: dict[str, Any]) -> list[tuple[str, str, list[Any]]]:
     """The D-Bus signals one Till event becomes: its kind's signal, and the contract's shape."""
     topic, kind = event["topic"], event.get("event")
     facts = event_facts(event)
-    for key in ("message",):
-        if isinstance(facts.get(key), str):
-            facts[key] = dbus_words(facts[key])
+    # A job's refusal is read by a D-Bus client: its words name D-Bus methods.
+    if isinstance(facts.get("message"), str):
+        facts["message"] = dbus_words(facts["message"])
     if isinstance(facts.get("data"), dict) and isinstance(facts["data"].get("message"), str):
         facts["data"] = {**facts["data"], "message": dbus_words(facts["data"]["message"])}
     out: list[tuple[str, str, list[Any]]] = []
