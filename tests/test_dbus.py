@@ -296,3 +296,25 @@ def test_every_option_in_the_xml_is_a_key_the_daemon_takes(dbus):
                     assert f"{key}: Input should be a valid" not in refused.text, refused.text
                 checked += 1
     assert checked >= 10
+
+
+def test_last_refusal_gives_the_details_the_socket_gives_in_data(bus, dbus):
+    assert dbus.call("LastRefusal") == {}  # nothing refused on this connection yet
+    sale_id = dbus.call("SaleOpen")["sale_id"]
+    dbus.call("SaleAdd", "sa{sv}", sale_id, options(plu="300"))
+    with pytest.raises(DBusCallError) as over:
+        dbus.call("SalePay", "ssx", sale_id, "swish-manual", 5000)
+    last = dbus.call("LastRefusal")
+    assert last["reason"] == "amount-exceeds-due" == over.value.reason
+    assert last["due"] == 3500 and last["message"] == over.value.text
+    assert (last["method"], last["error"]) == ("SalePay", over.value.name)
+    with pytest.raises(DBusCallError):
+        dbus.call("SalePay", "ssx", sale_id, "cash", -1)
+    invalid = dbus.call("LastRefusal")
+    assert invalid["errors"] == ["amount: must be an integer from 0 to 100000000"]
+    # Another connection has its own: it never reads this one's.
+    other = Client(bus.address)
+    try:
+        assert other.call("LastRefusal") == {}
+    finally:
+        other.close()

@@ -294,7 +294,7 @@ class DBusService:
         except Forbidden as exc:
             return self._refuse(msg, names.ACCESS_DENIED, exc.message)
         except InvalidParams as exc:
-            return self._refuse(msg, names.INVALID_ARGS, exc.message, problems=exc.problems)
+            return self._refuse(msg, names.INVALID_ARGS, exc.message, errors=exc.problems)
         except Refused as refusal:
             # The body is the message alone: GLib and sd-bus clients show an error's
             # text only when its signature is "s". The reason is in the error name;

@@ -168,7 +168,8 @@ def event_facts(event: dict[str, Any]) -> dict[str, Any]:
 # What LastRefusal answers (docs/api.md, "Refusal details"); empty when none.
 REFUSAL_KEYS = (
     "method: s, error: s, reason: s, message: s, serial: x, and the refusal's own details "
-    "(fallback_plu: s, fallback_name: s, stored: x, limit: x, due: x, left: x, problems: as, ...)"
+    "(fallback_plu: s, fallback_name: s, stored: x, limit: x, due: x, left: x, problems: as, "
+    "...; errors: as for InvalidArgs)"
 )
 
 

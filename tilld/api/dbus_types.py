@@ -27,6 +27,7 @@ STRING_LISTS = frozenset(
     {
         "ticket_codes",
         "problems",
+        "errors",
         "topics",
         "changed",
         "needs_restart",
