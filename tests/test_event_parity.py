@@ -3,10 +3,11 @@
 One daemon, driven through a day's worth of kinds (a sale with lines added
 and removed, a void, a refund, card payments approved and declined with and
 without waiting, the scanner's garbage and an article, a receipt printed and
-the drawer opened, the server lost and back with a ticket sold and scanned
-meanwhile, sync draining), is watched by a socket subscriber to every topic
-and by a D-Bus client. Between two marker sales the two lists must be equal
-event by event: a kind on one API and not the other fails the test.
+the drawer opened, integrated Swish declined and paid, the server lost and
+back with a ticket sold and scanned meanwhile, sync draining), is watched
+by a socket subscriber to every topic and by a D-Bus client. Between two
+marker sales the two lists must be equal event by event: a kind on one API
+and not the other fails the test.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def rig(short_tmp):
     )
     dbus = Client(bus.address)
     wait_for_name(dbus)
-    yield till, client, dbus, server, terminal, scanner
+    yield till, client, dbus, server, terminal, scanner, backend
     dbus.close()
     client.close()
     till.kill()
@@ -125,7 +126,7 @@ def _sell(client: RpcClient, plu: str, method: str = "cash", **pay: Any) -> dict
 
 
 def test_socket_events_and_dbus_signals_match_event_by_event(rig):
-    till, client, dbus, server, terminal, scanner = rig
+    till, client, dbus, server, terminal, scanner, backend = rig
     events = till.client()
     events.call("events.subscribe")
     start = client.call("sale.open")["sale_id"]
@@ -148,6 +149,21 @@ def test_socket_events_and_dbus_signals_match_event_by_event(rig):
     started = _sell(client, "301", "card", wait=False)
     assert started["status"] == "running" and started["payment_id"]
     terminal.set(decision="approve")
+
+    # Integrated Swish: declined by the customer, then paid.
+    sale_id = client.call("sale.open")["sale_id"]
+    total = client.call("sale.add", sale_id=sale_id, plu="300")["sale"]["total"]
+    for status in ("DECLINED", "PAID"):
+        pending = client.call("sale.pay", sale_id=sale_id, method="swish", amount=total)
+        backend.request("POST", f"/control/swish/{pending['swish']['id']}", {"status": status})
+        wait_for(
+            lambda: (
+                client.call("sale.get", sale_id=sale_id)["payments"] == []
+                or client.call("sale.get", sale_id=sale_id)["state"] == "completed"
+            ),
+            WAIT_S,
+            what=f"Swish {status}",
+        )
 
     scanner.send_bytes(b"\xc3\x28\r")
     scanner.scan("7310000000001")
@@ -182,6 +198,7 @@ def test_socket_events_and_dbus_signals_match_event_by_event(rig):
         ("sale", "voided"),
         ("sale", "completed"),
         ("sale", "refunded"),
+        ("sale", "payment"),
         ("terminal", "started"),
         ("terminal", "status"),
         ("terminal", "approved"),
