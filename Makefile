@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/scan_latency.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/socket_throughput.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/api_throughput.py --append $(BENCH_DOC)
+	$(BIN)/python tests/bench/dbus_figures.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/start_ready.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/growth.py --cache $(BENCH_CACHE) --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/report.py finish $(BENCH_DOC)
@@ -104,6 +105,12 @@ system-deps:
 	@if ! command -v dbus-daemon >/dev/null 2>&1 || ! command -v dbus-send >/dev/null 2>&1; then \
 		echo "installing dbus"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dbus; \
+	fi
+	@# The D-Bus client tests: a GLib screen (tests/test_dbus_gio.py, Debian's
+	@# python3 with PyGObject) and gdbus-codegen reading docs/dbus/*.xml.
+	@if ! /usr/bin/python3 -c 'import gi' >/dev/null 2>&1 || ! command -v gdbus-codegen >/dev/null 2>&1; then \
+		echo "installing python3-gi, gir1.2-glib-2.0 and libglib2.0-dev-bin"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q python3-gi gir1.2-glib-2.0 libglib2.0-dev-bin libglib2.0-bin; \
 	fi
 
 clean:

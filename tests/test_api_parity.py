@@ -18,7 +18,7 @@ from dbus_fast import Variant
 from dbussims import Bus, Client, DBusCallError, wait_for_name
 
 from tilld.api.dbus_names import SOCKET_ONLY
-from tilld.api.dbus_schema import METHODS
+from tilld.api.dbus_schema import METHODS, dbus_words
 from tilld.api.dbus_types import to_vardict
 from tilld.api.operations import OPERATIONS
 
@@ -90,11 +90,22 @@ def outcome_of(call) -> tuple[str, Any]:
     except RpcError as exc:
         if exc.code == -32602:
             return ("invalid", exc.error["message"])
-        return ("refused", (exc.reason, masked(exc.error["data"]["message"])))
+        data = exc.error["data"]
+        details = {k: v for k, v in data.items() if k not in ("reason", "message")}
+        # Over D-Bus the same words name D-Bus methods: `CatalogSearch`, not `catalog.search`.
+        return ("refused", (exc.reason, masked(dbus_words(data["message"])), masked(details)))
     except DBusCallError as exc:
         if exc.name == "org.freedesktop.DBus.Error.InvalidArgs":
             return ("invalid", exc.text)
-        return ("refused", (exc.reason, masked(exc.text)))
+        # The details come through LastRefusal (docs/api.md, "Refusal details").
+        last = exc.last_refusal
+        assert last["message"] == exc.text and last["reason"] == exc.reason
+        details = {
+            k: v
+            for k, v in last.items()
+            if k not in ("reason", "message", "method", "error", "serial")
+        }
+        return ("refused", (exc.reason, masked(exc.text), masked(details)))
 
 
 def dbus_args(name: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -153,7 +164,11 @@ def test_the_same_calls_give_the_same_outcomes_on_both_apis(two_tills):
 
     def over_dbus(name: str, params: dict[str, Any]) -> Any:
         signature, args = dbus_args(name, params)
-        result = dbus.call(METHODS_BY_OP[name], signature, *args)
+        try:
+            result = dbus.call(METHODS_BY_OP[name], signature, *args)
+        except DBusCallError as exc:
+            exc.last_refusal = dbus.call("LastRefusal")
+            raise
         if name == "sale.open":
             latest["dbus"] = result["sale_id"]
         return result

@@ -170,7 +170,11 @@ def test_sale_event_reaches_a_subscriber(till, client):
     listener = till.client()
     listener.call("events.subscribe", topics=["sale"])
     paid = sell(client, ("300", 1))
-    event = listener.next_event()
+    # The sale's whole life, in order: opened, its line, then completed.
+    kinds = [listener.next_event() for _ in range(3)]
+    assert [e["event"] for e in kinds] == ["opened", "line-added", "completed"]
+    assert kinds[1]["lines"][0]["plu"] == "300" and kinds[1]["total"] == 3500
+    event = kinds[2]
     assert event["topic"] == "sale" and event["event"] == "completed"
     assert event["receipt_no"] == paid["receipt_no"] and event["total"] == 3500
     listener.close()

@@ -7,12 +7,15 @@ the shipped policy file; the client is dbus-fast in the test process (root).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 from conftest import REPO, TillProcess
+from dbus_fast import Variant
 from dbussims import Bus, Client, DBusCallError, options, wait_for_name
 from sims import Backend, Proxy, online_config, wait_for
 
@@ -237,3 +240,81 @@ def test_the_demo_serves_dbus_on_a_private_bus(short_tmp):
         demo.send_signal(signal.SIGINT)
         demo.wait(30)
         demo.stdout.close()
+
+
+@pytest.mark.parametrize("document", ["org.tilld.Till1.xml", "org.tilld.Till1.Till.xml"])
+def test_gdbus_codegen_accepts_the_shipped_xml(document, tmp_path):
+    codegen = shutil.which("gdbus-codegen")
+    assert codegen, "gdbus-codegen is missing: make system-deps installs libglib2.0-dev-bin"
+    made = subprocess.run(
+        [
+            codegen,
+            "--interface-prefix",
+            "org.tilld.Till1.",
+            "--c-namespace",
+            "Tilld",
+            "--generate-c-code",
+            str(tmp_path / "tilld-generated"),
+            str(REPO / "docs" / "dbus" / document),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    header = (tmp_path / "tilld-generated.h").read_text()
+    # A generated binding has the calls a screen needs, typed.
+    assert "tilld_till_call_sale_pay" in header and "tilld_till_call_last_refusal" in header
+    assert "tilld_till_get_pending_scans" in header
+
+
+def _dummy(signature: str) -> Variant:
+    values = {"s": "1", "x": 1, "b": False, "aa{sv}": [], "as": [], "a{sv}": {}}
+    return Variant(signature, values[signature])
+
+
+def test_every_option_in_the_xml_is_a_key_the_daemon_takes(dbus):
+    # From the shipped XML, not from the code that wrote it: a key the XML
+    # names but the daemon refuses (`as_copy` for `copy`) fails here.
+    root = ET.fromstring((REPO / "docs" / "dbus" / "org.tilld.Till1.Till.xml").read_text())
+    checked = 0
+    for method in root.iter("method"):
+        args = [a for a in method.findall("arg") if a.get("direction") == "in"]
+        for arg in args:
+            note = arg.find("annotation[@name='org.tilld.Till1.Options']")
+            if note is None:
+                continue
+            for item in note.get("value").split(", "):
+                key, signature = item.split(": ")
+                required = [_dummy(a.get("type")) for a in args if a is not arg]
+                body = [v.value for v in required] + [{key: _dummy(signature)}]
+                sig = "".join(a.get("type") for a in args)
+                try:
+                    dbus.call(method.get("name"), sig, *body)
+                except DBusCallError as refused:
+                    assert f"options.{key}: unknown parameter" not in refused.text, refused.text
+                    assert f"{key}: Input should be a valid" not in refused.text, refused.text
+                checked += 1
+    assert checked >= 10
+
+
+def test_last_refusal_gives_the_details_the_socket_gives_in_data(bus, dbus):
+    assert dbus.call("LastRefusal") == {}  # nothing refused on this connection yet
+    sale_id = dbus.call("SaleOpen")["sale_id"]
+    dbus.call("SaleAdd", "sa{sv}", sale_id, options(plu="300"))
+    with pytest.raises(DBusCallError) as over:
+        dbus.call("SalePay", "ssx", sale_id, "swish-manual", 5000)
+    last = dbus.call("LastRefusal")
+    assert last["reason"] == "amount-exceeds-due" == over.value.reason
+    assert last["due"] == 3500 and last["message"] == over.value.text
+    assert (last["method"], last["error"]) == ("SalePay", over.value.name)
+    with pytest.raises(DBusCallError):
+        dbus.call("SalePay", "ssx", sale_id, "cash", -1)
+    invalid = dbus.call("LastRefusal")
+    assert invalid["errors"] == ["amount: must be an integer from 0 to 100000000"]
+    # Another connection has its own: it never reads this one's.
+    other = Client(bus.address)
+    try:
+        assert other.call("LastRefusal") == {}
+    finally:
+        other.close()

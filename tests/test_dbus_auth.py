@@ -89,7 +89,8 @@ def test_a_cashier_may_sell_but_the_daemon_refuses_admin_methods(served, role_gr
     assert admin.returncode != 0
     assert "org.freedesktop.DBus.Error.AccessDenied" in admin.stderr
     # The daemon's words this time: the bus let the cashier through.
-    assert "uid 65534" in admin.stderr and "may not call admin.journal_verify" in admin.stderr
+    # In D-Bus words: the method a D-Bus client called, not the JSON-RPC name.
+    assert "uid 65534" in admin.stderr and "may not call AdminJournalVerify" in admin.stderr
     assert "Rejected send message" not in admin.stderr
 
 
@@ -130,3 +131,48 @@ def test_roles_are_the_same_on_both_apis_for_every_operation(
         if dbus_forbidden:
             assert "org.freedesktop.DBus.Error.AccessDenied" in sent.stderr
         assert socket_forbidden == dbus_forbidden == (op.role > Role.CASHIER), (op.name, sent)
+
+
+def _monitor(bus: Bus, groups: list[int]) -> subprocess.Popen:
+    """gdbus watching tilld's object, run as uid 65534 with ``groups``."""
+    return subprocess.Popen(
+        ["gdbus", "monitor", f"--address={bus.address}", f"--dest={BUS_NAME}", "-o", OBJECT_PATH],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        user=NOBODY,
+        group=groups[0],
+        extra_groups=groups[1:],
+        cwd="/",
+    )
+
+
+def _stop(monitor: subprocess.Popen) -> str:
+    monitor.terminate()
+    out, _ = monitor.communicate(timeout=30)
+    return out
+
+
+def test_only_the_tills_users_receive_its_signals(served, role_groups):
+    bus, till = served
+    stranger = _monitor(bus, [NO_ROLE_GROUP])
+    cashier = _monitor(bus, [NO_ROLE_GROUP, role_groups["tilld-cashier"]])
+    # Each monitor prints a line once it watches; its match rules are then in place.
+    for monitor in (stranger, cashier):
+        assert monitor.stdout.readline().startswith("Monitoring")
+    client = till.client()
+    sale_id = client.call("sale.open")["sale_id"]
+    client.call("sale.add", sale_id=sale_id, plu="300")
+    client.call("sale.pay", sale_id=sale_id, method="cash", amount=3500)
+    client.close()
+    # The cashier's screen hears the sale; the bus keeps one sender's messages in
+    # order, so when the cashier has SaleCompleted the stranger would have it too.
+    seen = []
+    for line in cashier.stdout:
+        seen.append(line)
+        if "SaleCompleted" in line:
+            break
+    assert any(sale_id in line for line in seen)
+    _stop(cashier)
+    heard = _stop(stranger)
+    assert "SaleCompleted" not in heard and "SaleOpened" not in heard and sale_id not in heard

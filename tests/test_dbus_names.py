@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from conftest import REPO
 
 from tilld.api import dbus_names as names
-from tilld.api.dbus_schema import PROPERTIES, SIGNALS
+from tilld.api.dbus_schema import EVENT_SIGNALS, PROPERTIES, SIGNALS, introspect
+from tilld.events import KINDS
 
 
 def _defined_names() -> set[str]:
@@ -37,10 +39,37 @@ def test_the_contracts_signals_and_properties_are_served() -> None:
     }
     assert {p.name for p in PROPERTIES} == {
         "Mode",
+        "ModeSince",
         "ServerReachable",
         "InternetReachable",
         "PendingEntries",
         "PendingTickets",
+        "PendingScans",
+        "OldestPendingSince",
+        "LastSyncSuccess",
         "OfflineCardStored",
         "OfflineCardLimit",
     }
+
+
+def test_every_event_kind_has_a_signal_of_its_own() -> None:
+    # The static half of tests/test_event_parity.py: a kind added to
+    # events.KINDS gets a signal, and no two kinds share one.
+    registered = {(topic, kind) for topic, kinds in KINDS.items() for kind in kinds}
+    assert set(EVENT_SIGNALS) == registered
+    signal_names = [s.name for s in EVENT_SIGNALS.values()]
+    assert len(set(signal_names)) == len(signal_names)
+    introspected = introspect(names.OBJECT_PATH)
+    for name in signal_names:
+        assert f'<signal name="{name}">' in introspected, name
+
+
+def test_every_kind_published_in_the_code_is_registered() -> None:
+    registered = {kind for kinds in KINDS.values() for kind in kinds}
+    published = set()
+    for path in sorted((REPO / "tilld").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        published |= set(re.findall(r'\bevent="([a-z-]+)"', text))
+        published |= set(re.findall(r'desk\.publish\(\s*"([a-z-]+)"', text))
+    assert len(published) > 15, published
+    assert published <= registered, sorted(published - registered)

@@ -59,3 +59,14 @@ def test_every_registered_reason_is_in_the_table():
     table = doc.partition(BEGIN)[2].partition(END)[0]
     missing = [r.value for r in Reason if f"| `{r.value}` | {r.when} |" not in table]
     assert not missing, missing
+
+
+def test_the_dbus_method_table_names_every_method():
+    from tilld.api.dbus_schema import METHODS
+
+    doc = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    missing = [
+        name for name, m in METHODS.items() if f"| `{m.operation.name}` | `{name}` |" not in doc
+    ]
+    assert not missing, f"docs/api.md's D-Bus table lacks {missing}"
+    assert "`LastRefusal`" in doc

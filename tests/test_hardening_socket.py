@@ -372,8 +372,12 @@ def test_a_half_written_line_times_out_but_idle_clients_and_watchers_stay(start_
         assert idle.call("status.get")["till_id"] == "till-test"
         sale_id = sell_coffee(idle)
         assert watcher.stdout is not None
-        event = json.loads(watcher.stdout.readline())
-        assert (event["topic"], event["event"], event["sale_id"]) == ("sale", "completed", sale_id)
+        events = [json.loads(watcher.stdout.readline()) for _ in range(3)]
+        assert [(e["topic"], e["event"], e["sale_id"]) for e in events] == [
+            ("sale", "opened", sale_id),
+            ("sale", "line-added", sale_id),
+            ("sale", "completed", sale_id),
+        ]
     finally:
         idle.close()
         watcher.terminate()

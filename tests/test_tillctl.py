@@ -120,7 +120,10 @@ def test_watch_prints_live_sale_events(till):
     try:
         assert watcher.stderr.readline().startswith("tillctl: watching sale")
         sell_coffee(till)
-        event = json.loads(watcher.stdout.readline())
+        # The sale's life in order: opened, its line, completed.
+        events = [json.loads(watcher.stdout.readline()) for _ in range(3)]
+        assert [e["event"] for e in events] == ["opened", "line-added", "completed"]
+        event = events[-1]
         assert event["topic"] == "sale" and event["event"] == "completed"
     finally:
         watcher.terminate()

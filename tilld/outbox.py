@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 from .events import EventBus
+from .gate_words import gate_words
 from .journal import Entry, Journal
 
 
@@ -23,6 +24,10 @@ class Outbox:
         journal.on_append = self._appended
         self.counts = {"entries": 0, "tickets": 0, "scans": 0}
         self.entry_mark = 0  # the last seq the back-end has taken (or rejected)
+        # When the oldest entry still waiting was written (None: nothing waits),
+        # and when the back-end last took entries: the unsynced list's header.
+        self.oldest_since: str | None = None
+        self.last_success: str | None = None
         # The doorbell: sync waits on `wanted`; `drained` says it sent everything.
         self.wanted = asyncio.Event()
         self.drained = asyncio.Event()
@@ -32,6 +37,9 @@ class Outbox:
         marks = await self.journal.sync_marks()
         self.entry_mark = marks[0]
         self.counts = await self.journal.pending_counts(*marks)
+        if self.counts["entries"] > 0:
+            first = await self.journal.outbox(self.entry_mark, 1)
+            self.oldest_since = first[0].created_at if first else None
 
     def kick(self) -> None:
         """Something may be worth sending: a new entry, the server back, a technician's request."""
@@ -51,6 +59,8 @@ class Outbox:
 
     def _appended(self, entry: Entry) -> None:
         self.counts["entries"] += 1
+        if self.oldest_since is None:
+            self.oldest_since = entry.created_at
         if entry.type == "scan":
             self.counts["scans"] += 1
         # The one place a local append changes the pending counts; sync
@@ -70,10 +80,18 @@ class Outbox:
 
     # -- what the sync engine reports ------------------------------------------
 
-    def entries_synced(self, done: int, tickets_valid: int, entry_mark: int) -> None:
+    def entries_synced(
+        self, done: int, tickets_valid: int, entry_mark: int, at: str | None = None
+    ) -> None:
         self.entry_mark = entry_mark
         self.counts["entries"] -= done
         self.counts["tickets"] -= tickets_valid
+        if at is not None:
+            self.last_success = at
+        if self.counts["entries"] <= 0:
+            self.oldest_since = None
+        # With entries left, the oldest is at most as old as before: kept, so a
+        # screen never shows a backlog as younger than it is.
         self.publish()
 
     def scans_registered(self, scans: list[Entry], results: list[dict[str, Any]]) -> None:
@@ -86,7 +104,8 @@ class Outbox:
                 code=entry.body["code"],
                 scanned_at=entry.body["scanned_at"],
                 status=result["status"],
-                detail=result.get("detail"),
+                detail=gate_words(result["status"], result.get("detail")),
+                server_detail=result.get("detail"),
             )
         self.publish()
 
@@ -94,4 +113,12 @@ class Outbox:
         self.publish(error=error)
 
     def publish(self, error: str | None = None) -> None:
-        self.events.publish("sync", pending=dict(self.counts), unsent=self.unsent, error=error)
+        self.events.publish(
+            "sync",
+            event="progress",
+            pending=dict(self.counts),
+            unsent=self.unsent,
+            oldest_pending_since=self.oldest_since,
+            last_success=self.last_success,
+            error=error,
+        )

@@ -190,6 +190,9 @@ class Printing:
             await printer.kick_drawer(self.drawer_pin)
         except PrinterNotReady as exc:
             raise _not_ready(exc) from None
+        self.events.publish(
+            "device", device="printer", event="drawer-opened", reason=reason, receipt_no=receipt_no
+        )
         return {"opened": True, "seq": entry.seq}
 
     def status(self) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class Selling:
         sale = Sale.new(now_with_offset(), training=training)
         self.settlement.open[sale.sale_id] = sale
         self.settlement.opened_at[sale.sale_id] = time.monotonic()
+        self.events.publish("sale", event="opened", sale_id=sale.sale_id, training=training)
         return {"sale_id": sale.sale_id, "training": training}
 
     def _require_room_for_a_sale(self) -> None:
@@ -191,7 +192,20 @@ class Selling:
             line = sale.add(article, quantity)
             if reservation is not None:
                 line.reservation_ids.append(reservation)
+            self._publish_lines("line-added", sale, line.line_id)
             return {"line_id": line.line_id, "sale": sale.view()}
+
+    def _publish_lines(self, kind: str, sale: Sale, line_id: int) -> None:
+        view = sale.view()
+        self.events.publish(
+            "sale",
+            event=kind,
+            sale_id=sale.sale_id,
+            line_id=line_id,
+            lines=view["lines"],
+            total=view["total"],
+            due=view["due"],
+        )
 
     async def _reserve(self, article: Article, quantity: int) -> str:
         """Seats for an event ticket, reserved at the server before the line is added."""
@@ -225,6 +239,7 @@ class Selling:
         async with self.settlement.sale_lock(sale_id):
             sale = self.settlement.sale(sale_id)
             sale.remove(line_id)
+            self._publish_lines("line-removed", sale, line_id)
             return {"sale": sale.view()}
 
     async def get(self, sale_id: str) -> dict[str, Any]:

@@ -234,7 +234,9 @@ class SyncEngine:
         done = sum(1 for _, status, _ in recorded if status != "rejected")
         if done:
             self.last_success = now_with_offset()
-        self.outbox.entries_synced(done, made_valid, batch.seqs[-1])
+        self.outbox.entries_synced(
+            done, made_valid, batch.seqs[-1], self.last_success if done else None
+        )
         return len(batch) == self.batch_size
 
     async def _post_entries(self, batch: OutboxBatch) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 from .backend import BackendError
 from .catalog import Catalog
 from .events import EventBus
+from .gate_words import gate_words
 from .journal import Entry, Journal, local_ticket_check, now_with_offset
 from .outbox import Outbox
 from .rules import Connectivity
@@ -53,10 +54,12 @@ class TicketScans:
         """Route a scanned code: an article barcode, a ticket to register, or unknown."""
         code = code.strip()
         article = self.catalog.find(barcode=code)
+        if self.catalog.is_ticket_code(code) and article is None:
+            # The ticket's scan is told when it is journaled, before its
+            # registration: `scanned` always comes before `registered`.
+            return await self._ticket_scan(code, source)
         if article is not None:
             result: dict[str, Any] = {"code": code, "kind": "article", "article": article.summary()}
-        elif self.catalog.is_ticket_code(code):
-            result = await self._ticket_scan(code, source)
         else:
             result = {
                 "code": code,
@@ -86,16 +89,19 @@ class TicketScans:
             "scan_id": entry.uuid,
             "scanned_at": entry.body["scanned_at"],
             "local_check": local_check,
+            "status": "captured",
+            "detail": LOCAL_CHECK_WORDS[local_check],
         }
+        self.events.publish("scan", event="scanned", source=source, **result)
+        result = dict(result)
         registered = None
         try:
             registered = await self.register_now(entry)
         except BackendError as exc:
             log.info("live scan kept for later: %s", exc.message)
         if registered is not None:
-            result.update(status=registered["status"], detail=registered.get("detail"))
-        else:
-            result.update(status="captured", detail=LOCAL_CHECK_WORDS[local_check])
+            status = registered["status"]
+            result.update(status=status, detail=gate_words(status, registered.get("detail")))
         return result
 
     async def scans_list(self, state: str | None, limit: int) -> dict[str, Any]:

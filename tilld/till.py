@@ -25,6 +25,7 @@ from .connectivity import ConnectivityMonitor
 from .devices import Devices
 from .errors import Refused
 from .events import EventBus
+from .jobs import Jobs
 from .journal import Journal
 from .outbox import Outbox
 from .payment_policy import PaymentPolicy
@@ -92,6 +93,7 @@ class Till:
         self.printing = printing
         self._reload = reload
         self.demo = demo  # only under `tilld demo`
+        self.jobs = Jobs(events)  # operations started without waiting (docs/api.md)
 
     # -- start-up and stop ------------------------------------------------------
 
@@ -104,6 +106,7 @@ class Till:
 
     async def stop(self) -> None:
         """Stop sweeping; drawer kicks in flight get a moment to reach the printer."""
+        await self.jobs.stop()
         await self.selling.stop()
         await self.settlement.stop()
 
@@ -136,6 +139,7 @@ class Till:
             "server": conn.server,
             "internet": conn.internet,
             "pending": self.outbox.snapshot(),
+            "oldest_pending_since": self.outbox.oldest_since,
             "payment_methods": {
                 m: self.policy.payment_decision(m).as_dict() for m in PAYMENT_METHODS
             },
@@ -161,6 +165,7 @@ class Till:
         described = self.monitor.describe()
         self.events.publish(
             "mode",
+            event="changed",
             mode=connectivity.mode.value,
             server=connectivity.server,
             internet=connectivity.internet,

@@ -16,22 +16,36 @@ INTERFACE = "org.tilld.Till1.Till"
 ERROR_PREFIX = "org.tilld.Till1.Error."
 # Set on an options argument in the introspection XML: the keys it takes and their types.
 OPTIONS_ANNOTATION = "org.tilld.Till1.Options"
+# Set on a result whose keys are not the operation's (LastRefusal): the keys it has.
+KEYS_ANNOTATION = "org.tilld.Till1.Keys"
 
 # Properties of INTERFACE (read from status.get; PropertiesChanged on change).
 MODE = "Mode"
+MODE_SINCE = "ModeSince"
 SERVER_REACHABLE = "ServerReachable"
 INTERNET_REACHABLE = "InternetReachable"
 PENDING_ENTRIES = "PendingEntries"
 PENDING_TICKETS = "PendingTickets"
+PENDING_SCANS = "PendingScans"
+OLDEST_PENDING_SINCE = "OldestPendingSince"
+LAST_SYNC_SUCCESS = "LastSyncSuccess"
 OFFLINE_CARD_STORED = "OfflineCardStored"
 OFFLINE_CARD_LIMIT = "OfflineCardLimit"
 
-# Signals of INTERFACE.
+# Signals of INTERFACE: the contract's five, in their first shape. Every
+# event kind (events.KINDS) also has a signal with all its facts, named by
+# ``signal_name``; where that is one of these five and it lacks facts, the
+# full one is named with DETAILS_SUFFIX.
 MODE_CHANGED = "ModeChanged"
 SCANNED = "Scanned"
 SALE_COMPLETED = "SaleCompleted"
 SYNC_PROGRESS = "SyncProgress"
 DEVICE_STATUS = "DeviceStatus"
+DETAILS_SUFFIX = "Details"
+
+# A D-Bus-only method: the caller's last refusal with every detail the
+# socket gives in its error's data (docs/api.md, "Refusal details").
+LAST_REFUSAL = "LastRefusal"
 
 # The message bus itself.
 DBUS_NAME = "org.freedesktop.DBus"
@@ -76,6 +90,11 @@ def _camel(words: str, separators: str) -> str:
 def method_name(operation: str) -> str:
     """``sale.open`` -> ``SaleOpen``, ``admin.journal_verify`` -> ``AdminJournalVerify``."""
     return _camel(operation, "._-")
+
+
+def signal_name(topic: str, kind: str) -> str:
+    """``sale``/``line-added`` -> ``SaleLineAdded``."""
+    return _camel(topic, "") + _camel(kind, "-_.")
 
 
 def error_name(reason: str) -> str:

@@ -3,8 +3,9 @@
 The rules (docs/api.md, "D-Bus types"):
 - a record (dict) is ``a{sv}``; a key whose value is null is left out,
   because D-Bus has no null;
-- a list is ``av`` whatever it holds, so an empty list has the same type as
-  a full one;
+- a list of records is ``aa{sv}``, of strings ``as``, of integers ``ax``
+  (what a code generator can use); an empty list has its key's type
+  (STRING_LISTS names the string lists, every other list holds records);
 - integers are ``x`` (int64: öre amounts, counts, ids), strings ``s``,
   booleans ``b``, fractions ``d``.
 Parameters arrive typed by the method's signature and go through the same
@@ -21,8 +22,41 @@ from typing import Any, Literal
 from dbus_fast import Variant
 from pydantic import BaseModel
 
+# Keys whose lists hold strings (when empty they still need a type).
+STRING_LISTS = frozenset(
+    {
+        "ticket_codes",
+        "problems",
+        "errors",
+        "topics",
+        "changed",
+        "needs_restart",
+        "restart_required",
+        "applied",
+        "slip",
+        "terminal_receipt",
+        "original_cards",
+        "reservation_ids",
+        "codes",
+        "missing",
+    }
+)
+_ITEM_TYPES = ((bool, "b"), (int, "x"), (float, "d"), (str, "s"), (dict, "a{sv}"))
 
-def to_variant(value: Any) -> Variant:
+
+def list_signature(items: list[Any], key: str | None) -> str:
+    """The array type of a list: by what it holds, or by its key when empty."""
+    if not items:
+        return "as" if key in STRING_LISTS else "aa{sv}"
+    for kind, sig in _ITEM_TYPES:
+        if all(
+            isinstance(item, kind) and (kind is bool) == isinstance(item, bool) for item in items
+        ):
+            return "a" + sig
+    return "av"  # mixed items: never made by tilld, still sendable
+
+
+def to_variant(value: Any, key: str | None = None) -> Variant:
     if isinstance(value, bool):
         return Variant("b", value)
     if isinstance(value, int):
@@ -34,13 +68,21 @@ def to_variant(value: Any) -> Variant:
     if isinstance(value, dict):
         return Variant("a{sv}", to_vardict(value))
     if isinstance(value, list | tuple):
-        return Variant("av", [to_variant(item) for item in value if item is not None])
+        items = [item for item in value if item is not None]
+        sig = list_signature(items, key)
+        if sig == "aa{sv}":
+            return Variant(sig, [to_vardict(item) for item in items])
+        if sig == "av":
+            return Variant(sig, [to_variant(item) for item in items])
+        return Variant(sig, items)
     # Only JSON-shaped values leave the Till; anything else is a bug worth seeing.
     raise TypeError(f"no D-Bus type for {type(value).__name__}")
 
 
 def to_vardict(record: dict[str, Any]) -> dict[str, Variant]:
-    return {str(key): to_variant(value) for key, value in record.items() if value is not None}
+    return {
+        str(key): to_variant(value, str(key)) for key, value in record.items() if value is not None
+    }
 
 
 def unwrap(value: Any) -> Any:

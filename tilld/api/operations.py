@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from ..catalog import MAX_BARCODE_LENGTH, MAX_PLU_LENGTH
 from ..events import TOPICS
+from ..jobs import IdsFrom
 from ..rules import PAYMENT_METHODS
 from ..sales import MAX_QUANTITY
 from ..till import Till
@@ -72,7 +73,13 @@ class VoidParams(SaleRef):
     reason: str = Field(min_length=1, max_length=200)
 
 
-class PayParams(SaleRef):
+class Waiting(Params):
+    # False: answer at once with the id of what was started; the outcome is a
+    # `job` event (tilld/jobs.py). D-Bus always passes false (dbus_schema.NO_WAIT).
+    wait: bool = True
+
+
+class PayParams(SaleRef, Waiting):
     method: Method
     amount: StrictInt = Field(ge=0, le=100_000_000)
     reference: str | None = Field(default=None, max_length=100)
@@ -83,7 +90,7 @@ class RefundLineParams(Params):
     quantity: StrictInt | None = Field(default=None, ge=1, le=MAX_QUANTITY)
 
 
-class RefundParams(Params):
+class RefundParams(Waiting):
     receipt_no: StrictInt = Field(ge=1, le=INT64_MAX)
     lines: list[RefundLineParams] | None = Field(default=None, min_length=1)
     method: Method
@@ -125,6 +132,8 @@ class ScansListParams(Params):
 
 
 class SyncNowParams(Params):
+    # The same word as Waiting's, for the same thing (answer when drained),
+    # but false by default: D-Bus clients follow the drain by PendingEntries.
     wait: bool = False
     timeout_s: StrictInt = Field(default=60, ge=1, le=3600)
 
@@ -147,6 +156,10 @@ class PrintParams(Params):
         return self
 
 
+class PrinterTestParams(Waiting):
+    pass
+
+
 class AcknowledgeParams(Params):
     technician: str = Field(
         min_length=1, max_length=100, description="Who acknowledges the loss (journaled)."
@@ -167,6 +180,38 @@ class Operation:
     role: Role
     summary: str
     handler: Handler | None  # None: served by the adapter itself (a subscription)
+
+
+def _card_started(sale_id: str | None, kinds: tuple[str, ...]) -> IdsFrom:
+    """The terminal event that names the payment a started card flow made."""
+
+    def ids(event: dict[str, Any]) -> dict[str, Any] | None:
+        if event["topic"] != "terminal" or event.get("event") not in kinds:
+            return None
+        if sale_id is not None and event.get("sale_id") != sale_id:
+            return None
+        return {"payment_id": event["payment_id"], "sale_id": event["sale_id"]}
+
+    return ids
+
+
+def _pay(till: Till, p: PayParams) -> Awaitable[dict[str, Any]]:
+    work = till.pay(p.sale_id, p.method, p.amount, p.reference)
+    if p.wait or p.method != "card":
+        return work  # the other methods answer at once anyway (Swish: status pending)
+    return till.jobs.start("sale.pay", work, _card_started(p.sale_id, ("started",)))
+
+
+def _refund(till: Till, p: RefundParams) -> Awaitable[dict[str, Any]]:
+    work = till.refund(p.receipt_no, _refund_lines(p), p.method, p.reason)
+    if p.wait or p.method != "card":
+        return work
+    return till.jobs.start("sale.refund", work, _card_started(None, ("refund-started",)))
+
+
+def _printer_test(till: Till, p: PrinterTestParams) -> Awaitable[dict[str, Any]]:
+    work = till.printer_test()
+    return work if p.wait else till.jobs.start("admin.printer_test", work)
 
 
 def _refund_lines(p: RefundParams) -> dict[int, int | None] | None:
@@ -236,22 +281,24 @@ OPERATIONS: tuple[Operation, ...] = (
         "sale.pay",
         PayParams,
         Role.CASHIER,
-        "Take a payment in öre; completes the sale when fully paid.",
-        lambda till, p: till.pay(p.sale_id, p.method, p.amount, p.reference),
+        "Take a payment in öre; completes the sale when fully paid. A card payment with "
+        "wait: false answers at once with its payment_id; the outcome is a job event.",
+        _pay,
     ),
     Operation(
         "sale.cancel_payment",
         CancelPaymentParams,
         Role.CASHIER,
-        "Cancel a payment still waiting for the customer (integrated Swish).",
+        "Cancel a payment still waiting for the customer (card at the terminal, integrated Swish).",
         lambda till, p: till.cancel_payment(p.sale_id, p.payment_id),
     ),
     Operation(
         "sale.refund",
         RefundParams,
         Role.CASHIER,
-        "Refund a completed receipt, whole or by line (a new receipt).",
-        lambda till, p: till.refund(p.receipt_no, _refund_lines(p), p.method, p.reason),
+        "Refund a completed receipt, whole or by line (a new receipt). A card refund with "
+        "wait: false answers at once; the outcome is a job event.",
+        _refund,
     ),
     Operation(
         "sync.pending",
@@ -339,10 +386,11 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "admin.printer_test",
-        NoParams,
+        PrinterTestParams,
         Role.TECH,
-        "Print a test page with Å, Ä, Ö and a QR code; answers the printer's state.",
-        lambda till, p: till.printer_test(),
+        "Print a test page with Å, Ä, Ö and a QR code; answers the printer's state "
+        "(wait: false: at once, the state as a job event).",
+        _printer_test,
     ),
     Operation(
         "admin.reload",

@@ -62,6 +62,8 @@ SWITCHES: dict[str, dict[str, list[Call]]] = {
         **{brand: [("terminal", None, {"brand": brand, "decision": "approve"})]
            for brand in CARD_STATES},
         "decline": [("terminal", None, {"decision": "decline"})],
+        # The customer takes their time: the terminal keeps asking for the card.
+        "hold": [("terminal", None, {"decision": "hold"})],
     },
 }  # fmt: skip
 
