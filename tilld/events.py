@@ -51,6 +51,7 @@ KINDS: dict[str, tuple[str, ...]] = {
         "refund-unavailable",
         "refund-not-booked",
         "flushed",
+        "offline-age",  # the oldest stored offline payment's age crossed a threshold
     ),
     # The end of an operation started without waiting (docs/api.md, "Calls that
     # do not wait"): its result, or its refusal with the socket's data.

@@ -10,8 +10,10 @@ payments the terminal stores offline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from drivers.terminal import (
@@ -23,7 +25,7 @@ from drivers.terminal import (
     TerminalResult,
 )
 
-from ..errors import Refused
+from ..errors import Reason, Refused
 from ..events import EventBus
 from ..journal import SideEffect, count_card
 from ..rules import CardFacts
@@ -35,6 +37,11 @@ log = logging.getLogger("tilld.card")
 # seconds) the oldest has waited. All three change only with the journal
 # entry that changes them, and are reset only by what the terminal reports
 # after forwarding.
+# What a card payment waits for rather than being refused as busy, and how
+# long: a ZVT end of day after a long outage can take a minute.
+HOUSEKEEPING = ("flush", "resolve")
+HOUSEKEEPING_WAIT_S = 90.0
+
 OFFLINE_STORED = "offline_stored"
 OFFLINE_AMOUNT = "offline_amount"
 OFFLINE_SINCE = "offline_since"
@@ -49,6 +56,7 @@ class TerminalDesk:
         self.offline_since = 0.0  # 0 when nothing is stored
         self.offline_changed = asyncio.Event()  # wakes the age watch (offline_store.py)
         self.lock = asyncio.Lock()  # one card payment (or refund, resolution, flush) at a time
+        self.busy_with: str | None = None  # what holds the lock (``turn``)
         self.doubts: dict[str, dict[str, Any]] = {}  # payment_id -> the intent's body
         self.running: dict[str, str] = {}  # sale_id -> payment_id of the payment at the terminal
 
@@ -123,12 +131,38 @@ class TerminalDesk:
 
     def idle_terminal(self) -> CardTerminal:
         terminal = self.require_terminal()
-        if self.lock.locked():
+        if self.lock.locked() and self.busy_with not in HOUSEKEEPING:
             raise Refused(
-                "terminal-busy",
+                Reason.TERMINAL_BUSY,
                 "The card terminal is busy with another payment; wait for it to finish.",
             )
         return terminal
+
+    @contextlib.asynccontextmanager
+    async def turn(self, kind: str) -> AsyncIterator[None]:
+        """Take the terminal for ``kind`` (payment, refund, flush, resolve).
+
+        A payment or refund never queues behind another one (the cashier is
+        told the terminal is busy: ``idle_terminal``), but it waits for
+        housekeeping: the flush that runs when the internet returns would
+        otherwise refuse the first card payment after an outage.
+        """
+        try:
+            async with asyncio.timeout(HOUSEKEEPING_WAIT_S):
+                await self.lock.acquire()
+        except TimeoutError:
+            raise Refused(
+                Reason.TERMINAL_BUSY,
+                f"The card terminal has been busy with {self.busy_with or 'its own work'} for "
+                f"over {HOUSEKEEPING_WAIT_S:g} s. Take another payment method and ask a "
+                "technician to look at the terminal.",
+            ) from None
+        self.busy_with = kind
+        try:
+            yield
+        finally:
+            self.busy_with = None
+            self.lock.release()
 
     def require_terminal(self) -> CardTerminal:
         if self.terminal is None:

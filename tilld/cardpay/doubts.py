@@ -178,7 +178,7 @@ class DoubtResolver:
     async def _resolve_in_background(self) -> None:
         while True:
             if self.desk.doubts and self.desk.ready and not self.desk.lock.locked():
-                async with self.desk.lock:
+                async with self.desk.turn("resolve"):
                     try:
                         await self.resolve()
                     except Refused as exc:

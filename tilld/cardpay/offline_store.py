@@ -123,7 +123,7 @@ class OfflineStore:
         assert self.desk.terminal is not None
         if not self.desk.ready:
             await self.desk.terminal.wait_ready(60)  # type: ignore[attr-defined]
-        async with self.desk.lock:
+        async with self.desk.turn("flush"):
             if self.desk.doubts:
                 # After an end of day a terminal's "last transaction" is the
                 # day's closing, so a doubt could no longer be resolved.

@@ -61,7 +61,7 @@ class CardPaying:
     async def pay(self, sale: Sale, amount: int) -> dict[str, Any]:
         """Charge `amount` to a card (the caller holds the sale's lock and checked the rules)."""
         terminal = self.desk.idle_terminal()
-        async with self.desk.lock:
+        async with self.desk.turn("payment"):
             paid_before = sale.paid
             await self.doubts.resolve(held_sale_id=sale.sale_id)
             if sale.paid != paid_before:

@@ -36,7 +36,7 @@ class CardRefunding:
         another card is allowed (a customer's new card) but marked.
         """
         terminal = self.desk.idle_terminal()
-        async with self.desk.lock:
+        async with self.desk.turn("refund"):
             await self.doubts.resolve()
             if self.desk.doubts:
                 raise Refused(
