@@ -9,6 +9,9 @@ delay, drop before/after approval, the offline store's limit,
 approve_online_only_offline. It holds a full test PAN and sends only the
 masked one, keeps every answer by ServiceID for TransactionStatus, and
 records every booked transaction so tests can prove a card was charged once.
+A scripted drop cuts the connection without the answer and then acts as a
+terminal that restarted: it answers LoggedOut until the till logs in again,
+so the till cannot learn the outcome in the same breath.
 
 Its conventions where the public nexo pages are silent: a card that needs
 the card network while the terminal is offline is refused with
@@ -84,6 +87,7 @@ class SimNexoTerminal:
     answers: OrderedDict[tuple[str, str], Message] = field(default_factory=OrderedDict)
     last: Message | None = None
     running: dict[str, asyncio.Event] = field(default_factory=dict)  # ServiceID -> abort
+    logged_out: bool = False  # after a scripted drop: the terminal restarted
 
     def state(self) -> dict[str, object]:
         return {
@@ -117,8 +121,11 @@ class SimNexoTerminal:
 
         if header.poi_id and header.poi_id != self.poi_id:
             return answer(_failure_for(body, "NotAllowed", f"this is POIID {self.poi_id}"))
+        if self.logged_out and not isinstance(body, LoginRequest | AbortRequest):
+            return answer(_failure_for(body, "LoggedOut", "log in first"))
         match body:
             case LoginRequest():
+                self.logged_out = False
                 return answer(LoginResponse(Result(), "SIM-0001", self.software_version, "OK"))
             case DiagnosisRequest():
                 return answer(DiagnosisResponse(Result(), "OK"))
@@ -136,8 +143,8 @@ class SimNexoTerminal:
                 try:
                     reply = await self._payment(body, abort)
                 except _Drop as drop:
-                    if drop.args and isinstance(drop.args[0], PaymentResponse):
-                        self._remember("Payment", answer(drop.args[0]))
+                    self._remember("Payment", answer(drop.args[0]))
+                    self.logged_out = True
                     raise
                 finally:
                     self.running.pop(header.service_id, None)
