@@ -49,7 +49,7 @@ def encode(msg: Message) -> bytes:
     root_name = "SaleToPOIResponse" if msg.header.type == "Response" else "SaleToPOIRequest"
     root = ET.Element(root_name)
     _header(root, msg.header)
-    _body(root, msg.body)
+    _body(root, msg.body, msg.header)
     ET.indent(root, " ")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
@@ -91,7 +91,7 @@ def _receipt(parent: ET.Element, qualifier: str, lines: tuple[str, ...]) -> None
     ET.SubElement(content, "OutputText").text = cards.encode_receipt(lines, part)
 
 
-def _body(root: ET.Element, body: Body) -> None:
+def _body(root: ET.Element, body: Body, header: Header) -> None:
     element = ET.SubElement(root, KINDS[type(body)][1])
     match body:
         case LoginRequest():
@@ -132,7 +132,11 @@ def _body(root: ET.Element, body: Body) -> None:
             _payment_response(element, body)
         case ReversalRequest():
             element.set("ReversalReason", body.reason)
-            original = ET.SubElement(element, "OriginalPOITransaction")
+            original = ET.SubElement(
+                element,
+                "OriginalPOITransaction",
+                _attrs(SaleID=header.sale_id, POIID=header.poi_id),
+            )
             ET.SubElement(
                 original,
                 "POITransactionID",
@@ -141,7 +145,7 @@ def _body(root: ET.Element, body: Body) -> None:
             )
         case ReversalResponse():
             _response(element, body.response)
-            if body.poi_transaction_id:
+            if body.poi_transaction_id or body.poi_timestamp:
                 poi = ET.SubElement(element, "POIData")
                 ET.SubElement(
                     poi,
@@ -152,27 +156,17 @@ def _body(root: ET.Element, body: Body) -> None:
                 element.set("ReversedAmount", format_amount(body.reversed_amount))
             _receipt(element, "CustomerReceipt", body.customer_receipt)
         case AbortRequest():
-            ET.SubElement(
-                element,
-                "MessageReference",
-                MessageCategory=body.category,
-                ServiceID=body.service_id,
-            )
+            _reference(element, body.category, body.service_id, header)
             ET.SubElement(element, "AbortReason").text = body.reason
         case TransactionStatusRequest():
             if body.service_id is not None:
-                ET.SubElement(
-                    element,
-                    "MessageReference",
-                    MessageCategory=body.category,
-                    ServiceID=body.service_id,
-                )
+                _reference(element, body.category, body.service_id, header)
         case TransactionStatusResponse():
             _response(element, body.response)
             if body.repeated is not None:
                 repeated = ET.SubElement(element, "RepeatedMessageResponse")
                 _header(repeated, body.repeated.header)
-                _body(repeated, body.repeated.body)
+                _body(repeated, body.repeated.body, body.repeated.header)
         case ReconciliationRequest():
             element.set("ReconciliationType", body.reconciliation_type)
         case ReconciliationResponse():
@@ -194,16 +188,29 @@ def _body(root: ET.Element, body: Body) -> None:
                 ET.SubElement(element, "POIStatus", GlobalStatus=body.global_status)
 
 
+def _reference(parent: ET.Element, category: str, service_id: str, header: Header) -> None:
+    ET.SubElement(
+        parent,
+        "MessageReference",
+        _attrs(
+            MessageCategory=category,
+            ServiceID=service_id,
+            SaleID=header.sale_id,
+            POIID=header.poi_id,
+        ),
+    )
+
+
 def _payment_response(element: ET.Element, body: PaymentResponse) -> None:
     _response(element, body.response)
-    if body.transaction_id:
+    if body.transaction_id or body.timestamp:
         sale = ET.SubElement(element, "SaleData")
         ET.SubElement(
             sale,
             "SaleTransactionID",
             _attrs(TransactionID=body.transaction_id, TimeStamp=body.timestamp),
         )
-    if body.poi_transaction_id:
+    if body.poi_transaction_id or body.poi_timestamp:
         poi = ET.SubElement(element, "POIData")
         ET.SubElement(
             poi,
@@ -213,7 +220,7 @@ def _payment_response(element: ET.Element, body: PaymentResponse) -> None:
     result = ET.SubElement(element, "PaymentResult", PaymentType=body.payment_type)
     if body.online is not None:
         result.set("OnlineFlag", "true" if body.online else "false")
-    if body.payment_brand or body.masked_pan:
+    if body.payment_brand or body.masked_pan or body.entry_mode:
         instrument = ET.SubElement(result, "PaymentInstrumentData", PaymentInstrumentType="Card")
         ET.SubElement(
             instrument,

@@ -26,6 +26,10 @@ class ConnectFailed(OSError):
     """The terminal could not be reached: nothing was sent."""
 
 
+class NoMessage(NexoProtocolError):
+    """The connection closed before a message began."""
+
+
 class AnswerLost(Exception):
     """The request was (maybe) sent, but no whole answer came back."""
 
@@ -52,7 +56,7 @@ async def read_message(reader: asyncio.StreamReader) -> HttpMessage:
         raise NexoProtocolError("HTTP head over the size cap") from None
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
-            raise EOFError("connection closed before a message") from None
+            raise NoMessage("connection closed before a message") from None
         raise NexoProtocolError("connection closed in the middle of an HTTP head") from None
     if len(head) > MAX_HEAD_BYTES:
         raise NexoProtocolError(f"HTTP head of {len(head)} bytes is over {MAX_HEAD_BYTES}")
@@ -122,7 +126,7 @@ async def post(
                 return await read_message(reader)
         except TimeoutError:
             raise AnswerLost(f"no answer within {answer_s:g} s") from None
-        except (OSError, EOFError) as exc:
+        except (OSError, NoMessage) as exc:
             why = exc or type(exc).__name__
             raise AnswerLost(f"connection lost before the answer: {why}") from None
     finally:

@@ -367,7 +367,7 @@ class NexoSimulator:
                 response_bytes(204) if reply is None else response_bytes(200, codec.encode(reply))
             )
             await writer.drain()
-        except (EOFError, NexoProtocolError, ConnectionError):
+        except (NexoProtocolError, ConnectionError):
             pass
         finally:
             self._writers.discard(writer)
