@@ -339,6 +339,11 @@ class NexoTerminal(SupervisedDevice, CardTerminal):
             amount=amount,
             payment_type=payment_type,
         )
+        if not self.ready:
+            raise TerminalUnavailable(
+                f"card terminal {self.name} is not connected "
+                f"({self.status.detail or 'offline'}); nothing was sent"
+            )
         self._tell(STATUS_PRESENT_CARD, on_status)
         reminder = asyncio.create_task(self._remind(on_status))
         try:
