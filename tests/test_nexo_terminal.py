@@ -14,7 +14,9 @@ import pytest
 
 from drivers.device import Backoff, DeviceState, DeviceStatus
 from drivers.nexo import NexoTerminal, NexoTimeouts, open_terminal
-from drivers.nexo.device import STATUS_PRESENT_CARD, transaction_service_id
+from drivers.nexo.device import STATUS_PRESENT_CARD
+from drivers.nexo.messages import Result
+from drivers.nexo.outcomes import decline_reason, result_code, transaction_service_id
 from drivers.sim.nexo_terminal import NexoSimulator, SimNexoTerminal
 from drivers.terminal import DeclineReason, IntermediateStatus, Outcome, TerminalUnavailable
 
@@ -281,3 +283,19 @@ def test_service_ids_are_stable_per_payment_and_apart_per_kind() -> None:
     )
     assert transaction_service_id("refund", "p1") != transaction_service_id("authorisation", "p1")
     assert len(transaction_service_id("refund", "p1")) == 10
+
+
+@pytest.mark.parametrize(
+    ("result", "reason"),
+    [
+        (Result("Failure", "UnreachableHost"), DeclineReason.NEEDS_ONLINE),
+        (
+            Result("Failure", "UnavailableService", "offline store full"),
+            DeclineReason.OFFLINE_STORE_FULL,
+        ),
+        (Result("Failure", "Refusal", "declined"), DeclineReason.OTHER),
+    ],
+)
+def test_error_conditions_map_to_the_decline_reasons_the_card_rules_use(result, reason) -> None:
+    assert decline_reason(result) is reason
+    assert result_code(result) != 0 and result_code(Result()) == 0

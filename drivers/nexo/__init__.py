@@ -1,7 +1,8 @@
 """nexo Retailer (Swedbank Pay's PAX terminals: nexo 3.1 as XML over HTTP).
 
-Layout: errors, xmlsafe, messages, cards, codec (pure codec); http (one POST
-per connection on asyncio streams); device (NexoTerminal, a CardTerminal).
+Layout: errors, xmlsafe, messages, cards, codec (pure codec), outcomes (what
+an answer means for tilld, pure); http (one POST per connection on asyncio
+streams); device (NexoTerminal, a CardTerminal).
 `open_terminal` builds one from the values of the `[devices.terminal]`
 configuration section.
 """

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 import time
@@ -37,7 +36,6 @@ from ..device import Backoff, DeviceListener, DeviceUnavailable, SupervisedDevic
 from ..terminal import (
     CardTerminal,
     CardTransaction,
-    DeclineReason,
     InDoubt,
     IntermediateStatus,
     Outcome,
@@ -48,11 +46,10 @@ from ..terminal import (
     TerminalState,
     TerminalUnavailable,
 )
-from . import cards, codec
+from . import codec
 from .errors import NexoProtocolError
 from .http import AnswerLost, ConnectFailed, post
 from .messages import (
-    ERROR_CONDITIONS,
     KINDS,
     AbortRequest,
     Body,
@@ -71,12 +68,19 @@ from .messages import (
     TransactionStatusResponse,
     message,
 )
+from .outcomes import (
+    card_transaction,
+    payment_result,
+    result_code,
+    result_text,
+    reversal_result,
+    transaction_service_id,
+)
 
 log = logging.getLogger("tilld.drivers.nexo")
 
 STATUS_PRESENT_CARD = IntermediateStatus(1, "Present, insert or swipe the card on the terminal")
 STATUS_WAITING = IntermediateStatus(2, "Waiting for the customer at the terminal")
-RESULT_UNKNOWN = 255
 REMEMBERED_TRANSACTIONS = 500  # for reversals by receipt number
 
 
@@ -93,47 +97,6 @@ class NexoTimeouts:
 
 class _Lost(Exception):
     """The request may have reached the terminal, and its answer did not come back."""
-
-
-def transaction_service_id(kind: str, ref: str) -> str:
-    """The ServiceID of a payment, refund or reversal: ten digits from its kind and ref.
-
-    The same on every run, so a restarted till can ask about a request it
-    sent before it crashed. Other requests use shorter ids (_next_service_id),
-    so the two never meet.
-    """
-    digest = hashlib.sha256(f"{kind}:{ref}".encode()).digest()
-    return f"{int.from_bytes(digest[:8], 'big') % 10**10:010d}"
-
-
-def result_code(result: Result) -> int:
-    if result.ok:
-        return 0
-    if result.error_condition in ERROR_CONDITIONS:
-        return ERROR_CONDITIONS.index(result.error_condition) + 1
-    return RESULT_UNKNOWN
-
-
-def result_text(result: Result) -> str:
-    if result.ok:
-        return "approved"
-    text = result.error_condition or result.result
-    return f"{text}: {result.additional}" if result.additional else text
-
-
-def decline_reason(result: Result) -> DeclineReason:
-    if result.error_condition == "UnreachableHost":
-        return DeclineReason.NEEDS_ONLINE  # the card may not be authorised offline
-    if "store full" in (result.additional or "").lower():
-        return DeclineReason.OFFLINE_STORE_FULL
-    return DeclineReason.OTHER
-
-
-def receipt_number(poi_transaction_id: str) -> int | None:
-    """The terminal's transaction id as tilld's receipt number, when it is one."""
-    if poi_transaction_id.isdigit() and len(poi_transaction_id) <= 18:
-        return int(poi_transaction_id)
-    return None
 
 
 class NexoTerminal(SupervisedDevice, CardTerminal):
@@ -371,44 +334,19 @@ class NexoTerminal(SupervisedDevice, CardTerminal):
             doubt=InDoubt(amount, ref, reason, None, True, kind),
         )
 
-    def _transaction(self, reply: PaymentResponse, amount: int) -> CardTransaction:
-        brand, card_name = cards.brand_of(reply.payment_brand)
-        receipt_no = receipt_number(reply.poi_transaction_id)
-        charged = reply.authorized_amount if reply.authorized_amount is not None else amount
-        if receipt_no is not None and reply.response.ok:
-            self._poi[receipt_no] = (reply.poi_transaction_id, reply.poi_timestamp, charged)
+    def _payment_result(self, reply: PaymentResponse, amount: int, ref: str) -> TerminalResult:
+        outcome = payment_result(reply, amount, ref, self.poi_id)
+        transaction = outcome.transaction
+        if outcome.approved and transaction is not None and transaction.receipt_no is not None:
+            # A reversal names the transaction by the terminal's id and time.
+            self._poi[transaction.receipt_no] = (
+                reply.poi_transaction_id,
+                reply.poi_timestamp,
+                transaction.amount,
+            )
             while len(self._poi) > REMEMBERED_TRANSACTIONS:
                 self._poi.popitem(last=False)
-        return CardTransaction(
-            amount=charged,
-            result_code=result_code(reply.response),
-            result_text=result_text(reply.response),
-            brand=brand,
-            card_name=card_name,
-            masked_pan=reply.masked_pan or None,
-            receipt_no=receipt_no,
-            auth_code=reply.approval_code or None,
-            terminal_id=self.poi_id,
-            offline=reply.online is False,
-        )
-
-    def _payment_result(self, reply: PaymentResponse, amount: int, ref: str) -> TerminalResult:
-        result = reply.response
-        transaction = self._transaction(reply, amount)
-        lines = reply.customer_receipt
-        if result.ok:
-            return TerminalResult(Outcome.APPROVED, amount, ref, 0, "approved", transaction, lines)
-        aborted = result.error_condition in ("Aborted", "Cancel")
-        return TerminalResult(
-            Outcome.ABORTED if aborted else Outcome.DECLINED,
-            amount,
-            ref,
-            result_code(result),
-            result_text(result),
-            transaction if reply.poi_transaction_id else None,
-            lines,
-            decline_reason=decline_reason(result),
-        )
+        return outcome
 
     async def reverse(
         self, receipt_no: int, *, on_status: StatusCallback | None = None
@@ -426,29 +364,7 @@ class NexoTerminal(SupervisedDevice, CardTerminal):
             return self._in_doubt("reversal", amount, ref, str(exc))
         if not isinstance(reply, ReversalResponse):
             return self._in_doubt("reversal", amount, ref, f"answered {type(reply).__name__}")
-        return self._reversal_result(reply, amount, ref)
-
-    def _reversal_result(self, reply: ReversalResponse, amount: int, ref: str) -> TerminalResult:
-        result = reply.response
-        if reply.reversed_amount is not None:
-            amount = reply.reversed_amount
-        transaction = CardTransaction(
-            amount=amount,
-            result_code=result_code(result),
-            result_text=result_text(result),
-            receipt_no=receipt_number(reply.poi_transaction_id),
-            terminal_id=self.poi_id,
-        )
-        outcome = Outcome.APPROVED if result.ok else Outcome.DECLINED
-        return TerminalResult(
-            outcome,
-            amount,
-            ref,
-            result_code(result),
-            result_text(result),
-            transaction,
-            reply.customer_receipt,
-        )
+        return reversal_result(reply, amount, ref, self.poi_id)
 
     async def abort(self) -> None:
         running = self._running
@@ -509,9 +425,9 @@ class NexoTerminal(SupervisedDevice, CardTerminal):
             return None
         body = reply.repeated.body
         if isinstance(body, PaymentResponse):
-            return self._transaction(body, body.authorized_amount or 0)
+            return card_transaction(body, body.authorized_amount or 0, self.poi_id)
         if isinstance(body, ReversalResponse):
-            return self._reversal_result(body, body.reversed_amount or 0, "").transaction
+            return reversal_result(body, body.reversed_amount or 0, "", self.poi_id).transaction
         return None
 
     async def resolve_in_doubt(self, doubt: InDoubt) -> TerminalResult:
@@ -548,7 +464,7 @@ class NexoTerminal(SupervisedDevice, CardTerminal):
             outcome = self._payment_result(body, doubt.amount, doubt.ref)
         else:
             assert isinstance(body, ReversalResponse)
-            outcome = self._reversal_result(body, doubt.amount, doubt.ref)
+            outcome = reversal_result(body, doubt.amount, doubt.ref, self.poi_id)
         if outcome.outcome is Outcome.APPROVED:
             return outcome
         return TerminalResult(
