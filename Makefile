@@ -6,14 +6,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# The demo's card terminal simulator: zvt or nexo (make demo TERMINAL=nexo).
-TERMINAL ?= zvt
+# The demo's card terminal simulator: zvt or nexo (make demo DEMO_TERMINAL=nexo).
+DEMO_TERMINAL ?= zvt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test test-long lint format bench dbus-xml api-docs system-deps clean install install-app install-files uninstall
 
 demo: $(STAMP)
-	$(BIN)/tilld demo --state-dir .tilld-demo --terminal $(TERMINAL)
+	$(BIN)/tilld demo --state-dir .tilld-demo --terminal $(DEMO_TERMINAL)
 
 # The suite runs in TEST_WORKERS pytest-xdist processes, then the tests marked
 # `serial` (a stop timed under CPU hogs: tests/conftest.py names them and says
