@@ -46,7 +46,7 @@ from ..terminal import (
     TerminalState,
     TerminalUnavailable,
 )
-from . import codec
+from . import cards, codec
 from .errors import NexoProtocolError
 from .http import AnswerLost, ConnectFailed, post
 from .messages import (
@@ -231,8 +231,10 @@ class NexoTerminal(SupervisedDevice, CardTerminal):
                 raise NexoProtocolError(f"HTTP status {status} instead of 200")
             reply = codec.decode(answer.body)
         except NexoProtocolError as exc:
-            self._report_error(f"unusable answer to {type(body).__name__}: {exc}")
-            raise _Lost(f"unusable answer: {exc}") from None
+            # The error may quote a piece of the answer: no card number goes to the log.
+            why = cards.mask_digit_runs(str(exc))
+            self._report_error(f"unusable answer to {type(body).__name__}: {why}")
+            raise _Lost(f"unusable answer: {why}") from None
         header = reply.header
         if header.service_id != service_id or header.category != request.header.category:
             raise _Lost(
