@@ -6,12 +6,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The demo's card terminal simulator: zvt or nexo (make demo DEMO_TERMINAL=nexo).
+DEMO_TERMINAL ?= zvt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test test-long lint format bench dbus-xml api-docs system-deps clean install install-app install-files uninstall
 
 demo: $(STAMP)
-	$(BIN)/tilld demo --state-dir .tilld-demo
+	$(BIN)/tilld demo --state-dir .tilld-demo --terminal $(DEMO_TERMINAL)
 
 # The suite runs in TEST_WORKERS pytest-xdist processes, then the tests marked
 # `serial` (a stop timed under CPU hogs: tests/conftest.py names them and says
@@ -73,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/scan_replay.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/cold_start.py --cache $(BENCH_CACHE) --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/scan_latency.py --append $(BENCH_DOC)
+	$(BIN)/python tests/bench/card_latency.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/socket_throughput.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/api_throughput.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/dbus_figures.py --append $(BENCH_DOC)

@@ -217,15 +217,34 @@ class PrinterSim(Announcing):
 
 
 class TerminalSim(Announcing):
-    """`tilld sim terminal`: a ZVT card terminal over TCP (and a pty with `pty=True`)."""
+    """`tilld sim terminal`: a ZVT card terminal over TCP (and a pty with `pty=True`), or
+    with `protocol="nexo"` a nexo Retailer terminal over HTTP; the same control channel."""
 
-    def __init__(self, base: Path, pty: bool = False) -> None:
+    POI_ID = "SIM00001"
+
+    def __init__(self, base: Path, pty: bool = False, protocol: str = "zvt") -> None:
         argv = ["-m", "drivers.sim.terminal", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        argv += ["--protocol", protocol]
         keys = ("listening", "control", *(("pty",) if pty else ()))
-        super().__init__(argv + (["--pty"] if pty else []), base / "terminal-sim.log", keys)
+        log = base / f"terminal-sim-{protocol}.log"
+        super().__init__(argv + (["--pty"] if pty else []), log, keys)
+        self.protocol = protocol
         self.address = self.announced["listening"]
         self.pty = self.announced.get("pty", "")
         self.control = self.announced["control"]
+
+    def till_config(self) -> dict[str, Any]:
+        """The till's [devices.terminal] section for this simulator."""
+        if self.protocol == "nexo":
+            return {
+                "kind": "nexo",
+                "address": self.address,
+                "sale_id": "tilld-test",
+                "poi_id": self.POI_ID,
+            }
+        if self.pty:
+            return {"kind": "zvt-serial", "port": self.pty}
+        return {"kind": "zvt-tcp", "address": self.address}
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         import socket

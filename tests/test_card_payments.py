@@ -1,9 +1,11 @@
-"""Card payments end to end: tilld, the reference back-end, and the ZVT terminal simulator.
+"""Card payments end to end: tilld, the reference back-end, and the terminal simulators.
 
 The till runs as a process with the terminal on real TCP (and once on a real
 pty); the internet is a fault proxy the tests switch off. What the terminal
 booked is read from the simulator, so "no double charge" is counted where
-the money would be.
+the money would be. Every test built on `card_site` runs against both the
+ZVT and the nexo simulator: the card rules do not depend on the protocol.
+Only the serial test is ZVT's alone (nexo terminals speak HTTP, no serial).
 """
 
 from __future__ import annotations
@@ -67,17 +69,16 @@ class CardSite:
         return [json.loads(line) for line in content.splitlines() if line.strip()]
 
 
-def build_site(base: Path, *, pty: bool = False, **card: Any) -> CardSite:
+PROTOCOLS = ("zvt", "nexo")
+
+
+def build_site(base: Path, *, pty: bool = False, protocol: str = "zvt", **card: Any) -> CardSite:
     backend = Backend(base)
     server = Proxy(base, "server", backend.address)
     internet = Proxy(base, "internet", None)
-    terminal = TerminalSim(base, pty=pty)
+    terminal = TerminalSim(base, pty=pty, protocol=protocol)
     config = online_config(backend, server, internet)
-    config["devices.terminal"] = (
-        {"kind": "zvt-serial", "port": terminal.pty}
-        if pty
-        else {"kind": "zvt-tcp", "address": terminal.address}
-    )
+    config["devices.terminal"] = terminal.till_config()
     config["card"] = card or {"offline_limit": 250}
     till = TillProcess(base, config).start()
     site = CardSite(base, backend, server, internet, terminal, till, till.client(), config)
@@ -88,9 +89,14 @@ def build_site(base: Path, *, pty: bool = False, **card: Any) -> CardSite:
     return site
 
 
+@pytest.fixture(params=PROTOCOLS)
+def protocol(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def card_site(short_tmp: Path):
-    site = build_site(short_tmp)
+def card_site(short_tmp: Path, protocol: str):
+    site = build_site(short_tmp, protocol=protocol)
     yield site
     site.client.close()
     site.till.kill()
@@ -194,8 +200,10 @@ def test_offline_maestro_approved_anyway_is_reversed_and_both_are_journaled(card
     assert card_site.client.call("sale.get", sale_id=sale_id)["due"] == total
 
 
-def test_the_offline_limit_refuses_before_the_terminal_sees_the_card(short_tmp: Path) -> None:
-    site = build_site(short_tmp, offline_limit=2)
+def test_the_offline_limit_refuses_before_the_terminal_sees_the_card(
+    short_tmp: Path, protocol: str
+) -> None:
+    site = build_site(short_tmp, protocol=protocol, offline_limit=2)
     try:
         site.internet_down()
         for _ in range(2):
@@ -298,12 +306,12 @@ def test_offline_maestro_declined_by_the_terminal_is_refused_as_online_only(card
 
 
 def test_the_card_sale_receipt_shows_brand_masked_pan_and_the_terminal_slip(
-    short_tmp: Path,
+    short_tmp: Path, protocol: str
 ) -> None:
     from sims import PrinterSim
 
     printer = PrinterSim(short_tmp)
-    site = build_site(short_tmp)
+    site = build_site(short_tmp, protocol=protocol)
     try:
         site.restart_with({"devices.printer": {"kind": "network", "address": printer.address}})
         wait_for(lambda: site.status()["devices"]["printer"]["state"] == "ok", 20, what="printer")

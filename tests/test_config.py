@@ -459,3 +459,31 @@ def test_allow_insecure_http_accepts_plain_http_to_another_machine():
 def test_allow_insecure_http_does_not_allow_other_schemes():
     with pytest.raises(ValidationError, match="not an http"):
         Settings(backend={"url": "ftp://192.0.2.10/", "allow_insecure_http": True})
+
+
+def test_a_nexo_terminal_needs_its_address_and_both_ids() -> None:
+    terminal = Settings(
+        devices={
+            "terminal": {
+                "kind": "nexo",
+                "address": "10.0.0.6:11000",
+                "sale_id": "till-1",
+                "poi_id": "AJACQH28",
+            }
+        }
+    ).devices.terminal
+    assert (terminal.kind, terminal.sale_id, terminal.poi_id) == ("nexo", "till-1", "AJACQH28")
+    for missing, hint in (
+        ({"address": "10.0.0.6"}, "host:port"),
+        ({"sale_id": ""}, "sale_id"),
+        ({"poi_id": ""}, "poi_id"),
+    ):
+        section = {
+            "kind": "nexo",
+            "address": "10.0.0.6:11000",
+            "sale_id": "till-1",
+            "poi_id": "AJACQH28",
+            **missing,
+        }
+        with pytest.raises(ValidationError, match=hint):
+            Settings(devices={"terminal": section})

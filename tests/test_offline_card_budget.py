@@ -4,7 +4,7 @@ Without internet the terminal approves offline and stores the payment; the
 venue has not got that money yet. tilld refuses, before the terminal sees
 the card, what would take the stored risk past the configured budget, and
 resets the budget only from what the terminal reports after forwarding.
-The till is a process, the terminal the ZVT simulator on real TCP.
+The till is a process, the terminal the ZVT or the nexo simulator on real TCP.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from conftest import Client, RpcError
 from sims import wait_for
-from test_card_payments import CardSite, approved, build_site, open_sale
+from test_card_payments import PROTOCOLS, CardSite, approved, build_site, open_sale
 
 
-@pytest.fixture
-def sites(short_tmp: Path) -> Iterator[Any]:
+@pytest.fixture(params=PROTOCOLS)
+def sites(short_tmp: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     built: list[CardSite] = []
 
     def build(**card: Any) -> CardSite:
-        site = build_site(short_tmp, **card)
+        site = build_site(short_tmp, protocol=request.param, **card)
         built.append(site)
         return site
 

@@ -265,10 +265,12 @@ def _is_host_port(value: str) -> bool:
 
 
 class TerminalSection(Section):
-    kind: Literal["none", "zvt-tcp", "zvt-serial"] = "none"
-    address: str = ""  # zvt-tcp: host:20007
+    kind: Literal["none", "zvt-tcp", "zvt-serial", "nexo"] = "none"
+    address: str = ""  # zvt-tcp: host:20007; nexo: host:11000
     port: str = ""  # zvt-serial: e.g. /dev/tilld/terminal
     password: SecretStr = SecretStr("000000")
+    sale_id: str = ""  # nexo: the till's SaleID, as registered with the terminal
+    poi_id: str = ""  # nexo: the terminal's POIID
 
     @model_validator(mode="after")
     def _kind_needs_its_address(self) -> TerminalSection:
@@ -276,6 +278,13 @@ class TerminalSection(Section):
             raise ValueError("a zvt-tcp terminal needs address (host:20007)")
         if self.kind == "zvt-serial" and not self.port:
             raise ValueError("a zvt-serial terminal needs port (the serial device)")
+        if self.kind == "nexo":
+            if not _is_host_port(self.address):
+                raise ValueError("a nexo terminal needs address host:port (e.g. 10.0.0.5:11000)")
+            if not self.sale_id or not self.poi_id:
+                raise ValueError(
+                    "a nexo terminal needs sale_id (the till) and poi_id (the terminal)"
+                )
         secret = self.password.get_secret_value()
         if not (len(secret) == 6 and secret.isdigit()):
             raise ValueError("password must be the terminal's six-digit ZVT password")

@@ -21,7 +21,7 @@ from drivers.scanner.decoding import ScanData, ScanRules
 from drivers.scanner.hidpos import HidPosScanner
 from drivers.scanner.serial import SerialScanner
 from drivers.scanner.wedge import WedgeScanner
-from drivers.zvt import ZvtTerminal, open_terminal
+from drivers.terminal import CardTerminal
 
 from .config import PrinterSection, ScannerSection, TerminalSection
 from .events import EventBus
@@ -55,20 +55,12 @@ class Devices:
         self._router: asyncio.Task[None] | None = None
         self.scanner: Scanner | None = build_scanner(scanner, self, self._scanned)
         self.printer: ReceiptPrinter | None = build_printer(printer, self)
-        self.terminal: ZvtTerminal | None = None
-        if terminal.kind != "none":
-            self.terminal = open_terminal(
-                "terminal",
-                self,
-                kind=terminal.kind,
-                address=terminal.address,
-                port=terminal.port,
-                password=terminal.password.get_secret_value(),
-            )
+        self.terminal = build_terminal(terminal, self)
 
     @property
     def all(self) -> list[SupervisedDevice]:
-        return [d for d in (self.scanner, self.printer, self.terminal) if d is not None]
+        devices = (self.scanner, self.printer, self.terminal)
+        return [d for d in devices if isinstance(d, SupervisedDevice)]
 
     async def start(self) -> None:
         self._router = asyncio.create_task(self._route_scans(), name="scan routing")
@@ -114,6 +106,32 @@ class Devices:
             except Exception:
                 # A refusal or a storage error for one scan must not stop the scanner.
                 log.exception("routing scan %r failed", scan.code)
+
+
+def build_terminal(config: TerminalSection, listener: Devices) -> CardTerminal | None:
+    """The card terminal driver for `config.kind`: the one place that knows the protocols."""
+    if config.kind == "nexo":
+        from drivers.nexo import open_terminal as open_nexo
+
+        return open_nexo(
+            "terminal",
+            listener,
+            address=config.address,
+            sale_id=config.sale_id,
+            poi_id=config.poi_id,
+        )
+    if config.kind in ("zvt-tcp", "zvt-serial"):
+        from drivers.zvt import open_terminal as open_zvt
+
+        return open_zvt(
+            "terminal",
+            listener,
+            kind=config.kind,
+            address=config.address,
+            port=config.port,
+            password=config.password.get_secret_value(),
+        )
+    return None
 
 
 def build_scanner(

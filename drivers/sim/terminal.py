@@ -1,7 +1,11 @@
-"""The ZVT terminal simulator: real ZVT over TCP and over a pty, scriptable at run time.
+"""The card terminal simulator: real ZVT over TCP and over a pty, or nexo over HTTP.
 
     python -m drivers.sim.terminal --listen 127.0.0.1:20007 [--pty] --control 127.0.0.1:0
     tilld sim terminal --listen 127.0.0.1:0 --pty --control 127.0.0.1:0
+    tilld sim terminal --protocol nexo --listen 127.0.0.1:11000 --control 127.0.0.1:0
+
+With --protocol nexo the terminal is nexo_terminal.py's (same control channel
+and script; no pty, no serial settings).
 
 It prints ``listening=HOST:PORT``, ``pty=/dev/pts/N`` (with --pty) and
 ``control=HOST:PORT`` on stdout once each accepts, and stops on SIGTERM or
@@ -180,14 +184,22 @@ def add_terminal_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password", default="000000", help="the terminal's ZVT password")
     parser.add_argument("--terminal-id", default="52500001", help="8-digit terminal id")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument(
+        "--protocol",
+        choices=("zvt", "nexo"),
+        default="zvt",
+        help="zvt (default) or nexo: nexo Retailer XML over HTTP on --listen (no --pty)",
+    )
+    parser.add_argument("--poi-id", default="SIM00001", help="nexo: the terminal's POIID")
 
 
 def add_terminal_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``terminal`` to an argparse subparsers object (``tilld sim terminal``)."""
     parser = subparsers.add_parser(
         "terminal",
-        help="run the ZVT card terminal simulator",
-        description="A ZVT card terminal over TCP and/or a pty, scriptable on a control port.",
+        help="run the card terminal simulator (ZVT or nexo)",
+        description="A ZVT card terminal over TCP and/or a pty, or a nexo Retailer terminal "
+        "over HTTP (--protocol nexo), scriptable on a control port.",
     )
     add_terminal_arguments(parser)
     parser.set_defaults(run=run_terminal)
@@ -198,6 +210,8 @@ def run_terminal(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(name)s: %(message)s"
     )
+    if args.protocol == "nexo":
+        return run_nexo(args)
     if not args.listen and not args.pty:
         log.critical("nothing to serve: give --listen HOST:PORT, --pty, or both")
         return os.EX_CONFIG
@@ -211,6 +225,23 @@ def run_terminal(args: argparse.Namespace) -> int:
         asyncio.run(serve(args))
     except OSError as exc:
         log.critical("cannot start the terminal simulator: %s", exc)
+        return os.EX_CANTCREAT
+    return os.EX_OK
+
+
+def run_nexo(args: argparse.Namespace) -> int:
+    from .nexo_terminal import serve as serve_nexo
+
+    if args.pty or not args.listen:
+        log.critical("a nexo terminal listens on HTTP: give --listen HOST:PORT and no --pty")
+        return os.EX_CONFIG
+    if not args.poi_id or len(args.poi_id) > 32:
+        log.critical("--poi-id must be 1 to 32 characters")
+        return os.EX_CONFIG
+    try:
+        asyncio.run(serve_nexo(args.listen, args.control, args.poi_id))
+    except OSError as exc:
+        log.critical("cannot start the nexo terminal simulator: %s", exc)
         return os.EX_CANTCREAT
     return os.EX_OK
 

@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", dest="check_config", help="configuration file to check")
     demo = commands.add_parser("demo", help="run the embedded demo till in the foreground")
     demo.add_argument("--state-dir", default="./.tilld-demo", help="demo state folder")
+    demo.add_argument(
+        "--terminal",
+        choices=("zvt", "nexo"),
+        default="zvt",
+        help="the card terminal simulator's protocol (default zvt)",
+    )
     sim = commands.add_parser("sim", help="simulators for tests and technicians")
     sims = sim.add_subparsers(dest="sim_command", required=True)
     from ..sim.backend import add_backend_command
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..demo import run_demo
 
         try:
-            return run_demo(Path(args.state_dir))
+            return run_demo(Path(args.state_dir), args.terminal)
         except StartupError as exc:
             log.critical("cannot start the demo: %s", exc)
             return os.EX_CANTCREAT

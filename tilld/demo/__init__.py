@@ -160,6 +160,7 @@ def demo_settings(
     scanner: Path | None = None,
     terminal: str = "",
     dbus: str = "none",
+    terminal_protocol: str = "zvt",
 ) -> Settings:
     catalog = resources.files(__package__) / DEMO_CATALOG
     return Settings(
@@ -182,14 +183,21 @@ def demo_settings(
         devices={
             "scanner": {"kind": "serial", "port": str(scanner)} if scanner else {},
             "printer": {"kind": "network", "address": printer} if printer else {},
-            "terminal": {"kind": "zvt-tcp", "address": terminal} if terminal else {},
+            "terminal": demo_terminal(terminal, terminal_protocol) if terminal else {},
         },
         # A small offline limit, so the demo reaches it in a few sales.
         card={"offline_limit": 3},
     )
 
 
-async def run_stack(state_dir: Path) -> None:
+def demo_terminal(address: str, protocol: str) -> dict[str, str]:
+    """The [devices.terminal] section for the demo's terminal simulator."""
+    if protocol == "nexo":
+        return {"kind": "nexo", "address": address, "sale_id": "demo-till", "poi_id": "SIM00001"}
+    return {"kind": "zvt-tcp", "address": address}
+
+
+async def run_stack(state_dir: Path, terminal_protocol: str = "zvt") -> None:
     token_file = state_dir / "backend.token"
     if not token_file.exists():
         token_file.write_text("demo-token\n", encoding="utf-8")
@@ -266,7 +274,16 @@ async def run_stack(state_dir: Path) -> None:
         scanner = await scanner_sim.start("pty", "control", stdin=True)
         terminal_sim = Helper(
             "card terminal",
-            ["-m", "drivers.sim.terminal", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"],
+            [
+                "-m",
+                "drivers.sim.terminal",
+                "--listen",
+                "127.0.0.1:0",
+                "--control",
+                "127.0.0.1:0",
+                "--protocol",
+                terminal_protocol,
+            ],
             state_dir / "terminal.log",
         )
         helpers.append(terminal_sim)
@@ -279,6 +296,7 @@ async def run_stack(state_dir: Path) -> None:
             scanner=state_dir / "scanner",
             terminal=terminal["listening"],
             dbus=dbus_address,
+            terminal_protocol=terminal_protocol,
         )
         switches = DemoSwitches(
             {
@@ -327,7 +345,8 @@ def announce(settings: Settings, backend_url: str) -> None:
         f"  {ctl} devices\n"
         f"  {ctl} demo printer down     # pull its cable; or paper-out, cover-open, up\n"
         f"  {ctl} printer test\n"
-        "Cards (a ZVT terminal simulator; the internet switch takes it offline too):\n"
+        f"Cards (a {'nexo' if settings.devices.terminal.kind == 'nexo' else 'ZVT'} terminal "
+        "simulator; the internet switch takes it offline too):\n"
         f"  {ctl} call sale.pay sale_id=$SALE method=card amount:=3500\n"
         f"  {ctl} demo internet down    # Visa still works, offline, up to 3 payments\n"
         f"  {ctl} demo card maestro     # refused offline: card-brand-online-only\n"
@@ -340,7 +359,7 @@ def announce(settings: Settings, backend_url: str) -> None:
     )
 
 
-def run_demo(state_dir: Path) -> int:
+def run_demo(state_dir: Path, terminal_protocol: str = "zvt") -> int:
     # Like the installed unit (UMask=0077, StateDirectoryMode=0700): the
     # journal, the catalog, the token and everything the simulators write are
     # the demo user's alone, whatever umask the shell that started it had.
@@ -349,5 +368,5 @@ def run_demo(state_dir: Path) -> int:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     state_dir.chmod(0o700)  # a folder left by an earlier demo, or made by hand
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_stack(state_dir))
+        asyncio.run(run_stack(state_dir, terminal_protocol))
     return 0

@@ -1,0 +1,48 @@
+"""`tilld demo --terminal nexo`: the demo sells by card through the nexo simulator."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, Client
+from sims import wait_for
+
+
+def test_the_demo_takes_a_card_through_the_nexo_terminal(short_tmp: Path) -> None:
+    argv = ["-m", "tilld.cli.daemon", "demo", "--state-dir", str(short_tmp / "d")]
+    demo = subprocess.Popen(
+        [sys.executable, *argv, "--terminal", "nexo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        announced: dict[str, str] = {}
+        while "socket" not in announced:
+            line = demo.stdout.readline()
+            assert line, "the demo exited before announcing socket="
+            key, _, value = line.strip().partition("=")
+            announced[key] = value
+        client = Client(Path(announced["socket"]))
+        try:
+            wait_for(
+                lambda: client.call("status.get")["payment_methods"]["card"]["available"],
+                30,
+                what="the demo's card terminal",
+            )
+            assert client.call("status.get")["devices"]["terminal"]["kind"] == "NexoTerminal"
+            sale_id = client.call("sale.open")["sale_id"]
+            client.call("sale.add", sale_id=sale_id, plu="300")
+            total = client.call("sale.get", sale_id=sale_id)["total"]
+            paid = client.call("sale.pay", sale_id=sale_id, method="card", amount=total)
+            assert paid["status"] == "completed" and paid["card"]["brand"] == "visa"
+        finally:
+            client.close()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(30)
+        demo.stdout.close()
