@@ -59,8 +59,11 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     # No printer in these tills: the same refusals on both.
     ("receipt.print", {"receipt_no": 1}),
     ("receipt.print", {"receipt_no": 1, "sale_id": SALE}),
+    ("receipt.get", {"receipt_no": 1}),
+    ("receipt.get", {"receipt_no": 99}),
     ("drawer.open", {}),
     ("admin.printer_test", {}),
+    ("admin.terminal_flush", {}),
     ("sale.open", {"training": True}),
     ("admin.reload", {}),
 ]

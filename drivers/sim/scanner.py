@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import sys
 import tty
@@ -24,6 +25,8 @@ from typing import Any
 
 from . import stop_requested
 from .control import announce, start_control
+
+log = logging.getLogger("drivers.sim.scanner")
 
 
 class PtyScanner:
@@ -80,7 +83,15 @@ class PtyScanner:
 async def forward_stdin(scanner: PtyScanner) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (OSError, ValueError):
+        # /dev/null or a plain file cannot be watched (EPERM): nothing will be typed.
+        log.warning(
+            "standard input is not a terminal or a pipe; scan with the control port "
+            "(POST /scan) instead"
+        )
+        return
     while line := await reader.readline():
         code = line.decode("utf-8", "replace").strip()
         if code and scanner.master is not None:
