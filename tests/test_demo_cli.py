@@ -143,6 +143,10 @@ def test_the_suggested_ticket_code_is_a_sold_ticket_registered_after_the_outage(
         wait_until(lambda: "server-unreachable" in demo.ok("status"), "the outage")
         scanned = demo.ok("call", "scan.submit", f"code={code}", "--get", "local_check")
         assert scanned == "sold-here"
+        waited = demo.tillctl("sync", "--wait", "--timeout", "2")
+        assert waited.returncode == 1, waited
+        assert "waiting for the back-end" in waited.stderr
+        assert "the back-end is still unreachable" in waited.stderr
         demo.ok("demo", "server", "up")
         wait_until(lambda: "mode           online" in demo.ok("status"), "the server back")
         assert demo.ok("sync", "--wait", "--timeout", "30").startswith("synced")

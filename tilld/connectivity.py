@@ -167,6 +167,11 @@ class ConnectivityMonitor:
         for wake in self._wake.values():
             wake.set()  # the next probe uses the new settings now, not after the old delay
 
+    def probe_now(self) -> None:
+        """Probe every fact at once instead of after the backoff (a technician asked to sync)."""
+        for wake in self._wake.values():
+            wake.set()
+
     def report_server(self, ok: bool, error: str | None) -> None:
         """A real request to the back-end succeeded or failed: treat it as a probe."""
         self._record(self.server, ok, error)

@@ -191,6 +191,8 @@ class Till:
                 "No back-end is configured (backend.url), so there is nothing to sync to.",
             )
         self.sync.kick()
+        if not self.connectivity.server:
+            self.monitor.probe_now()  # it may be back: ask now, not after the backoff
         drained = await self.sync.wait_drained(timeout) if wait else False
         result: dict[str, Any] = {
             "drained": drained if wait else None,

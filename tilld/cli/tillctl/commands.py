@@ -231,28 +231,67 @@ def _why(result: dict[str, Any]) -> str:
 
 
 def cmd_sync(client: Client, args: argparse.Namespace) -> int:
-    st = client.call("status.get")
-    if not st["server"]:
-        errors = st.get("last_error") or {}
-        why = errors.get("server") or "no answer"
-        raise Failed(
-            f"the back-end is unreachable ({why}); {_pending_words(st['pending'])}. "
-            "tilld retries by itself and sends everything once it answers"
-        )
     if not args.wait:
+        st = client.call("status.get")
+        if not st["server"]:
+            client.call("admin.sync_now", {"wait": False})  # probes again at once
+            raise Failed(
+                f"the back-end is unreachable ({_server_error(st)}); "
+                f"{_pending_words(st['pending'])}. tilld retries by itself and sends "
+                "everything once it answers (tillctl sync --wait waits for it)"
+            )
         result = client.call("admin.sync_now", {"wait": False})
         emit(args, result, f"sync started: {_pending_words(result['pending'])}")
         return EXIT_OK
     # Follow progress through events while the daemon drains, then ask for
     # the verdict: the events draw the bar, admin.sync_now gives the answer.
     watcher = Client(client.path)
-    watcher.call("events.subscribe", {"topics": ["sync", "mode"]})
-    start = client.call("admin.sync_now", {"wait": False})
+    deadline = time.monotonic() + args.timeout
+    try:
+        watcher.call("events.subscribe", {"topics": ["sync", "mode"]})
+        start = client.call("admin.sync_now", {"wait": False})
+        if not client.call("status.get")["server"]:
+            _wait_for_the_server(client, watcher, deadline)
+            start = client.call("admin.sync_now", {"wait": False})
+        _follow(watcher, start, deadline, show_bar=sys.stderr.isatty() and not args.json)
+    finally:
+        watcher.close()
+    result = client.call("admin.sync_now", {"wait": True, "timeout_s": 1})
+    if result["drained"]:
+        emit(args, result, f"synced: {_pending_words(result['pending'])}")
+        return EXIT_OK
+    emit(args, result, f"not drained: {_why(result)}; {_pending_words(result['pending'])}")
+    return EXIT_REFUSED
+
+
+def _server_error(st: dict[str, Any]) -> str:
+    return (st.get("last_error") or {}).get("server") or "no answer"
+
+
+def _wait_for_the_server(client: Client, watcher: Client, deadline: float) -> None:
+    """Until a mode event says the back-end answers, or the deadline: then Failed."""
+    print("tillctl: waiting for the back-end to answer...", file=sys.stderr, flush=True)
+    try:
+        while True:
+            watcher.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            event = watcher.read()
+            params = event.get("params") or {}
+            mode = event.get("method") == "event" and params.get("topic") == "mode"
+            if mode and params.get("server"):
+                return
+    except TimeoutError:
+        st = client.call("status.get")
+        raise Failed(
+            f"the back-end is still unreachable ({_server_error(st)}); "
+            f"{_pending_words(st['pending'])}. tilld keeps retrying by itself"
+        ) from None
+
+
+def _follow(watcher: Client, start: dict[str, Any], deadline: float, show_bar: bool) -> None:
     total = max(1, start["unsent"] + start["pending"]["scans"])
-    show_bar = sys.stderr.isatty() and not args.json
-    watcher.sock.settimeout(args.timeout)
     try:
         while start["unsent"] or start["pending"]["scans"]:
+            watcher.sock.settimeout(max(0.01, deadline - time.monotonic()))
             event = watcher.read()
             if event.get("method") != "event":
                 continue
@@ -268,15 +307,8 @@ def cmd_sync(client: Client, args: argparse.Namespace) -> int:
     except TimeoutError:
         pass
     finally:
-        watcher.close()
         if show_bar:
             print(file=sys.stderr)
-    result = client.call("admin.sync_now", {"wait": True, "timeout_s": 1})
-    if result["drained"]:
-        emit(args, result, f"synced: {_pending_words(result['pending'])}")
-        return EXIT_OK
-    emit(args, result, f"not drained: {_why(result)}; {_pending_words(result['pending'])}")
-    return EXIT_REFUSED
 
 
 def _pending_words(pending: dict[str, int]) -> str:

@@ -282,7 +282,8 @@ def render_scans(result: dict[str, Any], now: datetime | None = None) -> str:
             "age": age(s["scanned_at"], now),
             "local check": s.get("local_check"),
             "state": s["state"],
-            "detail": s.get("detail"),
+            # The back-end may answer a time (when the ticket was first used).
+            "detail": clock(s["detail"], now) if parse_time(s.get("detail")) else s.get("detail"),
         }
         for s in result["scans"]
     ]
