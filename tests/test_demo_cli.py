@@ -143,6 +143,8 @@ def test_the_suggested_ticket_code_is_a_sold_ticket_registered_after_the_outage(
         wait_until(lambda: "server-unreachable" in demo.ok("status"), "the outage")
         scanned = demo.ok("call", "scan.submit", f"code={code}", "--get", "local_check")
         assert scanned == "sold-here"
+        why = demo.ok("call", "admin.sync_now", "wait:=true", "timeout_s:=1", "--get", "why")
+        assert why.startswith("the back-end is unreachable (") and "{" not in why, why
         waited = demo.tillctl("sync", "--wait", "--timeout", "2")
         assert waited.returncode == 1, waited
         assert "waiting for the back-end" in waited.stderr
@@ -180,6 +182,10 @@ def test_receipt_files_are_named_by_number_and_survive_a_restart(demo_dir):
     try:
         sell(demo, "400", 1500)
         wait_until(lambda: (receipts / "receipt-0003.txt").exists(), "receipt 3's file")
+        again = demo.tillctl("receipt", "print", "1")
+        assert again.returncode == 1, again
+        assert "refused (receipt-already-printed)" in again.stderr
+        assert "(tillctl receipt print 1 --copy)" in again.stderr, again.stderr
         assert demo.ok("receipt", "print", "1", "--copy").endswith("printed")
         wait_until(lambda: (receipts / "receipt-0001-kopia.txt").exists(), "the copy's file")
         log = demo.log()

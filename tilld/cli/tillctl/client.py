@@ -16,7 +16,7 @@ import struct
 from typing import Any
 
 # What a technician types instead of a JSON-RPC parameter, for refusals that name one.
-CLI_WORDS = {"(copy: true)": "(tillctl receipt print N --copy)"}
+CLI_WORDS = {"(copy: true)": "(tillctl receipt print {receipt_no} --copy)"}
 
 
 class Unreachable(Exception):
@@ -39,8 +39,9 @@ class RpcError(Exception):
             "message"
         )
         message = str(message)
+        number = data.get("receipt_no", "N") if isinstance(data, dict) else "N"
         for api_words, cli_words in CLI_WORDS.items():
-            message = message.replace(api_words, cli_words)
+            message = message.replace(api_words, cli_words.format(receipt_no=number))
         if self.reason:
             return f"refused ({self.reason}): {message}"
         return f"error {self.error.get('code')}: {message}"
