@@ -30,7 +30,7 @@ _tillctl() {
             words='-h --help --socket --json -y --yes --technician' ;;
         'journal export')
             if [ "$prev" = --format ]; then COMPREPLY=($(compgen -W 'jsonl csv' -- "$cur")); return; fi
-            words='-h --help --socket --json -y --yes --format --since-seq' ;;
+            words='-h --help --socket --json -y --yes --format --since-seq --type --receipt' ;;
         report)
             words='-h --help --socket --json -y --yes x z' ;;
         receipt)

@@ -9,6 +9,7 @@ rollback acknowledgement, answered through a real pty, and colour.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -74,6 +75,9 @@ CASES = [
     (["journal", "verify"], 0, "ok: 2 entries, hash chain intact", ""),
     (["journal", "export", "--format", "csv"], 0, "seq,", ""),
     (["journal", "export", "--since-seq", "-1"], 2, "", "not between"),
+    (["journal", "export", "--receipt", "1"], 0, '"receipt_no":1,', ""),
+    (["journal", "export", "--type", "scan", "--format", "csv"], 0, ",scan,", ""),
+    (["journal", "export", "--receipt", "0"], 2, "", "not between"),
     (["journal", "acknowledge-rollback"], 2, "", "pass --yes"),
     (["journal", "acknowledge-rollback", "--yes"], 1, "", "refused ("),
     (["report", "x"], 0, "X report (the day so far)", ""),
@@ -85,7 +89,8 @@ CASES = [
     (["receipt", "show", "one"], 2, "", "not a whole number"),
     (["receipt", "print", "1"], 1, "", "refused (printer-not-configured)"),
     (["terminal"], 0, "none configured", ""),
-    (["terminal", "flush"], 0, "nothing sent: no card terminal", ""),
+    (["terminal", "flush"], 2, "", "pass --yes"),
+    (["terminal", "flush", "--yes"], 0, "nothing sent: no card terminal", ""),
     (["terminal", "explode"], 2, "", "invalid choice"),
     (["devices"], 0, "no devices configured", ""),
     (["printer", "test"], 1, "", "refused (printer-not-configured)"),
@@ -127,6 +132,15 @@ def test_no_line_of_the_human_output_ends_in_a_space(shared_till):
     for args in (["status"], ["pending"], ["scans"], ["terminal"], ["report", "x"]):
         out = tillctl(shared_till.socket_path, *args).stdout
         assert out and not [line for line in out.splitlines() if line.endswith(" ")], args
+
+
+def test_journal_export_filters_by_type_and_receipt(shared_till):
+    lines = tillctl(shared_till.socket_path, "journal", "export", "--type", "scan").stdout
+    assert [json.loads(line)["type"] for line in lines.splitlines()] == ["scan"]
+    rows = tillctl(
+        shared_till.socket_path, "journal", "export", "--format", "csv", "--receipt", "1"
+    ).stdout.splitlines()
+    assert rows[0].startswith("seq,uuid,type") and len(rows) == 2 and ",sale," in rows[1]
 
 
 def test_pending_leaves_housekeeping_out_and_shows_kronor(shared_till):

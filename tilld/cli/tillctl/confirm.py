@@ -14,6 +14,11 @@ from typing import Any
 DANGEROUS: tuple[tuple[str, dict[str, Any] | None, str], ...] = (
     ("admin.report", {"kind": "z"}, "close the fiscal day with a Z report (cannot be undone)"),
     (
+        "admin.terminal_flush",
+        None,
+        "send the card payments the terminal stored offline and close the terminal's day",
+    ),
+    (
         "admin.acknowledge_rollback",
         None,
         "accept that the journal's lost entries are gone for good (journaled with your name)",

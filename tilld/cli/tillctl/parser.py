@@ -143,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     export = jsub.add("export", "write the journal to stdout")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("--since-seq", type=bounded_int(0, 2**63 - 1), default=0)
+    export.add_argument(
+        "--type", action="append", metavar="TYPE", help="only entries of TYPE (sale, refund, ...)"
+    )
+    export.add_argument(
+        "--receipt",
+        type=bounded_int(1, 2**63 - 1),
+        metavar="N",
+        help="only receipt N's entries (its sale, refunds of it, its prints)",
+    )
     journal.set_defaults(run="journal")
 
     report = sub.add("report", "X report (a look) or Z report (closes the day; asks first)")
@@ -163,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.add_parser("status", help="the default", parents=[global_options(suppress=True)])
     tsub.add_parser(
         "flush",
-        help="send the card payments stored offline now",
+        help="send the card payments stored offline now and close the terminal's day (asks first)",
         parents=[global_options(suppress=True)],
     )
     terminal.set_defaults(run="terminal", terminal_command="status")
