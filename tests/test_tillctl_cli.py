@@ -305,3 +305,41 @@ def test_the_help_of_watch_names_every_topic():
     ).stdout  # fmt: skip
     assert "terminal" in TOPICS
     assert all(topic in shown for topic in TOPICS), shown
+
+
+# -- rendering, as pure functions -------------------------------------------------------------
+
+
+def test_ages_and_clock_times_read_at_a_glance():
+    from datetime import datetime
+
+    from tilld.cli.tillctl.render import age, clock
+
+    now = datetime.fromisoformat("2026-11-27T14:30:00.000+01:00")
+    assert age("2026-11-27T14:29:18.512+01:00", now) == "41 s"
+    assert age("2026-11-27T14:23:00.000+01:00", now) == "7 min"
+    assert age("2026-11-27T11:25:00.000+01:00", now) == "3 h 05 min"
+    assert age("2026-11-25T10:00:00.000+01:00", now) == "2 d 4 h"
+    assert clock("2026-11-27T14:29:18.512+01:00", now) == "14:29:18"
+    assert clock("2026-11-26T09:05:00.000+01:00", now) == "2026-11-26 09:05"
+    assert clock(None, now) == "-"
+
+
+def test_a_till_still_probing_says_starting_rather_than_offline():
+    from tilld.cli.tillctl.render import render_status
+
+    shown = render_status(
+        {
+            "till_id": "t",
+            "version": "0",
+            "mode": "no-internet",
+            "probing": True,
+            "server": False,
+            "internet": False,
+            "pending": {"entries": 0, "tickets": 0, "scans": 0},
+            "offline_card": {"stored": 0, "limit": 3},
+            "payment_methods": {},
+        }
+    )
+    assert "mode           starting (the first connectivity checks" in shown
+    assert "no-internet" not in shown

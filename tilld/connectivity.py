@@ -93,6 +93,7 @@ class ConnectivityMonitor:
         if server_probe is None:
             self.server.last_error = "no back-end configured (backend.url is empty)"
             self.server.answered = True
+        self.settled = all(f.answered for f in self._facts)  # nothing to probe: known now
 
     @property
     def state(self) -> Connectivity:

@@ -142,7 +142,16 @@ def render_status(
     lines = [_row("till", f"{st['till_id']}  (tilld {st['version']})")]
     since = st.get("mode_since")
     held = f" since {clock(since, now)} ({age(since, now)})" if since else ""
-    lines.append(_row("mode", paint(mode) + held))
+    if st.get("probing"):
+        # Both facts start down: until the first probes answer the mode is a guess.
+        lines.append(
+            _row(
+                "mode",
+                style.warn("starting") + " (the first connectivity checks have not answered yet)",
+            )
+        )
+    else:
+        lines.append(_row("mode", paint(mode) + held))
     errors = st.get("last_error") or {}
     for fact in ("server", "internet"):
         up = st.get(fact)
