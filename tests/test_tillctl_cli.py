@@ -343,3 +343,23 @@ def test_a_till_still_probing_says_starting_rather_than_offline():
     )
     assert "mode           starting (the first connectivity checks" in shown
     assert "no-internet" not in shown
+
+
+def test_tillctl_imports_nothing_beyond_the_standard_library():
+    """It runs for any user on the till's system Python, where tilld's dependencies are not."""
+    probe = (
+        "import sys, tilld.cli.tillctl, tilld.cli.tillctl.commands;"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60
+    ).stdout.split()
+    # The rest is how Python found tilld (an editable install's finder, site hooks).
+    foreign = {m for m in loaded if m not in sys.stdlib_module_names} - {
+        "tilld",
+        "__main__",
+        "sitecustomize",
+        "_distutils_hack",
+    }
+    foreign = {m for m in foreign if not m.startswith("__editable__")}  # fmt: skip
+    assert "tilld" in loaded and not foreign, foreign

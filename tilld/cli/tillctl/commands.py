@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ...reporting import EXPORT_FIELDS
+from ...export_columns import EXPORT_FIELDS
 from .client import Client
 from .confirm import call_confirmed
 from .render import (
