@@ -198,3 +198,27 @@ def test_receipt_files_are_named_by_number_and_survive_a_restart(demo_dir):
     assert "had taken payments" not in log
     assert "restored 1 open sale(s), none with money taken" in log
     assert "scanner scanner" not in log and "printer printer" not in log
+
+
+def test_the_scanner_simulator_with_stdin_not_a_terminal_says_so_without_a_traceback(short_tmp):
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "drivers.sim.scanner", "--link", str(short_tmp / "scanner"),
+         "--stdin"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+    )  # fmt: skip
+    try:
+        announced = ""
+        while "control=" not in announced:
+            line = sim.stdout.readline()
+            assert line, sim.stderr.read()
+            announced += line
+        said = sim.stderr.readline()  # logged once the stdin reader gave up
+        assert "standard input is not a terminal" in said, said
+    finally:
+        sim.send_signal(signal.SIGINT)
+        _, rest = sim.communicate(timeout=DEADLINE_S)
+    assert "Traceback" not in rest, rest

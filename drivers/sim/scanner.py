@@ -18,6 +18,7 @@ import base64
 import contextlib
 import logging
 import os
+import stat
 import sys
 import tty
 from pathlib import Path
@@ -80,18 +81,25 @@ class PtyScanner:
         }
 
 
-async def forward_stdin(scanner: PtyScanner) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+def stdin_can_be_watched() -> bool:
+    """A terminal, a pipe or a socket; not /dev/null or a file, which epoll refuses (EPERM)."""
     try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    except (OSError, ValueError):
-        # /dev/null or a plain file cannot be watched (EPERM): nothing will be typed.
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+async def forward_stdin(scanner: PtyScanner) -> None:
+    if not stdin_can_be_watched():
         log.warning(
             "standard input is not a terminal or a pipe; scan with the control port "
             "(POST /scan) instead"
         )
         return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         code = line.decode("utf-8", "replace").strip()
         if code and scanner.master is not None:
