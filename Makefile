@@ -93,8 +93,10 @@ api-docs: $(STAMP)
 # make install installs them from there, so installing needs no generator.
 man: $(STAMP)
 	$(BIN)/python -m tilld.cli.manpage man
-	$(BIN)/python -m tilld.cli.tillctl completion bash > completions/tillctl.bash
-	$(BIN)/python -m tilld.cli.tillctl completion zsh > completions/_tillctl
+	for prog in tilld tillctl; do \
+		$(BIN)/python -m tilld.cli.completion $$prog bash > completions/$$prog.bash; \
+		$(BIN)/python -m tilld.cli.completion $$prog zsh > completions/_$$prog; \
+	done
 
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -182,11 +184,14 @@ install-files:
 	install -m 0644 systemd/tilld.tmpfiles $(ROOT)$(TMPFILESDIR)/tilld.conf
 	install -D -m 0644 man/tilld.8 $(ROOT)$(MANDIR)/man8/tilld.8
 	install -D -m 0644 man/tillctl.1 $(ROOT)$(MANDIR)/man1/tillctl.1
+	install -D -m 0644 completions/tilld.bash $(ROOT)$(BASHCOMPDIR)/tilld
+	install -D -m 0644 completions/_tilld $(ROOT)$(ZSHCOMPDIR)/_tilld
 	install -D -m 0644 completions/tillctl.bash $(ROOT)$(BASHCOMPDIR)/tillctl
 	install -D -m 0644 completions/_tillctl $(ROOT)$(ZSHCOMPDIR)/_tillctl
 	printf '%s\n' $(BINDIR)/tilld $(BINDIR)/tillctl $(UNITDIR)/tilld.service \
 		$(SYSUSERSDIR)/tilld.conf $(TMPFILESDIR)/tilld.conf \
 		$(MANDIR)/man8/tilld.8 $(MANDIR)/man1/tillctl.1 \
+		$(BASHCOMPDIR)/tilld $(ZSHCOMPDIR)/_tilld \
 		$(BASHCOMPDIR)/tillctl $(ZSHCOMPDIR)/_tillctl > $(ROOT)$(MANIFEST)
 	@# Written on other branches: installed when they exist.
 	if [ -f systemd/org.tilld.Till1.conf ]; then \

@@ -33,6 +33,8 @@ INSTALLED = {
     "usr/lib/tmpfiles.d/tilld.conf",
     "usr/share/man/man8/tilld.8",
     "usr/share/man/man1/tillctl.1",
+    "usr/share/bash-completion/completions/tilld",
+    "usr/share/zsh/vendor-completions/_tilld",
     "usr/share/bash-completion/completions/tillctl",
     "usr/share/zsh/vendor-completions/_tillctl",
 }

@@ -23,10 +23,11 @@ def test_the_man_page_is_what_make_man_writes(name):
     )
 
 
-def test_the_completions_are_what_make_man_writes():
-    parser = build_parser()
-    assert (REPO / "completions" / "tillctl.bash").read_text() == bash_completion(parser)
-    assert (REPO / "completions" / "_tillctl").read_text() == zsh_completion(parser)
+@pytest.mark.parametrize("name", sorted(SECTIONS))
+def test_the_completions_are_what_make_man_writes(name):
+    parser = parsers()[name]
+    assert (REPO / "completions" / f"{name}.bash").read_text() == bash_completion(parser)
+    assert (REPO / "completions" / f"_{name}").read_text() == zsh_completion(parser)
 
 
 def test_the_tillctl_man_page_names_every_subcommand():
@@ -81,3 +82,13 @@ def test_bash_completes_subcommands_their_options_and_choices():
     ]
     assert complete("--json", "journal", "export", "--format", "") == ["jsonl", "csv"]
     assert "terminal" in complete("watch", "")
+
+
+def test_bash_completes_tilld_too():
+    script = (
+        f"source {shlex.quote(str(REPO / 'completions' / 'tilld.bash'))}\n"
+        "COMP_WORDS=(tilld sim ''); COMP_CWORD=2; _tilld\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert {"backend", "printer", "scanner"} <= set(done.stdout.split()), done

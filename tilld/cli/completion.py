@@ -1,6 +1,8 @@
 """Shell completion for bash and zsh, generated from the same argparse tree as --help.
 
-``tillctl completion bash`` prints the script; `make install` puts both where
+``tillctl completion bash`` prints tillctl's script and ``python -m
+tilld.cli.completion tilld|tillctl bash|zsh`` either command's; `make man`
+keeps them in completions/ and `make install` puts them where
 bash-completion and zsh look. Completion offers the subcommands at each
 level, the options of the command typed so far, and an option's or a
 positional's fixed choices.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
 from .argtree import Command, read_tree
 
@@ -107,3 +110,19 @@ def zsh_completion(parser: argparse.ArgumentParser) -> str:
 
 def _zsh_text(text: str) -> str:
     return " ".join(text.replace(":", "\\:").split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 2 or args[0] not in ("tilld", "tillctl") or args[1] not in ("bash", "zsh"):
+        print("usage: python -m tilld.cli.completion tilld|tillctl bash|zsh", file=sys.stderr)
+        return 2
+    from .manpage import parsers
+
+    parser = parsers()[args[0]]
+    print(bash_completion(parser) if args[1] == "bash" else zsh_completion(parser), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
