@@ -71,6 +71,7 @@ CASES = [
     (["scans"], 0, "1 scan waiting to be registered", ""),
     (["scans", "--pending", "--code", "DEMO1"], 0, "TK00000000DEMO1", ""),
     (["scans", "--state", "lost"], 2, "", "invalid choice"),
+    (["scans", "--pending", "--state", "registered"], 2, "", "not allowed with"),
     (["journal"], 2, "", "{verify,export,acknowledge-rollback}"),
     (["journal", "verify"], 0, "ok: 2 entries, hash chain intact", ""),
     (["journal", "export", "--format", "csv"], 0, "seq,", ""),

@@ -4,7 +4,8 @@ A thin client of the socket API: every command is one or more JSON-RPC calls
 and a rendering of the answer, never a second implementation of the logic.
 The modules: ``parser`` (the command line, also the source of completion and
 the man page), ``client`` (the socket), ``commands`` (one function each),
-``render`` (text for people), ``confirm`` (asking before what closes or resets).
+``render`` (text for people), ``confirm`` (asking before what closes or resets),
+``export_filter`` (which journal entries an export writes).
 
 Exit codes: 0 success, 1 the daemon refused or reported a problem, 2 usage
 (or a dangerous command not confirmed), 3 the daemon cannot be reached.

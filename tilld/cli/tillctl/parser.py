@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(run="sync")
 
     scans = sub.add("scans", "ticket scans and their registration, with ages")
-    scans.add_argument("--pending", action="store_true", help="only those not yet registered")
-    scans.add_argument("--state", choices=SCAN_STATES, help="only scans in this state")
+    which = scans.add_mutually_exclusive_group()
+    which.add_argument("--pending", action="store_true", help="only those not yet registered")
+    which.add_argument("--state", choices=SCAN_STATES, help="only scans in this state")
     scans.add_argument("--code", help="only codes containing CODE")
     scans.add_argument("--limit", type=bounded_int(1, 10_000), default=100, help="at most N scans")
     scans.set_defaults(run="scans")
