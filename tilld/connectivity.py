@@ -86,14 +86,14 @@ class ConnectivityMonitor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = {"server": asyncio.Event(), "internet": asyncio.Event()}
         self._session: aiohttp.ClientSession | None = None
-        # Until every probed fact has answered once, the mode is a guess (both
-        # facts start down): no mode change is told, so a UI does not show a
-        # red no-internet, then server-unreachable, in a till's first second.
-        self.settled = False
         if server_probe is None:
             self.server.last_error = "no back-end configured (backend.url is empty)"
             self.server.answered = True
-        self.settled = all(f.answered for f in self._facts)  # nothing to probe: known now
+        # Until every probed fact has answered once, the mode is a guess (both
+        # facts start down): no mode change is told, so a UI does not show a
+        # red no-internet, then server-unreachable, in a till's first second.
+        # With nothing to probe the mode is known at once.
+        self.settled = all(f.answered for f in self._facts)
 
     @property
     def state(self) -> Connectivity:

@@ -312,7 +312,7 @@ def announce(settings: Settings, backend_url: str, scanner_control: str, typing:
     print(f"backend={backend_url}", flush=True)
     print(f"dbus={settings.api.dbus}", flush=True)
     print(f"scanner-control=http://{scanner_control}", flush=True)
-    print(f"log={state_dir / 'tilld.log'}", flush=True)
+    print(f"log={state_dir / DEMO_LOG}", flush=True)
     scanning = (
         "Devices: type a code here and press Enter to scan it (try 7310000000001, or\n"
         "$CODE from the ticket sold above)"
@@ -346,6 +346,8 @@ def announce(settings: Settings, backend_url: str, scanner_control: str, typing:
         f"  {ctl} demo printer down     # pull its cable; or paper-out, cover-open, up\n"
         f"  {ctl} printer test\n"
         "Cards (a ZVT terminal simulator; the internet switch takes it offline too):\n"
+        f"  SALE=$({ctl} call sale.open --get sale_id); "
+        f"{ctl} call sale.add sale_id=$SALE plu=300\n"
         f"  {ctl} call sale.pay sale_id=$SALE method=card amount:=3500\n"
         f"  {ctl} demo internet down    # Visa still works, offline, up to 3 payments\n"
         f"  {ctl} demo card maestro     # refused offline: card-brand-online-only\n"
