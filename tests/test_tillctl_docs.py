@@ -92,3 +92,24 @@ def test_bash_completes_tilld_too():
     )
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
     assert {"backend", "printer", "scanner"} <= set(done.stdout.split()), done
+
+
+def zsh_offers(*words: str) -> list[str]:
+    """The names zsh's completion offers after `tillctl WORDS...`, with its UI stubbed out."""
+    script = (
+        '_describe() { local arr=$4; print -l -- "${(@P)arr}"; }\n'
+        'compadd() { shift; print -l -- "$@"; }\n'
+        f"words=(tillctl {' '.join(shlex.quote(w) for w in words)})\n"
+        f"CURRENT={len(words) + 1}\n"
+        f"source {shlex.quote(str(REPO / 'completions' / '_tillctl'))}\n"
+    )
+    done = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [line.split(":", 1)[0] for line in done.stdout.splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_completes_subcommands_and_choices():
+    assert {"show", "print", "--socket"} <= set(zsh_offers("receipt", ""))
+    assert zsh_offers("journal", "export", "--format", "") == ["jsonl", "csv"]
+    assert "terminal" in zsh_offers("watch", "")
