@@ -72,6 +72,7 @@ VOLATILE = [
     re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
     re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)"),
     re.compile(r"\b[0-9a-f]{64}\b"),
+    re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d"),  # a receipt's printed date (receipt.get)
 ]
 
 
