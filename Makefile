@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_TERMINAL ?= zvt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-long lint format bench dbus-xml api-docs system-deps clean install install-app install-files uninstall
+.PHONY: demo test test-long lint format bench dbus-xml api-docs man system-deps clean install install-app install-files uninstall
 
 demo: $(STAMP)
 	$(BIN)/tilld demo --state-dir .tilld-demo --terminal $(DEMO_TERMINAL)
@@ -92,6 +92,16 @@ dbus-xml: $(STAMP)
 api-docs: $(STAMP)
 	$(BIN)/python -m tilld.cli.api_docs docs/api.md
 
+# man/ (tilld.8, tillctl.1) and completions/ (bash, zsh) from the argument
+# parsers themselves (tests/test_tillctl_docs.py checks they are current);
+# make install installs them from there, so installing needs no generator.
+man: $(STAMP)
+	$(BIN)/python -m tilld.cli.manpage man
+	for prog in tilld tillctl; do \
+		$(BIN)/python -m tilld.cli.completion $$prog bash > completions/$$prog.bash; \
+		$(BIN)/python -m tilld.cli.completion $$prog zsh > completions/_$$prog; \
+	done
+
 $(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -138,6 +148,9 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
 SYSCONFDIR ?= /etc
 APPDIR ?= /opt/tilld
 INSTALL_PYTHON ?= /usr/bin/python3
@@ -179,8 +192,17 @@ install-files:
 	chmod 0644 $(ROOT)$(UNITDIR)/tilld.service
 	install -m 0644 systemd/tilld.sysusers $(ROOT)$(SYSUSERSDIR)/tilld.conf
 	install -m 0644 systemd/tilld.tmpfiles $(ROOT)$(TMPFILESDIR)/tilld.conf
+	install -D -m 0644 man/tilld.8 $(ROOT)$(MANDIR)/man8/tilld.8
+	install -D -m 0644 man/tillctl.1 $(ROOT)$(MANDIR)/man1/tillctl.1
+	install -D -m 0644 completions/tilld.bash $(ROOT)$(BASHCOMPDIR)/tilld
+	install -D -m 0644 completions/_tilld $(ROOT)$(ZSHCOMPDIR)/_tilld
+	install -D -m 0644 completions/tillctl.bash $(ROOT)$(BASHCOMPDIR)/tillctl
+	install -D -m 0644 completions/_tillctl $(ROOT)$(ZSHCOMPDIR)/_tillctl
 	printf '%s\n' $(BINDIR)/tilld $(BINDIR)/tillctl $(UNITDIR)/tilld.service \
-		$(SYSUSERSDIR)/tilld.conf $(TMPFILESDIR)/tilld.conf > $(ROOT)$(MANIFEST)
+		$(SYSUSERSDIR)/tilld.conf $(TMPFILESDIR)/tilld.conf \
+		$(MANDIR)/man8/tilld.8 $(MANDIR)/man1/tillctl.1 \
+		$(BASHCOMPDIR)/tilld $(ZSHCOMPDIR)/_tilld \
+		$(BASHCOMPDIR)/tillctl $(ZSHCOMPDIR)/_tillctl > $(ROOT)$(MANIFEST)
 	@# Written on other branches: installed when they exist.
 	if [ -f systemd/org.tilld.Till1.conf ]; then \
 		install -D -m 0644 systemd/org.tilld.Till1.conf $(ROOT)$(DBUSPOLICYDIR)/org.tilld.Till1.conf; \

@@ -115,16 +115,13 @@ class SupervisedDevice(ABC):
                 await asyncio.wait({task}, timeout=min(0.05, deadline - time.monotonic()))
             if not task.done():
                 log.error(
-                    "%s %s did not close within %.1f s; left behind (a driver that does "
+                    "%s did not close within %.1f s; left behind (a driver that does "
                     "not honour cancellation)",
-                    self.kind,
-                    self.name,
+                    self.label,
                     timeout_s,
                 )
             elif not task.cancelled() and task.exception() is not None:
-                log.error(
-                    "%s %s failed while closing", self.kind, self.name, exc_info=task.exception()
-                )
+                log.error("%s failed while closing", self.label, exc_info=task.exception())
         self._set_status(DeviceState.OFFLINE, "closed")
 
     async def wait_connected(self, timeout_s: float) -> bool:
@@ -158,23 +155,28 @@ class SupervisedDevice(ABC):
             except Exception:
                 # A driver bug must not end supervision: the device would
                 # stay dead until a restart, which is what this loop avoids.
-                log.exception("%s %s failed; reconnecting", self.kind, self.name)
+                log.exception("%s failed; reconnecting", self.label)
                 reason = "driver error (see log)"
             self._connected.clear()
             await self._disconnect()
             self._set_status(DeviceState.OFFLINE, reason)
             await asyncio.sleep(self.backoff.next_delay())
 
+    @property
+    def label(self) -> str:
+        """How log lines name the device: "scanner", or "scanner entrance" when it has a name."""
+        return self.name if self.name == self.kind else f"{self.kind} {self.name}"
+
     def _set_status(self, state: DeviceState, detail: str) -> None:
         status = DeviceStatus(state, detail)
         if status == self._status:
             return
         self._status = status
-        log.info("%s %s: %s%s", self.kind, self.name, state, f" ({detail})" if detail else "")
+        log.info("%s: %s%s", self.label, state, f" ({detail})" if detail else "")
         self.listener.device_status(self.name, status)
 
     def _report_error(self, message: str) -> None:
-        log.warning("%s %s: %s", self.kind, self.name, message)
+        log.warning("%s: %s", self.label, message)
         self.listener.device_error(self.name, message)
 
     @abstractmethod

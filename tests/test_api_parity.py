@@ -59,8 +59,11 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     # No printer in these tills: the same refusals on both.
     ("receipt.print", {"receipt_no": 1}),
     ("receipt.print", {"receipt_no": 1, "sale_id": SALE}),
+    ("receipt.get", {"receipt_no": 1}),
+    ("receipt.get", {"receipt_no": 99}),
     ("drawer.open", {}),
     ("admin.printer_test", {}),
+    ("admin.terminal_flush", {}),
     ("sale.open", {"training": True}),
     ("admin.reload", {}),
 ]
@@ -69,6 +72,7 @@ VOLATILE = [
     re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
     re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)"),
     re.compile(r"\b[0-9a-f]{64}\b"),
+    re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d"),  # a receipt's printed date (receipt.get)
 ]
 
 

@@ -31,6 +31,12 @@ INSTALLED = {
     "usr/lib/systemd/system/tilld.service",
     "usr/lib/sysusers.d/tilld.conf",
     "usr/lib/tmpfiles.d/tilld.conf",
+    "usr/share/man/man8/tilld.8",
+    "usr/share/man/man1/tillctl.1",
+    "usr/share/bash-completion/completions/tilld",
+    "usr/share/zsh/vendor-completions/_tilld",
+    "usr/share/bash-completion/completions/tillctl",
+    "usr/share/zsh/vendor-completions/_tillctl",
 }
 
 

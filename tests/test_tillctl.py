@@ -45,14 +45,14 @@ def test_a_newcomer_sells_a_coffee_sees_it_pending_and_the_journal_verifies(till
     paid = sell_coffee(till)
     assert paid["status"] == "completed" and paid["change"] == 1500
     pending = tillctl(till, "pending", check=True).stdout
-    assert "1 entries" in pending and "sale" in pending
+    assert "1 entry, 0 tickets" in pending and "sale" in pending and "35,00 kr" in pending
     verify = tillctl(till, "journal", "verify", check=True)
-    assert verify.stdout.startswith("ok: 1 entries")
+    assert verify.stdout.startswith("ok: 1 entry,")
 
 
 def test_status_is_a_table_for_people_and_json_for_scripts(till):
     human = tillctl(till, "status", check=True).stdout
-    assert "mode        no-internet" in human and "card          refused" in human
+    assert "mode           no-internet" in human and "card         refused" in human
     machine = json.loads(tillctl(till, "--json", "status", check=True).stdout)
     assert machine["till_id"] == "till-test"
 
@@ -94,7 +94,7 @@ def test_journal_export_as_jsonl_and_csv_has_every_entry(till):
 
 def test_report_z_closes_the_day(till):
     sell_coffee(till)
-    z = tillctl(till, "report", "z", check=True).stdout
+    z = tillctl(till, "report", "z", "--yes", check=True).stdout
     assert z.startswith("Z report 1") and "35,00" in z
     x = json.loads(tillctl(till, "--json", "report", "x", check=True).stdout)
     assert x["sales"] == 0 and x["grand_total"] == 3500

@@ -38,9 +38,11 @@ class Fact:
     since: str = ""
     last_error: str | None = None
     failures: int = 0
+    answered: bool = False  # a first probe has answered, one way or the other
 
     def record(self, ok: bool, error: str | None = None) -> bool:
         """Take one probe result; True if the fact flipped."""
+        self.answered = True
         if ok:
             self.failures = 0
             if not self.up:
@@ -86,17 +88,27 @@ class ConnectivityMonitor:
         self._session: aiohttp.ClientSession | None = None
         if server_probe is None:
             self.server.last_error = "no back-end configured (backend.url is empty)"
+            self.server.answered = True
+        # Until every probed fact has answered once, the mode is a guess (both
+        # facts start down): no mode change is told, so a UI does not show a
+        # red no-internet, then server-unreachable, in a till's first second.
+        # With nothing to probe the mode is known at once.
+        self.settled = all(f.answered for f in self._facts)
 
     @property
     def state(self) -> Connectivity:
         internet = self.internet.up if self._internet_targets else self.server.up
         return Connectivity(server=self.server.up, internet=internet)
 
+    @property
+    def _facts(self) -> list[Fact]:
+        return [self.server] + ([self.internet] if self._internet_targets else [])
+
     def describe(self) -> dict[str, object]:
-        facts = [self.server] + ([self.internet] if self._internet_targets else [])
+        facts = self._facts
         errors = {f.name: f.last_error for f in facts if not f.up and f.last_error}
         since = max((f.since for f in facts if f.since), default="")
-        return {"since": since or None, "last_error": errors or None}
+        return {"since": since or None, "last_error": errors or None, "probing": not self.settled}
 
     async def start(self) -> None:
         if self._internet_targets:
@@ -156,6 +168,11 @@ class ConnectivityMonitor:
         for wake in self._wake.values():
             wake.set()  # the next probe uses the new settings now, not after the old delay
 
+    def probe_now(self) -> None:
+        """Probe every fact at once instead of after the backoff (a technician asked to sync)."""
+        for wake in self._wake.values():
+            wake.set()
+
     def report_server(self, ok: bool, error: str | None) -> None:
         """A real request to the back-end succeeded or failed: treat it as a probe."""
         self._record(self.server, ok, error)
@@ -169,6 +186,16 @@ class ConnectivityMonitor:
         elif not ok and fact.failures == 1 and fact.up:
             log.info("%s probe failed once (%s); confirming", fact.name, error)
         after = self.state
+        if not self.settled:
+            if all(f.answered for f in self._facts):
+                self.settled = True
+                log.log(
+                    logging.INFO if after.mode.value == "online" else logging.WARNING,
+                    "mode %s (first probes answered)",
+                    after.mode.value,
+                )
+                self._on_change(after)
+            return
         if after != before:
             log.warning("mode %s -> %s", before.mode.value, after.mode.value)
             self._on_change(after)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
@@ -44,6 +45,15 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     set_level(level)
+
+
+def log_also_to(path: Path) -> None:
+    """Also write every log line, with its time and level, to ``path`` (the demo's log)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    )
+    logging.getLogger().addHandler(handler)
 
 
 def set_level(level: str) -> None:

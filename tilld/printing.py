@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from drivers.escpos.document import Document
+from drivers.escpos.interpret import Interpreter
 from drivers.escpos.printer import PrinterNotReady, PrintOutcome, ReceiptPrinter
 from drivers.escpos.render import preload, render
 
@@ -167,6 +168,38 @@ class Printing:
                 "state": "queued",
                 "detail": printer.status.detail or "waiting for the printer",
             }
+
+    async def receipt_text(self, receipt_no: int) -> dict[str, Any]:
+        """A receipt as the printer would print it, read from the journal; nothing is printed."""
+        entry = await self.journal.find_receipt(receipt_no)
+        if entry is None:
+            raise Refused(
+                Reason.UNKNOWN_RECEIPT,
+                f"There is no receipt number {receipt_no} in this till's journal.",
+                receipt_no=receipt_no,
+            )
+        document = receipt_document(
+            entry.type, entry.body, entry.created_at, self.seller, PrintMarks()
+        )
+        # The printer's own bytes read back: the text is what the paper says.
+        data = await asyncio.to_thread(self._bytes, document)
+        interpreter = Interpreter()
+        lines: list[str] = []
+        for action in interpreter.feed(data):
+            if action[0] == "cut":
+                lines += action[1]
+        lines += interpreter.take_lines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return {
+            "receipt_no": receipt_no,
+            "type": entry.type,
+            "seq": entry.seq,
+            "created_at": entry.created_at,
+            "total": entry.body.get("total"),
+            "text": "\n".join(line.rstrip() for line in lines) + "\n",
+            "prints": await self.journal.print_jobs_of(receipt_no),
+        }
 
     async def print_test_page(self) -> dict[str, Any]:
         printer = self._require_printer()

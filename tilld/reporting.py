@@ -13,11 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import Settings
+from .export_columns import EXPORT_FIELDS
 from .journal import Entry, Journal, now_with_offset, since_last
 from .outbox import Outbox
 from .reports import period_totals
-
-EXPORT_FIELDS = ("seq", "uuid", "type", "created_at", "prev_hash", "hash", "body")
 
 
 class Reports:

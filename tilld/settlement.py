@@ -70,8 +70,20 @@ class Settlement:
         for state in await self.journal.open_sales():
             sale = Sale.from_state(state)
             self.open[sale.sale_id] = sale
-        if self.open:
-            log.warning("restored %d open sale(s) that had taken payments", len(self.open))
+        # A declined or cancelled payment took no money: only paid (or still
+        # pending) ones make a restored sale something to finish or give back.
+        taken = sum(
+            any(p.status in ("paid", "pending") for p in sale.payments)
+            for sale in self.open.values()
+        )
+        if taken:
+            log.warning(
+                "restored %d open sale(s); %d had taken payments (finish or void them)",
+                len(self.open),
+                taken,
+            )
+        elif self.open:
+            log.info("restored %d open sale(s), none with money taken", len(self.open))
 
     async def stop(self) -> None:
         """Drawer kicks in flight get a moment to reach the printer."""

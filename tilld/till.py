@@ -136,6 +136,7 @@ class Till:
             "mode": conn.mode.value,
             "mode_since": described["since"],
             "last_error": described["last_error"],
+            "probing": described["probing"],
             "server": conn.server,
             "internet": conn.internet,
             "pending": self.outbox.snapshot(),
@@ -192,6 +193,8 @@ class Till:
                 "No back-end is configured (backend.url), so there is nothing to sync to.",
             )
         self.sync.kick()
+        if not self.connectivity.server:
+            self.monitor.probe_now()  # it may be back: ask now, not after the backoff
         drained = await self.sync.wait_drained(timeout) if wait else False
         result: dict[str, Any] = {
             "drained": drained if wait else None,
@@ -200,12 +203,27 @@ class Till:
         }
         if wait and not drained:
             conn = self.connectivity
+            errors = self.monitor.describe()["last_error"] or {}
             result["why"] = (
-                f"the back-end is unreachable ({self.monitor.describe()['last_error']})"
+                f"the back-end is unreachable ({errors.get('server') or 'no answer'})"
                 if not conn.server
                 else self.sync.last_error or f"still sending after {timeout:g} s"
             )
         return result
+
+    def terminal_flush(self) -> dict[str, Any]:
+        """Send the card payments the terminal stored offline now, if it can."""
+        stored = self.card.offline_stored
+        why = None
+        if "terminal" not in self.devices.status():
+            why = "no card terminal is configured ([devices.terminal] kind)"
+        elif stored == 0:
+            why = "the terminal holds no card payments stored offline"
+        elif not self.connectivity.internet:
+            why = "the internet is down; the terminal sends them by itself when it is back"
+        if why is None:
+            self.card.internet_back()
+        return {"started": why is None, "offline_stored": stored, "why": why}
 
     async def acknowledge_rollback(self, technician: str) -> dict[str, Any]:
         """A technician accepts the loss of a rolled-back journal's last entries (journaled)."""
@@ -306,6 +324,9 @@ class Till:
                     f"Sale {sale_id} has no receipt yet: it is still open or was voided.",
                 )
         return await self.printing.print_receipt(receipt_no, copy)
+
+    async def receipt_text(self, receipt_no: int) -> dict[str, Any]:
+        return await self.printing.receipt_text(receipt_no)
 
     async def open_drawer(self) -> dict[str, Any]:
         return await self.printing.open_drawer("manual")

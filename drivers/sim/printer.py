@@ -3,7 +3,9 @@
 It answers real-time status queries from its state (ok, paper-low,
 paper-out, cover-open, error), can run out of paper part-way through a job,
 can be "pulled" (its port closes and every connection drops) and plugged
-back, and keeps every receipt it cut as a text file. A receipt interrupted
+back, and keeps every receipt it cut as a text file, named by the receipt number it
+prints (receipt-0009.txt, receipt-0009-kopia.txt, receipt-0009-ticket.txt),
+never over a file an earlier run left. A receipt interrupted
 by a fault is kept too, marked partial, so a test can tell a reprint from a
 double print.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,10 +40,34 @@ STATES = {
 
 @dataclass
 class Receipt:
-    number: int
+    number: int  # the cut's number in this run
     lines: list[str]
     partial: bool
     path: str
+    receipt_no: int | None = None  # the receipt number printed on it, if any
+
+
+RECEIPT_NO = re.compile(r"^\s*(?:Retur av kvitto nr|Kvitto nr)\s+(\d+)\s*$")
+
+
+def paper_name(lines: list[str]) -> tuple[str, int | None]:
+    """A file name for what was cut, from what it says: receipt-0009, -kopia, -ticket."""
+    words = {line.strip() for line in lines}
+    numbers = [int(m.group(1)) for line in lines if (m := RECEIPT_NO.match(line))]
+    if "Retur av kvitto nr" in " ".join(lines):
+        # A refund names the original too; its own number comes first.
+        numbers = numbers[:1]
+    receipt_no = numbers[0] if numbers else None
+    if "TESTUTSKRIFT" in words:
+        return "testpage", None
+    if receipt_no is None:
+        return "print", None
+    name = f"receipt-{receipt_no:04d}"
+    if "BILJETT" in words:
+        name += "-ticket"
+    if "KOPIA" in words:
+        name += "-kopia"
+    return name, receipt_no
 
 
 @dataclass
@@ -95,10 +122,17 @@ class PrinterSim:
         if not lines:
             return
         number = len(self.receipts) + 1
+        name, receipt_no = paper_name(lines)
         suffix = ".partial.txt" if partial else ".txt"
-        path = self.out_dir / f"receipt-{number:04d}{suffix}"
+        # Named by what it says, and never over an earlier paper (a reprint,
+        # another ticket of the receipt, a run before a restart).
+        path = self.out_dir / f"{name}{suffix}"
+        again = 1
+        while path.exists():
+            again += 1
+            path = self.out_dir / f"{name}-{again}{suffix}"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        self.receipts.append(Receipt(number, lines, partial, str(path)))
+        self.receipts.append(Receipt(number, lines, partial, str(path), receipt_no))
 
     def describe(self) -> dict[str, Any]:
         return {

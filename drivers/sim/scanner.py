@@ -16,7 +16,9 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import logging
 import os
+import stat
 import sys
 import tty
 from pathlib import Path
@@ -24,6 +26,8 @@ from typing import Any
 
 from . import stop_requested
 from .control import announce, start_control
+
+log = logging.getLogger("drivers.sim.scanner")
 
 
 class PtyScanner:
@@ -77,7 +81,22 @@ class PtyScanner:
         }
 
 
+def stdin_can_be_watched() -> bool:
+    """A terminal, a pipe or a socket; not /dev/null or a file, which epoll refuses (EPERM)."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 async def forward_stdin(scanner: PtyScanner) -> None:
+    if not stdin_can_be_watched():
+        log.warning(
+            "standard input is not a terminal or a pipe; scan with the control port "
+            "(POST /scan) instead"
+        )
+        return
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

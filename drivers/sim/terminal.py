@@ -89,6 +89,10 @@ class TerminalSimulator:
         self._tcp_links.add(link)
         try:
             await self.terminal.serve(link, drop=link.abort)
+        except asyncio.CancelledError:
+            # The simulator is stopping. On Python 3.11 asyncio's stream
+            # callback logs a cancelled handler as an error with a traceback.
+            pass
         finally:
             self._tcp_links.discard(link)
             link.close()

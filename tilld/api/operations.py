@@ -160,6 +160,10 @@ class PrinterTestParams(Waiting):
     pass
 
 
+class ReceiptRef(Params):
+    receipt_no: StrictInt = Field(ge=1, le=INT64_MAX)
+
+
 class AcknowledgeParams(Params):
     technician: str = Field(
         min_length=1, max_length=100, description="Who acknowledges the loss (journaled)."
@@ -378,6 +382,13 @@ OPERATIONS: tuple[Operation, ...] = (
         lambda till, p: till.print_receipt(p.sale_id, p.receipt_no, p.as_copy),
     ),
     Operation(
+        "receipt.get",
+        ReceiptRef,
+        Role.CASHIER,
+        "A receipt as text from the journal, as the printer would print it; prints nothing.",
+        lambda till, p: till.receipt_text(p.receipt_no),
+    ),
+    Operation(
         "drawer.open",
         NoParams,
         Role.CASHIER,
@@ -391,6 +402,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "Print a test page with Å, Ä, Ö and a QR code; answers the printer's state "
         "(wait: false: at once, the state as a job event).",
         _printer_test,
+    ),
+    Operation(
+        "admin.terminal_flush",
+        NoParams,
+        Role.TECH,
+        "Send the card payments the terminal stored offline now (needs the internet).",
+        lambda till, p: till.terminal_flush(),
     ),
     Operation(
         "admin.reload",

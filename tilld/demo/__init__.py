@@ -27,10 +27,12 @@ from ..api import dbus_names as names
 from ..app import Daemon
 from ..config import Settings
 from ..errors import Refused, StartupError
+from ..logs import log_also_to
 from .bus import PrivateBus
 from .processes import stop_process
 
 DEMO_CATALOG = "catalog.json"
+DEMO_LOG = "tilld.log"
 START_TIMEOUT_S = 20
 
 # tillctl demo TARGET STATE -> the simulator control calls that play it:
@@ -265,13 +267,17 @@ async def run_stack(state_dir: Path, terminal_protocol: str = "zvt") -> None:
         )
         helpers.append(printer_sim)
         printer = await printer_sim.start("listening", "control")
+        # Codes typed at the demo's terminal are scanned; without a terminal
+        # (a service, a script) the control port is the way in.
+        typing = sys.stdin is not None and sys.stdin.isatty()
         scanner_sim = Helper(
             "scanner",
-            ["-m", "drivers.sim.scanner", "--link", str(state_dir / "scanner"), "--stdin"],
+            ["-m", "drivers.sim.scanner", "--link", str(state_dir / "scanner")]
+            + (["--stdin"] if typing else []),
             state_dir / "scanner.log",
         )
         helpers.append(scanner_sim)
-        scanner = await scanner_sim.start("pty", "control", stdin=True)
+        scanner = await scanner_sim.start("pty", "control", stdin=typing)
         terminal_sim = Helper(
             "card terminal",
             [
@@ -308,48 +314,65 @@ async def run_stack(state_dir: Path, terminal_protocol: str = "zvt") -> None:
             }
         )
         daemon = Daemon(settings, demo=switches)
-        await daemon.run(on_ready=lambda: announce(settings, backend_url))
+        await daemon.run(
+            on_ready=lambda: announce(settings, backend_url, scanner["control"], typing)
+        )
     finally:
         # All at once: each may take its few seconds to go on a busy machine,
         # and one after another they added up past what a Ctrl-C should cost.
         await asyncio.gather(*(helper.stop() for helper in helpers))
 
 
-def announce(settings: Settings, backend_url: str) -> None:
+def announce(settings: Settings, backend_url: str, scanner_control: str, typing: bool) -> None:
     socket_path = settings.api.socket_path
     tillctl = shutil.which("tillctl") or str(Path(sys.executable).with_name("tillctl"))
     ctl = f"{tillctl} --socket {socket_path}"
+    state_dir = settings.paths.state_dir
     print(f"socket={socket_path}", flush=True)
     print(f"backend={backend_url}", flush=True)
     print(f"dbus={settings.api.dbus}", flush=True)
+    print(f"scanner-control=http://{scanner_control}", flush=True)
+    print(f"log={state_dir / DEMO_LOG}", flush=True)
+    scanning = (
+        "Devices: type a code here and press Enter to scan it (try 7310000000001, or\n"
+        "$CODE from the ticket sold above)"
+        if typing
+        else "Devices: scan a code through the scanner's control port:\n"
+        f'  curl -d \'{{"code": "7310000000001"}}\' http://{scanner_control}/scan'
+    )
     print(
         "\ntilld demo is running (Ctrl-C stops it). In another terminal try:\n"
         f"  {ctl} status\n"
         f"  {ctl} call catalog.search query=ost\n"
         f"  SALE=$({ctl} call sale.open --get sale_id)\n"
-        f"  {ctl} call sale.add sale_id=$SALE plu=300\n"
-        f"  {ctl} call sale.pay sale_id=$SALE method=cash amount:=5000\n"
+        f"  {ctl} call sale.add sale_id=$SALE plu=100      # Entré vuxen, a ticket\n"
+        f"  CODE=$({ctl} call sale.pay sale_id=$SALE method=cash amount:=20000 "
+        "--get sale.lines.0.ticket_codes.0)\n"
         f"  {ctl} pending\n"
+        f"  {ctl} receipt show 1\n"
         f"  {ctl} journal verify\n"
-        "The outage routine, live:\n"
+        "The outage routine, live (docs/operations.md walks it):\n"
         f"  {ctl} demo server down      # or: demo internet down, demo server blackhole\n"
         f"  {ctl} status                # mode server-unreachable: cash still sells\n"
-        f"  {ctl} call scan.submit code=TK00000000DEMO1   # captured while offline\n"
+        f"  {ctl} call scan.submit code=$CODE   # the guest's ticket, captured while offline\n"
         f"  {ctl} demo server up\n"
         f"  {ctl} sync --wait           # everything delivered exactly once\n"
         f"  {ctl} scans\n"
         f"  {ctl} watch                 # live events\n"
-        "Devices: type a code here and press Enter to scan it (try 7310000000001 or\n"
-        "TK00000000DEMO1); receipts land in "
-        f"{settings.paths.state_dir / 'receipts'}/ as text.\n"
+        f"  {ctl} logs -f               # the daemon's log\n"
+        f"{scanning}; receipts land in {state_dir / 'receipts'}/ as text,\n"
+        "one file per receipt number.\n"
         f"  {ctl} devices\n"
         f"  {ctl} demo printer down     # pull its cable; or paper-out, cover-open, up\n"
         f"  {ctl} printer test\n"
         f"Cards (a {'nexo' if settings.devices.terminal.kind == 'nexo' else 'ZVT'} terminal "
         "simulator; the internet switch takes it offline too):\n"
+        f"  SALE=$({ctl} call sale.open --get sale_id); "
+        f"{ctl} call sale.add sale_id=$SALE plu=300\n"
         f"  {ctl} call sale.pay sale_id=$SALE method=card amount:=3500\n"
         f"  {ctl} demo internet down    # Visa still works, offline, up to 3 payments\n"
         f"  {ctl} demo card maestro     # refused offline: card-brand-online-only\n"
+        f"  {ctl} terminal              # the offline budget\n"
         f"  {ctl} demo card visa; {ctl} demo internet up   # the terminal is flushed\n"
         "Over D-Bus (the private bus above):\n"
         f"  busctl --address={settings.api.dbus} introspect {names.BUS_NAME} {names.OBJECT_PATH}\n"
@@ -367,6 +390,7 @@ def run_demo(state_dir: Path, terminal_protocol: str = "zvt") -> int:
     state_dir = state_dir.resolve()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     state_dir.chmod(0o700)  # a folder left by an earlier demo, or made by hand
+    log_also_to(state_dir / DEMO_LOG)  # tillctl logs reads it beside the socket
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_stack(state_dir, terminal_protocol))
     return 0

@@ -134,3 +134,6 @@ class PrivateBus:
 
     async def stop(self) -> None:
         await stop_process(self.proc)
+        # dbus-daemon leaves its socket behind; the next demo would find a dead one.
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
