@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from .backend import BackendClient, BackendError
 from .catalog import Article, Catalog
 from .config import Settings
-from .errors import Refused
+from .errors import Reason, Refused
 from .events import EventBus
 from .journal import Journal, forget_open_sale, now_with_offset
 from .payment_policy import PaymentPolicy, raise_if_refused
@@ -99,7 +99,7 @@ class Selling:
         count = len(self.settlement.open)
         if count >= limit:
             raise Refused(
-                "too-many-open-sales",
+                Reason.TOO_MANY_OPEN_SALES,
                 f"{count} sales are open on this till, as many as it keeps "
                 f"([sales] max_open = {limit}). Complete or void the open sales (sale.list "
                 "shows them; empty ones close by themselves after [sales] abandon_after_s), "
@@ -173,7 +173,7 @@ class Selling:
             if article is None:
                 what = f"PLU {plu}" if plu is not None else f"barcode {barcode}"
                 raise Refused(
-                    "unknown-article",
+                    Reason.UNKNOWN_ARTICLE,
                     f"No article with {what} in catalog {self.catalog.version}. "
                     "Search the catalog by name with catalog.search.",
                 )
@@ -209,13 +209,13 @@ class Selling:
                 )
                 raise_if_refused(offline)
             raise Refused(
-                "reservation-failed",
+                Reason.RESERVATION_FAILED,
                 f"The ticket server would not reserve seats for '{article.name}': "
                 f"{exc.message}. Try again or ask a technician.",
             ) from None
         if reply is None:
             raise Refused(
-                "sold-out",
+                Reason.SOLD_OUT,
                 f"'{article.name}' is sold out (asked for {quantity}).",
                 event_id=article.event_id,
             )
@@ -244,7 +244,7 @@ class Selling:
             sale.require_no_pending_payment()
             if self.card.in_doubt_for(sale_id):
                 raise Refused(
-                    "card-payment-in-doubt",
+                    Reason.CARD_PAYMENT_IN_DOUBT,
                     "A card payment for this sale may have been charged; tilld is asking the "
                     "terminal. Void the sale once it has answered.",
                 )
@@ -278,7 +278,7 @@ class Selling:
                 return await self.card.pay(sale, amount)
             if method not in ("cash", "swish-manual"):
                 raise Refused(
-                    "method-not-supported",
+                    Reason.METHOD_NOT_SUPPORTED,
                     f"This till has no {method} payment flow; take cash or manual Swish.",
                 )
             payment = sale.tender(method, amount, reference)
@@ -301,7 +301,7 @@ class Selling:
             pending = sale.pending_payment
             if pending is None or pending.payment_id != payment_id:
                 raise Refused(
-                    "unknown-payment",
+                    Reason.UNKNOWN_PAYMENT,
                     f"Sale {sale_id} has no payment {payment_id} waiting for the customer.",
                 )
         return await self.swish.cancel(sale, pending)

@@ -22,7 +22,7 @@ from drivers.terminal import (
     TerminalResult,
 )
 
-from ..errors import Refused
+from ..errors import Reason, Refused
 from ..events import EventBus
 
 log = logging.getLogger("tilld.card")
@@ -67,7 +67,7 @@ class TerminalDesk:
         terminal = self.require_terminal()
         if self.lock.locked():
             raise Refused(
-                "terminal-busy",
+                Reason.TERMINAL_BUSY,
                 "The card terminal is busy with another payment; wait for it to finish.",
             )
         return terminal
@@ -75,7 +75,7 @@ class TerminalDesk:
     def require_terminal(self) -> CardTerminal:
         if self.terminal is None:
             raise Refused(
-                "terminal-unavailable",
+                Reason.TERMINAL_UNAVAILABLE,
                 "No card terminal is configured on this till. Take another payment method.",
             )
         return self.terminal
