@@ -1,6 +1,6 @@
 """Selling: open a sale, add and remove lines, pay, void; empty sales left open are swept.
 
-A payment by card or integrated Swish is handed to its flow (tilld/cardpay.py,
+A payment by card or integrated Swish is handed to its flow (tilld/cardpay/,
 tilld/swish.py) with the sale's lock held; cash and manual Swish settle here.
 Every flow ends in tilld/settlement.py, which owns the open sales.
 """
@@ -34,7 +34,7 @@ SWEEP_STOP_S = 0.3
 
 
 class CardFlow(Protocol):
-    """What selling needs of card payments (tilld/cardpay.py)."""
+    """What selling needs of card payments (tilld/cardpay/)."""
 
     async def pay(self, sale: Sale, amount: int) -> dict[str, Any]: ...
 
@@ -46,7 +46,7 @@ class CardFlow(Protocol):
 class SwishFlow(Protocol):
     """What selling needs of integrated Swish (tilld/swish.py)."""
 
-    async def start(self, sale: Sale, amount: int) -> dict[str, Any]: ...
+    async def request(self, sale: Sale, amount: int) -> dict[str, Any]: ...
 
     async def cancel(self, sale: Sale, payment: Payment) -> dict[str, Any]: ...
 
@@ -273,7 +273,7 @@ class Selling:
             sale = self.settlement.sale(sale_id)
             raise_if_refused(self.policy.payment_decision(method, training=sale.training))
             if method == "swish":
-                return await self.swish.start(sale, amount)
+                return await self.swish.request(sale, amount)
             if method == "card":
                 return await self.card.pay(sale, amount)
             if method not in ("cash", "swish-manual"):
