@@ -97,3 +97,22 @@ def test_tilld_has_no_import_loop_not_even_a_type_only_one() -> None:
 def test_the_cycle_finder_sees_a_loop() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
+
+
+# The one module that builds the terminal's driver from the configuration.
+TERMINAL_BUILDER = "tilld/devices.py"
+
+
+def test_only_the_terminal_builder_knows_the_terminal_speaks_zvt() -> None:
+    """Card payments see the protocol-neutral CardTerminal: a nexo driver changes one module."""
+    knows_zvt = []
+    for path in (REPO / "tilld").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(n == "drivers.zvt" or n.startswith("drivers.zvt.") for n in names):
+                knows_zvt.append(str(path.relative_to(REPO)))
+    assert knows_zvt == [TERMINAL_BUILDER]

@@ -21,6 +21,7 @@ from drivers.scanner.decoding import ScanData, ScanRules
 from drivers.scanner.hidpos import HidPosScanner
 from drivers.scanner.serial import SerialScanner
 from drivers.scanner.wedge import WedgeScanner
+from drivers.terminal import CardTerminal
 from drivers.zvt import ZvtTerminal, open_terminal
 
 from .config import PrinterSection, ScannerSection, TerminalSection
@@ -55,20 +56,16 @@ class Devices:
         self._router: asyncio.Task[None] | None = None
         self.scanner: Scanner | None = build_scanner(scanner, self, self._scanned)
         self.printer: ReceiptPrinter | None = build_printer(printer, self)
-        self.terminal: ZvtTerminal | None = None
-        if terminal.kind != "none":
-            self.terminal = open_terminal(
-                "terminal",
-                self,
-                kind=terminal.kind,
-                address=terminal.address,
-                port=terminal.port,
-                password=terminal.password.get_secret_value(),
-            )
+        # The terminal in its two roles: card payments see only the
+        # protocol-neutral CardTerminal; the device list opens, closes and
+        # reports it like any other device.
+        driver = build_terminal(terminal, self)
+        self.terminal: CardTerminal | None = driver
+        self._terminal_device: SupervisedDevice | None = driver
 
     @property
     def all(self) -> list[SupervisedDevice]:
-        return [d for d in (self.scanner, self.printer, self.terminal) if d is not None]
+        return [d for d in (self.scanner, self.printer, self._terminal_device) if d is not None]
 
     async def start(self) -> None:
         self._router = asyncio.create_task(self._route_scans(), name="scan routing")
@@ -114,6 +111,20 @@ class Devices:
             except Exception:
                 # A refusal or a storage error for one scan must not stop the scanner.
                 log.exception("routing scan %r failed", scan.code)
+
+
+def build_terminal(config: TerminalSection, listener: Devices) -> ZvtTerminal | None:
+    """The one place that knows which protocol the terminal speaks (ZVT, for now)."""
+    if config.kind == "none":
+        return None
+    return open_terminal(
+        "terminal",
+        listener,
+        kind=config.kind,
+        address=config.address,
+        port=config.port,
+        password=config.password.get_secret_value(),
+    )
 
 
 def build_scanner(

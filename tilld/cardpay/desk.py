@@ -41,7 +41,7 @@ class TerminalDesk:
 
     @property
     def ready(self) -> bool:
-        return self.terminal is not None and bool(getattr(self.terminal, "ready", False))
+        return self.terminal is not None and self.terminal.ready
 
     def status(self) -> dict[str, Any]:
         return {"in_doubt": len(self.doubts), "ready": self.ready}
