@@ -1,7 +1,7 @@
 """Refunds of a receipt: what is left to refund, which tickets may go back, and how.
 
 Cash and manual Swish refunds are recorded here; a card refund goes to the
-terminal (tilld/cardpay.py), which records its receipt through settlement
+terminal (tilld/cardpay/), which records its receipt through settlement
 once the money is back on the card.
 """
 
@@ -21,7 +21,7 @@ from .settlement import Settlement
 
 
 class CardRefunds(Protocol):
-    """What refunding needs of card payments (tilld/cardpay.py)."""
+    """What refunding needs of card payments (tilld/cardpay/)."""
 
     async def refund(self, body: dict[str, Any], original_cards: list[str]) -> Entry: ...
 

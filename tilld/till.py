@@ -4,7 +4,7 @@ Each use case is its own module with narrow ports, wired by the composition
 root (tilld/app.py): selling (tilld/selling.py), refunds (tilld/refunds.py),
 ticket scans (tilld/ticket_scans.py), catalog loading
 (tilld/catalog_loading.py), reports and exports (tilld/reporting.py), card
-payments (tilld/cardpay.py) and Swish (tilld/swish.py), all settling through
+payments (tilld/cardpay/) and Swish (tilld/swish.py), all settling through
 tilld/settlement.py, which owns the open sales. This class decides nothing of
 its own beyond what spans them: the status, the mode change, sync on demand.
 Adapters translate its results; they never decide anything.
