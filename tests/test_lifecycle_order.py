@@ -149,7 +149,7 @@ def test_a_part_failing_after_the_socket_api_started_stops_everything_before_it(
     seen_serving: list[bool] = []
 
     async def fails() -> None:
-        # What a D-Bus or device start that raises looks like to the lifecycle.
+        # Any part after the APIs that raises in its start looks like this.
         seen_serving.append(serves(settings.api.socket_path))
         raise RuntimeError("the bus refused us")
 
@@ -201,3 +201,30 @@ def test_ready_is_sent_once_the_api_serves_and_stopping_begins_the_stop(short_tm
     # Everything but STATUS= reports has started, the APIs last, and the socket answers.
     assert at_ready == [(names[:ready_at], True)]
     assert names[ready_at - 1] == "the APIs" and names[ready_at + 1 :] == ["STATUS= reports"]
+
+
+def test_a_d_bus_start_that_raises_leaves_no_socket_behind(short_tmp: Path) -> None:
+    # A bus address nobody serves: the D-Bus service is built as configured.
+    settings = settings_for(short_tmp, {"api": {"dbus": f"unix:path={short_tmp}/no-bus"}})
+    daemon = Daemon(settings)
+    assert daemon.dbus is not None
+    stopped: list[str] = []
+    daemon.parts = recording(daemon, stopped)
+    names = [p.name for p in daemon.parts]
+    seen_serving: list[bool] = []
+
+    async def bus_start_raises() -> None:
+        # The socket part of the APIs has started by now; D-Bus fails after it.
+        seen_serving.append(serves(settings.api.socket_path))
+        raise RuntimeError("the bus went away mid-handshake")
+
+    daemon.dbus.start = bus_start_raises  # type: ignore[method-assign]
+
+    with pytest.raises(RuntimeError, match="mid-handshake"):
+        run(daemon.run())
+    assert seen_serving == [True]
+    # The APIs did not start as a whole, so the part cleaned up after itself...
+    assert not settings.api.socket_path.exists()
+    # ...and everything before it was stopped, last first.
+    assert stopped == list(reversed(names[: names.index("the APIs")]))
+    assert daemon.journal_closed
