@@ -145,6 +145,15 @@ class TerminalUnavailable(TerminalError):
 class CardTerminal(ABC):
     """A card terminal: one command at a time; calls wait for the terminal's answer."""
 
+    @property
+    @abstractmethod
+    def ready(self) -> bool:
+        """Connected and able to take a command now (nothing would be refused as unavailable)."""
+
+    @abstractmethod
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until ``ready``, at most ``timeout_s``; False if it did not become ready."""
+
     @abstractmethod
     def doubt_record(self, amount: int, ref: str, kind: str = "authorisation") -> InDoubt:
         """What to persist *before* sending a payment command, so that if the

@@ -70,3 +70,40 @@ def test_the_dbus_method_table_names_every_method():
     ]
     assert not missing, f"docs/api.md's D-Bus table lacks {missing}"
     assert "`LastRefusal`" in doc
+
+
+def architecture_names(path) -> list[str]:
+    """How docs/architecture.md may name a module: its path, in backticks.
+
+    A tilld module by its path under tilld/ (`journal/store.py`) or from the
+    repository (`tilld/journal/store.py`); a driver module from the
+    repository (`drivers/zvt/device.py`); a package by its folder
+    (`journal/`, `drivers/zvt/`)."""
+    relative = path.relative_to(REPO)
+    if path.name == "__init__.py":
+        relative = relative.parent
+        names = [f"{relative.as_posix()}/"]
+    else:
+        names = [relative.as_posix()]
+    if relative.parts[0] == "tilld":
+        names.append(names[0].removeprefix("tilld/"))
+    return [f"`{name}`" for name in names]
+
+
+def test_every_module_is_named_in_architecture_md():
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    modules = [
+        path
+        for tree in ("tilld", "drivers")
+        for path in sorted((REPO / tree).rglob("*.py"))
+        # The two roots, and a package's __main__ (its command, named with the package).
+        if path.parent != REPO / tree or path.name != "__init__.py"
+        if path.name != "__main__.py"
+    ]
+    assert len(modules) > 100, len(modules)
+    missing = [
+        str(path.relative_to(REPO))
+        for path in modules
+        if not any(name in doc for name in architecture_names(path))
+    ]
+    assert not missing, f"docs/architecture.md does not name {missing}"

@@ -161,7 +161,7 @@ def test_the_backend_client_never_blocks_the_loop(backend, blockbuster):
         try:
             return await talk_to_the_backend(client)
         finally:
-            await client.close()
+            await client.stop()
 
     (body, etag), unchanged, _ = asyncio.run(session())
     assert body and etag and unchanged is None

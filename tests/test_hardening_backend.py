@@ -348,7 +348,7 @@ def test_a_failed_health_probe_counts_once_against_the_server(reliability):
                     await asyncio.sleep(0.01)
         finally:
             await monitor.stop()
-            await backend.close()
+            await backend.stop()
             await runner.cleanup()
         return failed_at_flip[-1]
 

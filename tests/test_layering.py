@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+import pytest
 from conftest import REPO
 
 
@@ -97,3 +98,26 @@ def test_tilld_has_no_import_loop_not_even_a_type_only_one() -> None:
 def test_the_cycle_finder_sees_a_loop() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
+
+
+# The one module that builds the terminal's driver from the configuration.
+TERMINAL_BUILDER = "tilld/devices.py"
+
+
+@pytest.mark.parametrize("protocol", ["zvt", "nexo"])
+def test_only_the_terminal_builder_knows_which_protocol_the_terminal_speaks(protocol) -> None:
+    """Card payments see the protocol-neutral CardTerminal: a protocol changes one module."""
+    package = f"drivers.{protocol}"
+    knows = set()
+    for path in (REPO / "tilld").rglob("*.py"):
+        if "sim" in path.relative_to(REPO / "tilld").parts:
+            continue  # the simulators' own commands may start a protocol's simulator
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(n == package or n.startswith(f"{package}.") for n in names):
+                knows.add(str(path.relative_to(REPO)))
+    assert sorted(knows) == [TERMINAL_BUILDER]

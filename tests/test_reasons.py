@@ -4,6 +4,9 @@ An unregistered or misspelt code is a bug this file finds by reading the
 source (an AST walk, not a regex), so it never reaches a till: every string
 that can become the reason of a ``Refused(...)`` or a rules ``_refuse(...)``,
 every ``Reason.X`` and every code compared with a ``.reason`` must be there.
+And the code names a reason by its member (``Reason.SOLD_OUT``), never by a
+string literal: a literal is a second spelling of the code that the registry
+cannot rename, document or find.
 """
 
 from __future__ import annotations
@@ -104,6 +107,44 @@ def test_every_reason_the_code_refuses_with_is_registered() -> None:
     assert len(used) > 40, sorted(used)
     unregistered = {code: where for code, where in used.items() if not _registered(code)}
     assert not unregistered, f"add these to tilld.errors.Reason: {unregistered}"
+
+
+def literal_reasons(source: str) -> list[tuple[int, str]]:
+    """(line, code) for every reason ``source`` spells as a string literal, not ``Reason.X``."""
+    return [(line, code) for line, code in reasons_used(source) if not code.startswith("Reason.")]
+
+
+def test_the_code_names_every_reason_by_its_registry_member() -> None:
+    literals = [
+        f"{path.relative_to(REPO)}:{line}: {code!r}"
+        for path in _source_files()
+        for line, code in literal_reasons(path.read_text(encoding="utf-8"))
+    ]
+    assert not literals, f"use the tilld.errors.Reason member instead of: {literals}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'raise Refused("sold-out", "m")',
+        'return _refuse("sold-out", "m")',
+        'raise errors.Refused(decision.reason or "refused", "m")',
+        'raise Refused(reason="sold-out", message="m")',
+        'reason = "sold-out" if a else Reason.REFUSED\nraise Refused(reason, "m")',
+        'if exc.reason == "card-payment-in-doubt":\n    pass',
+    ],
+)
+def test_the_walk_finds_a_reason_spelt_as_a_string(source: str) -> None:
+    assert literal_reasons(source), source
+
+
+def test_the_walk_accepts_registry_members() -> None:
+    source = (
+        "raise Refused(Reason.SOLD_OUT, 'gone')\n"
+        "raise Refused(decision.reason or Reason.REFUSED, decision.message or '')\n"
+        "if exc.reason == Reason.CARD_PAYMENT_IN_DOUBT:\n    pass\n"
+    )
+    assert literal_reasons(source) == []
 
 
 @pytest.mark.parametrize(

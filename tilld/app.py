@@ -1,8 +1,10 @@
 """The composition root: builds every object, starts them in order, stops them in reverse.
 
-Start-up reads like the list it is: check the state directory, open the
-journal, load the catalog and open sales, serve the API. Nothing here waits
-for the back-end or a device, so a till with its server gone still comes up.
+Start-up reads like the list it is (``Daemon._parts``): the journal, the
+till's own state, the network and device parts, the APIs, READY=1.
+tilld/lifecycle.py starts the list and stops what started in reverse, also
+after a start-up that failed half-way. Nothing before the APIs waits for the
+back-end or a device, so a till with its server gone still comes up.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .api.dbus import DBusService
 from .api.jsonrpc import Dispatcher
@@ -30,6 +32,7 @@ from .devices import Devices
 from .errors import Refused, StartupError
 from .events import EventBus
 from .journal import Journal
+from .lifecycle import Lifecycle, Part
 from .logs import set_level
 from .outbox import Outbox
 from .payment_policy import PaymentPolicy
@@ -42,7 +45,7 @@ from .rules import Connectivity
 from .sdnotify import Notifier
 from .selling import Selling
 from .settlement import Settlement
-from .shutdown import EXIT_S, JOURNAL_CLOSE_S, STOP_BUDGET_S, StopStep, run_steps
+from .shutdown import EXIT_S, JOURNAL_CLOSE_S, STOP_BUDGET_S
 from .supervision import StatusReporter, WatchdogPinger
 from .swish import SwishPayments
 from .sync import SyncEngine
@@ -54,6 +57,7 @@ log = logging.getLogger("tilld")
 
 # Requests in flight when SIGTERM comes get this long to be answered.
 API_DRAIN_S = 2.0
+JOURNAL = "the journal"
 
 
 def check_state_dir(settings: Settings) -> None:
@@ -255,6 +259,11 @@ class Daemon:
         )
         self.status_reporter = StatusReporter(self.notifier, self.events, self.describe)
         self.watchdog = WatchdogPinger(self.notifier, watchdog_s)
+        self.lifecycle = Lifecycle()
+        self.parts = self._parts()
+        self._reloads: asyncio.Task[None] | None = None
+        self._started_at = time.monotonic()
+        self._on_ready: Callable[[], None] | None = None
         self._stop = asyncio.Event()
         self._reload_wanted = asyncio.Event()
         self._stopping = False
@@ -288,61 +297,19 @@ class Daemon:
         # Handlers first: a SIGTERM or SIGHUP during start-up must not kill the
         # daemon half-way; it is acted on once the till is up.
         self._install_signal_handlers()
-        await self.journal.open()
+        self._started_at = started
+        self._on_ready = on_ready
         try:
-            await self.till.start()
-            # Payments in doubt are known before anyone can ask to void their sale.
-            await self.card.load()
-            await self.api.start()
-            # D-Bus never stops the till from starting: without a bus it warns and retries.
-            if self.dbus is not None:
-                await self.dbus.start()
-            # Everything that talks to the network starts after the API serves:
-            # a till with its server gone is ready as soon as its journal is.
-            await self.backend.start()
-            await self.monitor.start()
-            await self.sync.start()
-            await self.swish.resume()
-            # Devices come last: a missing printer or scanner is a status, not
-            # a reason to be late; each reconnects on its own.
-            await self.printing.start()
-            await self.devices.start()
-            await self.card.start()
-            reloads = asyncio.create_task(self._reload_on_sighup(), name="SIGHUP reloads")
             try:
-                log.info(
-                    "till %s ready in %.0f ms: mode %s, journal at seq %d",
-                    self.settings.till.id,
-                    (time.monotonic() - started) * 1000,
-                    self.till.connectivity.mode.value,
-                    self.journal.head_seq,
-                )
-                self.notifier.ready()
-                self.status_reporter.start()  # sends the first STATUS= at once
-                self.watchdog.start()
-                if on_ready is not None:
-                    on_ready()
+                await self.lifecycle.start(self.parts)
                 await self._stop.wait()
-                self._stop_began()
-                log.info("stopping: no new sales")
-                self._stopping = True
-                self.till.accepting_sales = False
-                self.status_reporter.push("STOPPING=1")
             finally:
+                # At SIGTERM, or when the start-up failed: whatever started stops.
                 self._stop_began()
-                steps_deadline = self.exit_deadline - JOURNAL_CLOSE_S - EXIT_S
-                await run_steps(self._stop_steps(reloads), steps_deadline)
+                journal_open = JOURNAL in self.lifecycle.started
+                problems = await self.lifecycle.stop(self.exit_deadline - EXIT_S)
+                self.journal_closed = journal_open and JOURNAL not in {p.step for p in problems}
         finally:
-            self._stop_began()
-            # Last, with time kept for it: the journal's writer finishes what it
-            # was given before closing, so a sale being committed is either
-            # fully stored or not at all.
-            closing = [
-                StopStep(
-                    "the journal", self.journal.close, JOURNAL_CLOSE_S, at_least_s=JOURNAL_CLOSE_S
-                )
-            ]
-            self.journal_closed = not await run_steps(closing, self.exit_deadline - EXIT_S)
             self._remove_signal_handlers()
         log.info("stopped")
 
@@ -351,29 +318,93 @@ class Daemon:
         if self.exit_deadline == math.inf:
             self.exit_deadline = time.monotonic() + STOP_BUDGET_S
 
-    def _stop_steps(self, reloads: asyncio.Task[None]) -> list[StopStep]:
-        """What stops, in order, each with its time limit (tilld/shutdown.py).
+    def _parts(self) -> list[Part]:
+        """Every part in the order it starts; the stop is the reverse (tilld/lifecycle.py).
 
-        The APIs go first: requests in flight (a sale being committed, a card
-        payment at the terminal) get their answers while everything they need
-        still runs. Then what feeds the devices, the devices, and the rest."""
+        The journal first and closed last, with time kept for it: a sale being
+        committed is either fully stored or not at all. Nothing before the
+        APIs waits for the back-end or a device (each reconnects on its own),
+        so a till with its server gone is ready as soon as its journal is.
+        The APIs start last and stop first: by the time anyone can ask, all
+        they need runs, and requests in flight at SIGTERM get their answers
+        while it still does. READY=1 follows the APIs; its stop (STOPPING=1,
+        no new sales) is the first thing a stop does after STATUS= reports."""
         return [
-            StopStep("the APIs", self._stop_apis, API_DRAIN_S + 0.5),
-            StopStep("card payments", self.card.stop, 0.5),
-            StopStep("the sale sweep and drawer kicks", self.till.stop, 0.5),
-            StopStep("printing", self.printing.stop, 0.5),
-            StopStep("the devices", self.devices.stop, 1.25),
-            StopStep("SIGHUP reloads", lambda: _cancelled(reloads), 0.25),
-            StopStep("STATUS= reports", self.status_reporter.stop, 0.25),
-            StopStep("Swish", self.swish.stop, 0.25),
-            StopStep("sync", self.sync.stop, 0.25),
-            StopStep("connectivity probes", self.monitor.stop, 0.5),
-            StopStep("the back-end client", self.backend.close, 0.5),
-            # The watchdog pings until the end: a slow drain must not look like a hang.
-            StopStep("the watchdog", self.watchdog.stop, 0.25),
+            Part(
+                JOURNAL,
+                self.journal.open,
+                self.journal.close,
+                JOURNAL_CLOSE_S,
+                reserved_s=JOURNAL_CLOSE_S,
+            ),
+            # Pings from here to the end: a slow start or drain must not look like a hang.
+            Part("the watchdog", _started(self.watchdog.start), self.watchdog.stop, 0.25),
+            # The catalog, the open sales, the outbox's counts; the sale sweep.
+            Part("the till", self.till.start, self.till.stop, 0.5),
+            Part("the back-end client", self.backend.start, self.backend.stop, 0.5),
+            Part("connectivity probes", self.monitor.start, self.monitor.stop, 0.5),
+            Part("sync", self.sync.start, self.sync.stop, 0.25),
+            Part("Swish", self.swish.start, self.swish.stop, 0.25),
+            Part("the devices", self.devices.start, self.devices.stop, 1.25),
+            Part("printing", self.printing.start, self._stop_printing, 1.0),
+            # Payments in doubt are known before anyone can ask to void their sale.
+            Part("card payments", self.card.start, self.card.stop, 0.5),
+            Part("SIGHUP reloads", self._start_reloads, self._stop_reloads, 0.25),
+            # D-Bus never stops the till from starting: without a bus it warns and retries.
+            Part("the APIs", self._start_apis, self._stop_apis, API_DRAIN_S + 0.5),
+            Part("readiness", self._ready, self._stopping_begins, 0.25),
+            Part(
+                "STATUS= reports",
+                _started(self.status_reporter.start),  # sends the first STATUS= at once
+                self.status_reporter.stop,
+                0.25,
+            ),
         ]
 
+    async def _ready(self) -> None:
+        log.info(
+            "till %s ready in %.0f ms: mode %s, journal at seq %d",
+            self.settings.till.id,
+            (time.monotonic() - self._started_at) * 1000,
+            self.till.connectivity.mode.value,
+            self.journal.head_seq,
+        )
+        self.notifier.ready()
+        if self._on_ready is not None:
+            self._on_ready()
+
+    async def _stopping_begins(self) -> None:
+        log.info("stopping: no new sales")
+        self._stopping = True
+        self.till.accepting_sales = False
+        self.status_reporter.push("STOPPING=1")
+
+    async def _stop_printing(self) -> None:
+        # Drawer kicks a sale set off are still on their way to the printer:
+        # they get their moment (settlement.py) before the printer goes.
+        await self.till.settlement.stop()
+        await self.printing.stop()
+
+    async def _start_reloads(self) -> None:
+        self._reloads = asyncio.create_task(self._reload_on_sighup(), name="SIGHUP reloads")
+
+    async def _stop_reloads(self) -> None:
+        if self._reloads is not None:
+            self._reloads.cancel()
+            await asyncio.gather(self._reloads, return_exceptions=True)
+
+    async def _start_apis(self) -> None:
+        await self.api.start()
+        if self.dbus is not None:
+            try:
+                await self.dbus.start()
+            except BaseException:
+                # The APIs start as one part: a failed D-Bus start leaves no socket behind.
+                await self.api.stop(0)
+                raise
+
     async def _stop_apis(self) -> None:
+        # Both at once: each drains its requests in flight within API_DRAIN_S.
         stops = [self.api.stop(API_DRAIN_S)]
         if self.dbus is not None:
             stops.append(self.dbus.stop(API_DRAIN_S))
@@ -437,6 +468,10 @@ class Daemon:
         self._stop.set()
 
 
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+def _started(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    """A part whose start() only creates its task, as the lifecycle awaits it."""
+
+    async def started() -> None:
+        start()
+
+    return started

@@ -78,7 +78,7 @@ class BackendClient:
         # Each request sets its own deadlines (_request); none is left to a default.
         self._session = aiohttp.ClientSession(headers={"User-Agent": "tilld"})
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -261,9 +261,10 @@ class TillError(Exception):
 class Refused(TillError):
     """The till refuses a request: the reason code is stable, the message says what to do.
 
-    ``reason`` is a ``Reason``; a string is accepted for call sites not yet
-    converted, and must be a registered code (tests/test_reasons.py checks
-    every one in tilld/). Should an unregistered string reach a till anyway,
+    ``reason`` is a ``Reason``. The code in tilld/ always passes a member
+    (tests/test_reasons.py fails on a string literal); a string is still
+    accepted for a code that arrives as data, and is turned into its member.
+    Should an unregistered string reach a till anyway,
     the refusal still goes out under that code and the log names the bug:
     a misspelt code must not turn a refusal into a crash at the till.
     """

@@ -1,4 +1,4 @@
-"""Events from the Till to whoever listens: socket subscribers, the D-Bus signals, sd_notify.
+"""Events from the Till to whoever listens: socket subscribers and D-Bus signals.
 
 Each subscriber has a bounded queue. A listener that stops reading does not
 grow the daemon's memory: when its queue is full it is marked overflowed and

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from .catalog import Catalog
 from .config import Settings
-from .errors import Refused
+from .errors import Reason, Refused
 from .rules import (
     PAYMENT_METHODS,
     CardFacts,
@@ -45,7 +45,7 @@ def card_policy(settings: Settings) -> CardPolicy:
 
 def raise_if_refused(decision: Decision) -> None:
     if not decision.allowed:
-        raise Refused(decision.reason or "refused", decision.message or "", **decision.details)
+        raise Refused(decision.reason or Reason.REFUSED, decision.message or "", **decision.details)
 
 
 class PaymentPolicy:

@@ -1,7 +1,7 @@
 """Refunds of a receipt: what is left to refund, which tickets may go back, and how.
 
 Cash and manual Swish refunds are recorded here; a card refund goes to the
-terminal (tilld/cardpay.py), which records its receipt through settlement
+terminal (tilld/cardpay/), which records its receipt through settlement
 once the money is back on the card.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .config import Settings
-from .errors import Refused
+from .errors import Reason, Refused
 from .journal import Entry, Journal
 from .payment_policy import PaymentPolicy, raise_if_refused
 from .rules import Connectivity, check_ticket_refund
@@ -21,7 +21,7 @@ from .settlement import Settlement
 
 
 class CardRefunds(Protocol):
-    """What refunding needs of card payments (tilld/cardpay.py)."""
+    """What refunding needs of card payments (tilld/cardpay/)."""
 
     async def refund(self, body: dict[str, Any], original_cards: list[str]) -> Entry: ...
 
@@ -55,7 +55,7 @@ class Refunds:
         original = await self.journal.find_receipt(receipt_no)
         if original is None or original.type != "sale":
             raise Refused(
-                "unknown-receipt",
+                Reason.UNKNOWN_RECEIPT,
                 f"There is no sale with receipt number {receipt_no} in this till's journal.",
                 receipt_no=receipt_no,
             )
@@ -98,14 +98,14 @@ class Refunds:
     def _refuse_if_refunding(self, receipt_no: int) -> None:
         if receipt_no in self._refunding:
             raise Refused(
-                "refund-in-progress",
+                Reason.REFUND_IN_PROGRESS,
                 f"A card refund of receipt {receipt_no} is at the terminal now; wait for it, "
                 "then refund what is left.",
                 receipt_no=receipt_no,
             )
         if self.card.refund_in_doubt_for(receipt_no):
             raise Refused(
-                "card-payment-in-doubt",
+                Reason.CARD_PAYMENT_IN_DOUBT,
                 f"A card refund of receipt {receipt_no} is still in doubt; tilld asks the "
                 "terminal by itself. Refund the rest once it is settled.",
                 receipt_no=receipt_no,

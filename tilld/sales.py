@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .catalog import Article
-from .errors import Refused
+from .errors import Reason, Refused
 from .money import vat_breakdown
 
 MAX_QUANTITY = 999
@@ -112,7 +112,7 @@ class Sale:
         pending = self.pending_payment
         if pending is not None:
             raise Refused(
-                "payment-pending",
+                Reason.PAYMENT_PENDING,
                 f"A {pending.method} payment of {pending.amount} öre is waiting for the "
                 "customer. Wait for it, or cancel it with sale.cancel_payment first.",
                 payment_id=pending.payment_id,
@@ -132,7 +132,7 @@ class Sale:
         # it would make the recorded payment wrong. Voiding starts over cleanly.
         if self.payments:
             raise Refused(
-                "sale-has-payments",
+                Reason.SALE_HAS_PAYMENTS,
                 "This sale has already taken a payment, so its lines are fixed. "
                 "Finish paying, or void the sale and start again.",
             )
@@ -167,7 +167,7 @@ class Sale:
             if line.line_id == line_id:
                 return self.lines.pop(index)
         raise Refused(
-            "unknown-line",
+            Reason.UNKNOWN_LINE,
             f"Line {line_id} is not on this sale; sale.get lists its lines.",
             line_id=line_id,
         )
@@ -175,16 +175,16 @@ class Sale:
     def tender(self, method: str, amount: int, reference: str | None = None) -> Payment:
         """Work out a payment of ``amount`` (not yet recorded: the caller appends it)."""
         if not self.lines:
-            raise Refused("sale-empty", "This sale has no lines yet; add an article first.")
+            raise Refused(Reason.SALE_EMPTY, "This sale has no lines yet; add an article first.")
         self.require_no_pending_payment()
         due = self.due
         if amount == 0 and due != 0:
-            raise Refused("invalid-amount", "A payment must be more than 0 öre.")
+            raise Refused(Reason.INVALID_AMOUNT, "A payment must be more than 0 öre.")
         change = 0
         if amount > due:
             if method != "cash":
                 raise Refused(
-                    "amount-exceeds-due",
+                    Reason.AMOUNT_EXCEEDS_DUE,
                     f"Only {due} öre is due; a {method} payment cannot be larger than that.",
                     due=due,
                 )
@@ -262,7 +262,7 @@ class Sale:
 
 def _too_many(quantity: int) -> Refused:
     return Refused(
-        "quantity-too-large",
+        Reason.QUANTITY_TOO_LARGE,
         f"{quantity} of one article on one sale is more than the till allows ({MAX_QUANTITY}).",
     )
 
@@ -305,7 +305,7 @@ def plan_refund(
     unknown = sorted(set(wanted) - set(lines))
     if unknown:
         raise Refused(
-            "unknown-line",
+            Reason.UNKNOWN_LINE,
             f"Receipt {sale_body['receipt_no']} has no line {unknown[0]}.",
             line_id=unknown[0],
         )
@@ -316,7 +316,7 @@ def plan_refund(
         count = left if quantity is None else quantity
         if count > left:
             raise Refused(
-                "refund-exceeds-sale",
+                Reason.REFUND_EXCEEDS_SALE,
                 f"Line {line_id} ({line['name']}) has only {left} left to refund.",
                 line_id=line_id,
                 left=left,
@@ -338,7 +338,7 @@ def plan_refund(
         )
     if not plan:
         raise Refused(
-            "nothing-to-refund",
+            Reason.NOTHING_TO_REFUND,
             f"Everything on receipt {sale_body['receipt_no']} has already been refunded.",
         )
     return plan

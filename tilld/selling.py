@@ -1,6 +1,6 @@
 """Selling: open a sale, add and remove lines, pay, void; empty sales left open are swept.
 
-A payment by card or integrated Swish is handed to its flow (tilld/cardpay.py,
+A payment by card or integrated Swish is handed to its flow (tilld/cardpay/,
 tilld/swish.py) with the sale's lock held; cash and manual Swish settle here.
 Every flow ends in tilld/settlement.py, which owns the open sales.
 """
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from .backend import BackendClient, BackendError
 from .catalog import Article, Catalog
 from .config import Settings
-from .errors import Refused
+from .errors import Reason, Refused
 from .events import EventBus
 from .journal import Journal, forget_open_sale, now_with_offset
 from .payment_policy import PaymentPolicy, raise_if_refused
@@ -34,7 +34,7 @@ SWEEP_STOP_S = 0.3
 
 
 class CardFlow(Protocol):
-    """What selling needs of card payments (tilld/cardpay.py)."""
+    """What selling needs of card payments (tilld/cardpay/)."""
 
     async def pay(self, sale: Sale, amount: int) -> dict[str, Any]: ...
 
@@ -46,7 +46,7 @@ class CardFlow(Protocol):
 class SwishFlow(Protocol):
     """What selling needs of integrated Swish (tilld/swish.py)."""
 
-    async def start(self, sale: Sale, amount: int) -> dict[str, Any]: ...
+    async def request(self, sale: Sale, amount: int) -> dict[str, Any]: ...
 
     async def cancel(self, sale: Sale, payment: Payment) -> dict[str, Any]: ...
 
@@ -100,7 +100,7 @@ class Selling:
         count = len(self.settlement.open)
         if count >= limit:
             raise Refused(
-                "too-many-open-sales",
+                Reason.TOO_MANY_OPEN_SALES,
                 f"{count} sales are open on this till, as many as it keeps "
                 f"([sales] max_open = {limit}). Complete or void the open sales (sale.list "
                 "shows them; empty ones close by themselves after [sales] abandon_after_s), "
@@ -174,7 +174,7 @@ class Selling:
             if article is None:
                 what = f"PLU {plu}" if plu is not None else f"barcode {barcode}"
                 raise Refused(
-                    "unknown-article",
+                    Reason.UNKNOWN_ARTICLE,
                     f"No article with {what} in catalog {self.catalog.version}. "
                     "Search the catalog by name with catalog.search.",
                 )
@@ -223,13 +223,13 @@ class Selling:
                 )
                 raise_if_refused(offline)
             raise Refused(
-                "reservation-failed",
+                Reason.RESERVATION_FAILED,
                 f"The ticket server would not reserve seats for '{article.name}': "
                 f"{exc.message}. Try again or ask a technician.",
             ) from None
         if reply is None:
             raise Refused(
-                "sold-out",
+                Reason.SOLD_OUT,
                 f"'{article.name}' is sold out (asked for {quantity}).",
                 event_id=article.event_id,
             )
@@ -259,7 +259,7 @@ class Selling:
             sale.require_no_pending_payment()
             if self.card.in_doubt_for(sale_id):
                 raise Refused(
-                    "card-payment-in-doubt",
+                    Reason.CARD_PAYMENT_IN_DOUBT,
                     "A card payment for this sale may have been charged; tilld is asking the "
                     "terminal. Void the sale once it has answered.",
                 )
@@ -288,12 +288,12 @@ class Selling:
             sale = self.settlement.sale(sale_id)
             raise_if_refused(self.policy.payment_decision(method, training=sale.training))
             if method == "swish":
-                return await self.swish.start(sale, amount)
+                return await self.swish.request(sale, amount)
             if method == "card":
                 return await self.card.pay(sale, amount)
             if method not in ("cash", "swish-manual"):
                 raise Refused(
-                    "method-not-supported",
+                    Reason.METHOD_NOT_SUPPORTED,
                     f"This till has no {method} payment flow; take cash or manual Swish.",
                 )
             payment = sale.tender(method, amount, reference)
@@ -316,7 +316,7 @@ class Selling:
             pending = sale.pending_payment
             if pending is None or pending.payment_id != payment_id:
                 raise Refused(
-                    "unknown-payment",
+                    Reason.UNKNOWN_PAYMENT,
                     f"Sale {sale_id} has no payment {payment_id} waiting for the customer.",
                 )
         return await self.swish.cancel(sale, pending)

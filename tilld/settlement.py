@@ -16,7 +16,7 @@ from typing import Any
 
 from .catalog import Catalog
 from .config import Settings
-from .errors import Refused
+from .errors import Reason, Refused
 from .events import EventBus
 from .journal import (
     Entry,
@@ -100,13 +100,13 @@ class Settlement:
         """Refuse what would start or add to a sale or a refund while none can be recorded."""
         if not self.accepting_sales:
             raise Refused(
-                "shutting-down",
+                Reason.SHUTTING_DOWN,
                 "The till is shutting down and takes no new sales; try again when it is back.",
             )
         if self.journal.integrity.state == "rolled-back":
             # The journal refuses the entry anyway; refusing here keeps a
             # cashier from ringing up a basket that can never be paid.
-            raise Refused("journal-rolled-back", self.journal.integrity.message)
+            raise Refused(Reason.JOURNAL_ROLLED_BACK, self.journal.integrity.message)
 
     def open_sale_for(self, sale_id: str) -> Sale | None:
         return self.open.get(sale_id)
@@ -118,7 +118,7 @@ class Settlement:
         sale = self.open.get(sale_id)
         if sale is None:
             raise Refused(
-                "unknown-sale",
+                Reason.UNKNOWN_SALE,
                 f"No open sale {sale_id!r}: it was completed, voided or never opened. "
                 "Open a new sale with sale.open.",
                 sale_id=sale_id,
@@ -176,7 +176,7 @@ class Settlement:
                     line.ticket_codes = codes
                     tickets.extend(TicketRecord(c, line.plu, line.name) for c in line.ticket_codes)
         except UnsupportedPattern as exc:
-            raise Refused("ticket-pattern-unsupported", str(exc)) from None
+            raise Refused(Reason.TICKET_PATTERN_UNSUPPORTED, str(exc)) from None
         entry = await self.journal.append(
             "sale",
             sale.completed_body(self.connectivity().mode.value),

@@ -62,6 +62,8 @@ class StopStep:
     limit_s: float
     # Given even when the steps before used the deadline up.
     at_least_s: float = MIN_STEP_S
+    # Kept back for this step from the deadline of the steps before it (the journal's close).
+    reserved_s: float = 0.0
 
 
 @dataclass
@@ -76,11 +78,13 @@ class StopProblem:
 async def run_steps(steps: list[StopStep], deadline: float) -> list[StopProblem]:
     """Run each step in order, each within its limit and the deadline (time.monotonic()).
 
-    Every step is attempted; the problems are logged and returned."""
+    Every step is attempted; the problems are logged and returned. A step
+    ends by ``deadline`` less the time the steps after it keep back."""
     problems: list[StopProblem] = []
-    for step in steps:
+    for index, step in enumerate(steps):
         began = time.monotonic()
-        limit = max(step.at_least_s, min(step.limit_s, deadline - began))
+        kept = sum(later.reserved_s for later in steps[index + 1 :])
+        limit = max(step.at_least_s, min(step.limit_s, deadline - kept - began))
         problem = await _run_step(step, limit)
         if problem is not None:
             problems.append(problem)

@@ -49,7 +49,7 @@ class SwishPayments:
         self.timeout_s = timeout_s
         self._followers: dict[str, asyncio.Task[None]] = {}
 
-    async def resume(self) -> None:
+    async def start(self) -> None:
         """Follow the requests that were pending when the till stopped."""
         for sale in self.settlement.open_sales_with_pending_payments():
             payment = sale.pending_payment
@@ -62,7 +62,7 @@ class SwishPayments:
             task.cancel()
         await asyncio.gather(*self._followers.values(), return_exceptions=True)
 
-    async def start(self, sale: Sale, amount: int) -> dict[str, Any]:
+    async def request(self, sale: Sale, amount: int) -> dict[str, Any]:
         """Create the request (the caller holds the sale's lock and checked the rules)."""
         payment = sale.tender("swish", amount)
         payment.status = "pending"

@@ -4,7 +4,7 @@ Each use case is its own module with narrow ports, wired by the composition
 root (tilld/app.py): selling (tilld/selling.py), refunds (tilld/refunds.py),
 ticket scans (tilld/ticket_scans.py), catalog loading
 (tilld/catalog_loading.py), reports and exports (tilld/reporting.py), card
-payments (tilld/cardpay.py) and Swish (tilld/swish.py), all settling through
+payments (tilld/cardpay/) and Swish (tilld/swish.py), all settling through
 tilld/settlement.py, which owns the open sales. This class decides nothing of
 its own beyond what spans them: the status, the mode change, sync on demand.
 Adapters translate its results; they never decide anything.
@@ -23,7 +23,7 @@ from .catalog_loading import CatalogLoader
 from .config import Settings
 from .connectivity import ConnectivityMonitor
 from .devices import Devices
-from .errors import Refused
+from .errors import Reason, Refused
 from .events import EventBus
 from .jobs import Jobs
 from .journal import Journal
@@ -189,7 +189,7 @@ class Till:
     async def sync_now(self, wait: bool, timeout: float) -> dict[str, Any]:
         if not self.backend.configured:
             raise Refused(
-                "no-backend",
+                Reason.NO_BACKEND,
                 "No back-end is configured (backend.url), so there is nothing to sync to.",
             )
         self.sync.kick()
@@ -245,13 +245,14 @@ class Till:
 
     async def reload_config(self) -> dict[str, Any]:
         if self._reload is None:
-            raise Refused("reload-unavailable", "This till cannot reload its configuration.")
+            raise Refused(Reason.RELOAD_UNAVAILABLE, "This till cannot reload its configuration.")
         return await self._reload("admin.reload")
 
     async def demo_set(self, target: str, state: str) -> dict[str, Any]:
         if self.demo is None:
             raise Refused(
-                "not-a-demo", "Only the demo till (tilld demo) has server and internet switches."
+                Reason.NOT_A_DEMO,
+                "Only the demo till (tilld demo) has server and internet switches.",
             )
         return await self.demo.set(target, state)
 
@@ -320,7 +321,7 @@ class Till:
             receipt_no = view.get("receipt_no")
             if receipt_no is None:
                 raise Refused(
-                    "sale-not-completed",
+                    Reason.SALE_NOT_COMPLETED,
                     f"Sale {sale_id} has no receipt yet: it is still open or was voided.",
                 )
         return await self.printing.print_receipt(receipt_no, copy)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from ..zvt import codes, messages
 from ..zvt.apdu import (
@@ -42,74 +42,14 @@ from ..zvt.bmp import (
 )
 from ..zvt.errors import ZvtProtocolError
 from ..zvt.link import ApduLink, LinkClosed, LinkTimeout
+from .zvt_script import ONLINE_ONLY, Booked, Script
 
 log = logging.getLogger("drivers.sim.terminal")
 
-# Well-known public test card numbers, one per brand.
-TEST_PANS = {
-    "visa": "4111111111111111",
-    "mastercard": "5555555555554444",
-    "maestro": "6759649826438453",
-    "visa-electron": "4917300800000000",
-    "vpay": "4370000000000006",
-    "amex": "378282246310005",
-}
-ONLINE_ONLY = frozenset({"visa-electron", "maestro", "vpay"})
-DECISIONS = ("approve", "decline", "customer-abort", "hold")
-DROPS = (None, "before-approval", "after-approval")
 ACK_TIMEOUT_S = 5.0
 RESULT_DECLINED = 0x05
 NEGATIVE_PASSWORD = Apdu(0x84, 0x83)
 BUSY = Apdu(0x84, 0x9C)  # our choice for a wrong password; zvt.md is silent
-
-
-class ScriptError(ValueError):
-    """A control request the simulator cannot follow."""
-
-
-@dataclass
-class Script:
-    brand: str = "visa"
-    pan: str = ""  # empty: the brand's test PAN
-    online: bool = True
-    decision: str = "approve"
-    delay_s: float = 0.0  # before answering an authorisation ("slow answers")
-    drop: str | None = None  # one-shot: drop the link before/after booking the next approval
-    corrupt_crc: int = 0  # serial: send this many next frames with a bad CRC
-    offline_limit: int = 250
-    approve_online_only_offline: bool = False  # misbehave: approve Maestro & co offline
-
-    def update(self, changes: dict[str, object]) -> None:
-        known = {f.name: f for f in fields(self)}
-        for key, value in changes.items():
-            if key not in known:
-                raise ScriptError(f"unknown setting {key!r}; settings are {', '.join(known)}")
-            setattr(self, key, value)
-        if self.brand not in codes.BRAND_IDS and self.brand != "amex":
-            raise ScriptError(f"unknown brand {self.brand!r}; brands are {', '.join(TEST_PANS)}")
-        if self.decision not in DECISIONS:
-            raise ScriptError(f"decision must be one of {', '.join(DECISIONS)}")
-        if self.drop not in DROPS:
-            raise ScriptError("drop must be null, before-approval or after-approval")
-        if self.pan and not (self.pan.isdigit() and 12 <= len(self.pan) <= 19):
-            raise ScriptError("pan must be 12 to 19 digits")
-
-    @property
-    def card_pan(self) -> str:
-        return self.pan or TEST_PANS.get(self.brand, TEST_PANS["visa"])
-
-
-@dataclass
-class Booked:
-    kind: str  # authorisation | refund | reversal
-    amount: int
-    receipt_no: int
-    trace: int
-    brand: str
-    masked_pan: str
-    offline: bool
-    reversed: bool = False
-    reverses: int | None = None  # for a reversal: the receipt number it voids
 
 
 class _Aborted(Exception):

@@ -9,6 +9,14 @@ Connecting means opening the transport and registering (06 00) with the
 configured password; the supervisor in drivers/device.py reconnects after a
 broken link. An authorisation whose answer is lost is IN_DOUBT, never a
 decline: see drivers/terminal.py.
+
+One class on purpose, though it runs past 500 lines: it is one state
+machine (connected, registered, one command in flight) and every command
+goes through the same exchange (_exchange, _handle), which decides what a
+lost link means for the command running. The bytes are elsewhere: framing
+in link.py and transport.py, messages in messages.py and bmp.py, codes in
+codes.py. What is left is the flow, and a flow split across files would
+hide the one rule that matters here: what counts as in doubt.
 """
 
 from __future__ import annotations

@@ -106,11 +106,10 @@ class CardPayments:
     def status(self) -> dict[str, Any]:
         return self.desk.status()
 
-    async def load(self) -> None:
-        """Read the offline count and the open intents: before the API serves anyone."""
-        await self.doubts.load()
-
     async def start(self) -> None:
+        """Read the offline count and the open intents (before the API serves anyone),
+        then ask the terminal about the payments in doubt, in the background."""
+        await self.doubts.load()
         await self.doubts.start()
         self.offline_store.start()
 

@@ -62,7 +62,7 @@ class TerminalDesk:
 
     @property
     def ready(self) -> bool:
-        return self.terminal is not None and bool(getattr(self.terminal, "ready", False))
+        return self.terminal is not None and self.terminal.ready
 
     def status(self) -> dict[str, Any]:
         return {"in_doubt": len(self.doubts), "ready": self.ready}
@@ -167,7 +167,7 @@ class TerminalDesk:
     def require_terminal(self) -> CardTerminal:
         if self.terminal is None:
             raise Refused(
-                "terminal-unavailable",
+                Reason.TERMINAL_UNAVAILABLE,
                 "No card terminal is configured on this till. Take another payment method.",
             )
         return self.terminal

@@ -122,7 +122,7 @@ class OfflineStore:
     async def _flush_once(self) -> None:
         assert self.desk.terminal is not None
         if not self.desk.ready:
-            await self.desk.terminal.wait_ready(60)  # type: ignore[attr-defined]
+            await self.desk.terminal.wait_ready(60)
         async with self.desk.turn("flush"):
             if self.desk.doubts:
                 # After an end of day a terminal's "last transaction" is the

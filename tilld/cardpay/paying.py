@@ -17,7 +17,7 @@ from drivers.terminal import (
 )
 
 from ..config import Settings
-from ..errors import Refused
+from ..errors import Reason, Refused
 from ..journal import Journal, keep_open_sale, open_card_intent
 from ..payment_policy import card_policy
 from ..rules import CardFacts, CardPolicy, Connectivity, check_payment
@@ -66,14 +66,14 @@ class CardPaying:
             await self.doubts.resolve(held_sale_id=sale.sale_id)
             if sale.paid != paid_before:
                 raise Refused(
-                    "card-payment-recovered",
+                    Reason.CARD_PAYMENT_RECOVERED,
                     "An earlier card payment for this sale went through after all and was "
                     f"added to it; {sale.due} öre is due now. Do not charge the card again.",
                     due=sale.due,
                 )
             if self.desk.doubts:
                 raise Refused(
-                    "card-payment-in-doubt",
+                    Reason.CARD_PAYMENT_IN_DOUBT,
                     "An earlier card payment's outcome is still unknown; tilld asks the "
                     "terminal again by itself. Take cash or manual Swish meanwhile, and check "
                     "the terminal's display or last receipt if it lasts.",
@@ -115,7 +115,7 @@ class CardPaying:
                 # Nothing was sent: close the intent as not charged.
                 await self.records.result(sale, payment.payment_id, amount, "unavailable", str(exc))
                 raise Refused(
-                    "terminal-unavailable",
+                    Reason.TERMINAL_UNAVAILABLE,
                     f"The card terminal is not connected ({exc}). Take another payment method.",
                 ) from None
             except Refused:
@@ -144,7 +144,9 @@ class CardPaying:
             policy=self.card_policy,
         )
         if not decision.allowed:
-            raise Refused(decision.reason or "refused", decision.message or "", **decision.details)
+            raise Refused(
+                decision.reason or Reason.REFUSED, decision.message or "", **decision.details
+            )
 
     async def _settle(
         self, sale: Sale, payment: Payment, result: TerminalResult, intent: InDoubt
@@ -197,7 +199,7 @@ class CardPaying:
             sale.payments.remove(payment)
             self.desk.doubts[payment_id] = doubt_body(sale.sale_id, payment_id, amount, intent)
             raise Refused(
-                "card-payment-in-doubt",
+                Reason.CARD_PAYMENT_IN_DOUBT,
                 f"The card was charged but could not be recorded ({exc.message}). Do not "
                 "charge it again: tilld records it as soon as it can.",
                 payment_id=payment_id,
@@ -216,7 +218,7 @@ class CardPaying:
         self.desk.doubts[payment_id] = doubt_body(sale.sale_id, payment_id, amount, intent)
         self.desk.publish("in-doubt", sale.sale_id, payment_id, amount=amount)
         raise Refused(
-            "card-payment-in-doubt",
+            Reason.CARD_PAYMENT_IN_DOUBT,
             "The terminal did not say whether the card was charged. Do not charge the "
             "card again: tilld asks the terminal by itself and adds the payment to the "
             "sale if it went through. Check the terminal's display meanwhile.",
@@ -233,7 +235,7 @@ class CardPaying:
             card=CardFacts(offline_stored=0, brand=brand, terminal_ready=True),
             policy=self.card_policy,
         )
-        if decision.allowed or decision.reason != "card-brand-online-only":
+        if decision.allowed or decision.reason != Reason.CARD_BRAND_ONLINE_ONLY:
             return None
         return Refused(decision.reason, decision.message or "", **decision.details)
 
@@ -297,14 +299,14 @@ class CardPaying:
             # that must go online (Maestro, Visa Electron, V PAY).
             allowed = ", ".join(sorted(self.card_policy.offline_brands)) or "none"
             raise Refused(
-                "card-brand-online-only",
+                Reason.CARD_BRAND_ONLINE_ONLY,
                 "This card needs the internet, which is down; nothing was charged. Without "
                 f"it only these brands work: {allowed}. Ask for another card, cash or "
                 "manual Swish.",
             )
         if reason is DeclineReason.OFFLINE_STORE_FULL:
             raise Refused(
-                "offline-card-limit-reached",
+                Reason.OFFLINE_CARD_LIMIT_REACHED,
                 "The terminal's offline store is full; nothing was charged. Take cash or "
                 "manual Swish until the internet is back.",
                 stored=self.desk.offline_stored,
@@ -312,11 +314,11 @@ class CardPaying:
             )
         if result.outcome is Outcome.ABORTED:
             raise Refused(
-                "card-aborted",
+                Reason.CARD_ABORTED,
                 f"The card payment was cancelled ({result.result_text}); nothing was charged.",
             )
         raise Refused(
-            "card-declined",
+            Reason.CARD_DECLINED,
             f"The card was declined ({result.result_text}); nothing was charged. "
             "Ask for another card or another payment method.",
             result_code=result.result_code,

@@ -8,7 +8,7 @@ from typing import Any
 
 from drivers.terminal import InDoubt, Outcome, TerminalResult, TerminalUnavailable
 
-from ..errors import Refused
+from ..errors import Reason, Refused
 from ..journal import Entry, Journal, open_card_intent
 from .desk import TerminalDesk, doubt_body
 from .doubts import DoubtResolver
@@ -40,7 +40,7 @@ class CardRefunding:
             await self.doubts.resolve()
             if self.desk.doubts:
                 raise Refused(
-                    "card-payment-in-doubt",
+                    Reason.CARD_PAYMENT_IN_DOUBT,
                     "An earlier card payment's outcome is still unknown; tilld asks the "
                     "terminal again by itself. Refund in cash or by manual Swish meanwhile.",
                 )
@@ -74,7 +74,7 @@ class CardRefunding:
             except TerminalUnavailable as exc:
                 await self.records.close_refund(intent, "unavailable", str(exc))
                 raise Refused(
-                    "terminal-unavailable",
+                    Reason.TERMINAL_UNAVAILABLE,
                     f"The card terminal is not connected ({exc}); nothing went back to the "
                     "card. Refund in cash or by manual Swish.",
                 ) from None
@@ -102,7 +102,7 @@ class CardRefunding:
                 "in-doubt", intent["sale_id"], intent["payment_id"], amount=doubt.amount
             )
             raise Refused(
-                "card-payment-in-doubt",
+                Reason.CARD_PAYMENT_IN_DOUBT,
                 "The terminal did not say whether the money went back to the card. Do not "
                 "refund again: tilld asks the terminal by itself and writes the refund "
                 "receipt if it went through. Check the terminal's display meanwhile.",
@@ -112,18 +112,18 @@ class CardRefunding:
             await self.records.close_refund(intent, result.outcome.value, result.result_text)
             if result.outcome is Outcome.ABORTED:
                 raise Refused(
-                    "card-aborted",
+                    Reason.CARD_ABORTED,
                     f"The card refund was cancelled ({result.result_text}); nothing went "
                     "back to the card.",
                 )
             if lost:
                 raise Refused(
-                    "card-refund-not-booked",
+                    Reason.CARD_REFUND_NOT_BOOKED,
                     "The link to the terminal broke before it booked the refund; nothing went "
                     "back to the card. Refund again.",
                 )
             raise Refused(
-                "card-declined",
+                Reason.CARD_DECLINED,
                 f"The terminal refused the refund ({result.result_text}); nothing went back "
                 "to the card. Refund in cash or by manual Swish.",
                 result_code=result.result_code,
@@ -136,7 +136,7 @@ class CardRefunding:
         except Refused as exc:
             self.desk.doubts[intent["payment_id"]] = intent
             raise Refused(
-                "card-payment-in-doubt",
+                Reason.CARD_PAYMENT_IN_DOUBT,
                 f"The money went back to the card but could not be recorded ({exc.message}). "
                 "Do not refund again: tilld records it as soon as it can.",
                 payment_id=intent["payment_id"],

@@ -26,7 +26,7 @@ import aiohttp
 from ..api import dbus_names as names
 from ..app import Daemon
 from ..config import Settings
-from ..errors import Refused, StartupError
+from ..errors import Reason, Refused, StartupError
 from ..logs import log_also_to
 from .bus import PrivateBus
 from .processes import stop_process
@@ -80,11 +80,11 @@ class DemoSwitches:
 
     async def set(self, target: str, state: str) -> dict[str, Any]:
         if target not in SWITCHES:
-            raise Refused("unknown-switch", f"The demo has no switch called {target!r}.")
+            raise Refused(Reason.UNKNOWN_SWITCH, f"The demo has no switch called {target!r}.")
         calls = SWITCHES[target].get(state)
         if calls is None:
             raise Refused(
-                "unknown-switch",
+                Reason.UNKNOWN_SWITCH,
                 f"The demo's {target} can be {', '.join(SWITCHES[target])}, not {state!r}.",
             )
         async with aiohttp.ClientSession() as session:
@@ -111,7 +111,7 @@ async def _terminal_script(control: str, script: dict[str, Any]) -> None:
     finally:
         writer.close()
     if not answer.get("ok"):
-        raise Refused("unknown-switch", f"The demo terminal refused {script}: {answer}")
+        raise Refused(Reason.UNKNOWN_SWITCH, f"The demo terminal refused {script}: {answer}")
 
 
 class Helper:

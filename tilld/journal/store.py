@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
-from ..errors import Refused, StartupError
+from ..errors import Reason, Refused, StartupError
 from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
 from .entry import Entry, Fill, SideEffect, now_with_offset
 from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION
@@ -249,7 +249,7 @@ class JournalStore:
     ) -> Entry:
         db = self._require_writer()
         if self.integrity.state == "rolled-back":
-            raise Refused("journal-rolled-back", self.integrity.message)
+            raise Refused(Reason.JOURNAL_ROLLED_BACK, self.integrity.message)
         with self._transaction(db):
             if number is not None:
                 body = {**body, number: self._next_number(db, number)}
@@ -330,7 +330,7 @@ class JournalStore:
             lost = self.integrity.lost
             if self.integrity.state != "rolled-back" or lost is None:
                 raise Refused(
-                    "journal-not-rolled-back",
+                    Reason.JOURNAL_NOT_ROLLED_BACK,
                     "The journal has not gone backwards; there is nothing to acknowledge.",
                 )
             chain = continue_from if continue_from is not None else lost
@@ -467,13 +467,13 @@ def _storage_refusal(exc: sqlite3.Error) -> Exception:
     code = getattr(exc, "sqlite_errorcode", None)
     if code == SQLITE_FULL or "full" in str(exc).lower():
         return Refused(
-            "storage-full",
+            Reason.STORAGE_FULL,
             "The till's storage is full, so nothing was recorded. Ask a technician to free "
             "space on the state directory's disk, then try again.",
         )
     if code is not None and code & 0xFF == SQLITE_IOERR:
         return Refused(
-            "storage-failed",
+            Reason.STORAGE_FAILED,
             f"The till could not write its journal ({exc}); nothing was recorded. "
             "Ask a technician to check the disk.",
         )

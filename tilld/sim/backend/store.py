@@ -1,4 +1,14 @@
-"""The reference back-end's state in one SQLite file, and the one thread that owns it."""
+"""The reference back-end's state in one SQLite file, and the one thread that owns it.
+
+One class on purpose, though it runs past 500 lines: every method is one
+transaction on one connection owned by one thread, and the rules cross the
+tables. An accepted sale makes its tickets valid and a refund voids them in
+the transaction that stores the entry; a scan reads the tickets the journal
+made; a held entry is judged again when its gap closes. Split by table, each
+piece would need the others' connection and transaction, so the seams would
+be calls across files inside one transaction. The validation that needs no
+database is apart (protocol.py), as are the HTTP routes (routes.py).
+"""
 
 from __future__ import annotations
 
