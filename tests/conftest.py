@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import pytest
 from reliability import Recorder
 
+from tilld.api.dbus import SLOW_CALL_WARNING
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CATALOG = REPO / "tilld" / "demo" / "catalog.json"
 START_TIMEOUT = 20.0
@@ -82,6 +84,10 @@ class Client:
         self.sock.close()
 
 
+# What tilld/api/dbus.py logs for a D-Bus call that took over SLOW_CALL_S.
+SLOW_DBUS_CALL = SLOW_CALL_WARNING
+
+
 class TillProcess:
     """tilld run as a subprocess with a TOML configuration of its own."""
 
@@ -103,6 +109,8 @@ class TillProcess:
             sections.setdefault(section, {}).update(values)
         self.config_path.write_text(to_toml(sections), encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.serves_dbus = sections["api"].get("dbus", "none") != "none"
+        self._log_start = 0
 
     def start(self, wait: bool = True, env: dict[str, str] | None = None) -> TillProcess:
         """``env`` adds variables (NOTIFY_SOCKET, TILLD_TEST_HOOKS...) to a clean environment."""
@@ -110,6 +118,7 @@ class TillProcess:
         inherited.pop("NOTIFY_SOCKET", None)  # a suite run under systemd must not leak it
         env = {**inherited, **(env or {})}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self._log_start = self._log.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tilld.cli.daemon", "--config", str(self.config_path)],
             stdout=self._log,
@@ -147,6 +156,7 @@ class TillProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+            self.assert_no_dbus_call_waited()
 
     def stop(self, timeout: float = 10) -> int:
         assert self.proc is not None
@@ -154,7 +164,19 @@ class TillProcess:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout)
         self._log.close()
+        self.assert_no_dbus_call_waited()
         return self.proc.returncode
+
+    def assert_no_dbus_call_waited(self) -> None:
+        """No D-Bus method may wait on a person or a peer (docs/api.md): tilld logs
+        each call that took over a second, and any such line fails the test."""
+        if not self.serves_dbus:
+            return
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_start)
+            text = log.read().decode("utf-8", errors="replace")
+        slow = [line for line in text.splitlines() if SLOW_DBUS_CALL in line]
+        assert not slow, f"D-Bus calls waited over a second: {slow}"
 
 
 def to_toml(sections: dict[str, dict[str, Any]]) -> str:

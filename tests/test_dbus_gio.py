@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, SLOW_DBUS_CALL
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 EXAMPLE = REPO / "docs" / "examples" / "cashier_screen.py"
@@ -80,3 +80,6 @@ def test_a_gio_screen_does_the_outage_routine(demo, short_tmp):
     assert steps["scan-captured"] == {"status": "captured", "scans": 1}
     assert steps["synced"]["last_success"]
     assert "done" in steps
+    # No D-Bus method waited on the terminal, the back-end or the cashier.
+    log = (short_tmp / "demo.log").read_text(encoding="utf-8", errors="replace")
+    assert SLOW_DBUS_CALL not in log, [line for line in log.splitlines() if SLOW_DBUS_CALL in line]

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -41,6 +42,7 @@ SCAN_STATUSES = ("registered", "already-used", "invalid", "unknown")
 # answer is due within backend.timeout_s and a second (one request of its own
 # plus this); past it, the scan is captured and replayed like an offline one.
 LIVE_SCAN_WAIT_S = 0.5
+RECENT_SCAN_RESULTS = 1000
 
 
 class CatalogSink(Protocol):
@@ -80,6 +82,9 @@ class SyncEngine:
         self.last_error: str | None = None
         self.last_success: str | None = None
         self.scan_lock = asyncio.Lock()
+        # The last scans' answers from the back-end, by seq: a live scan the
+        # loop's batch registered first reads its answer here.
+        self._recent_results: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._wanted = outbox.wanted
         self._drained = outbox.drained
         self._rng = rng or random.Random()
@@ -282,6 +287,10 @@ class SyncEngine:
             log.info("scan %d kept for later: the back-end is still busy with others", entry.seq)
             return None
         try:
+            if entry.seq <= self.scan_mark:
+                # The sync loop took it in its batch while this call waited for
+                # the lock: its answer is the gate's answer too.
+                return self._recent_results.get(entry.seq)
             if await self.journal.first_scan_after(self.scan_mark) != entry.seq:
                 return None
             return (await self._register([entry]))[0]
@@ -300,6 +309,10 @@ class SyncEngine:
             [(e.seq, r["status"], r.get("detail")) for e, r in zip(scans, results, strict=True)]
         )
         self.scan_mark = scans[-1].seq
+        for entry, result in zip(scans, results, strict=True):
+            self._recent_results[entry.seq] = result
+        while len(self._recent_results) > RECENT_SCAN_RESULTS:
+            self._recent_results.popitem(last=False)
         self.outbox.scans_registered(scans, results)
         return results
 

@@ -55,7 +55,7 @@ from ..nexo.messages import (
     TransactionStatusResponse,
 )
 from ..nexo.messages import message as make_message
-from .zvt_terminal import ONLINE_ONLY, Booked, Script, ScriptError
+from .terminal_script import ONLINE_ONLY, Booked, Script, ScriptError
 
 log = logging.getLogger("drivers.sim.nexo")
 MAX_CONTROL_LINE = 65536

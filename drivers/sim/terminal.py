@@ -42,7 +42,7 @@ from typing import Any
 
 from ..zvt.link import SerialLink, SerialTiming, TcpLink
 from . import stop_requested
-from .zvt_script import ScriptError
+from .terminal_script import ScriptError
 from .zvt_terminal import SimTerminal
 
 log = logging.getLogger("drivers.sim.terminal")

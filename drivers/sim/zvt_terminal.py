@@ -42,7 +42,7 @@ from ..zvt.bmp import (
 )
 from ..zvt.errors import ZvtProtocolError
 from ..zvt.link import ApduLink, LinkClosed, LinkTimeout
-from .zvt_script import ONLINE_ONLY, Booked, Script
+from .terminal_script import ONLINE_ONLY, Booked, Script
 
 log = logging.getLogger("drivers.sim.terminal")
 

@@ -1,7 +1,8 @@
-"""What the simulated ZVT terminal does with the next transactions: its `Script`.
+"""What a simulated card terminal does with the next transactions: its `Script`.
 
 Tests and the demo change it at run time through the control channel
-(terminal.py); the terminal (zvt_terminal.py) reads it for each command. The
+(terminal.py); the ZVT terminal (zvt_terminal.py) and the nexo one
+(nexo_terminal.py) read it for each request alike. The
 test cards it presents and what it records as booked live here too, so a
 test can name them without the terminal's protocol.
 """
