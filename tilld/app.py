@@ -36,6 +36,7 @@ from .payment_policy import PaymentPolicy
 from .printing import Printing
 from .receipt import Seller
 from .refunds import Refunds
+from .registering import Registering
 from .reload import Loader, Reloader
 from .reporting import Reports
 from .rules import Connectivity
@@ -164,24 +165,42 @@ class Daemon:
             scanner=settings.devices.scanner,
             printer=settings.devices.printer,
             terminal=settings.devices.terminal,
+            controlunit=settings.devices.controlunit,
         )
+        seller = Seller(
+            settings.till.seller_name,
+            settings.till.org_number,
+            settings.till.address,
+            settings.till.id,
+        )
+        self.registering = Registering(
+            self.devices.controlunit,
+            self.journal,
+            self.events,
+            seller,
+            answer_wait_s=settings.devices.controlunit.answer_wait_s,
+        )
+        self.devices.watchers.append(self.registering.unit_status_changed)
         printer = settings.devices.printer
         self.printing = Printing(
             self.devices.printer,
             self.journal,
             self.events,
-            Seller(
-                settings.till.seller_name,
-                settings.till.org_number,
-                settings.till.address,
-                settings.till.id,
-            ),
+            seller,
+            self.registering,
             width=printer.width,
             code_page=printer.code_page,
             drawer_pin=printer.drawer_pin,
         )
         settlement = Settlement(
-            current, self.journal, self.events, catalog, connectivity, self.outbox, self.printing
+            current,
+            self.journal,
+            self.events,
+            catalog,
+            connectivity,
+            self.outbox,
+            self.printing,
+            self.registering,
         )
         self.card = CardPayments(
             self.devices.terminal,
@@ -307,6 +326,7 @@ class Daemon:
             # a reason to be late; each reconnects on its own.
             await self.printing.start()
             await self.devices.start()
+            await self.registering.start()
             await self.card.start()
             reloads = asyncio.create_task(self._reload_on_sighup(), name="SIGHUP reloads")
             try:
@@ -362,6 +382,7 @@ class Daemon:
             StopStep("card payments", self.card.stop, 0.5),
             StopStep("the sale sweep and drawer kicks", self.till.stop, 0.5),
             StopStep("printing", self.printing.stop, 0.5),
+            StopStep("control unit registrations", self.registering.stop, 0.25),
             StopStep("the devices", self.devices.stop, 1.25),
             StopStep("SIGHUP reloads", lambda: _cancelled(reloads), 0.25),
             StopStep("STATUS= reports", self.status_reporter.stop, 0.25),

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from drivers.controlunit import open_control_unit
+from drivers.controlunit.cleancash import CleanCashUnit
 from drivers.device import DeviceStatus, SupervisedDevice
 from drivers.escpos.links import PrinterLink, SerialLink, TcpLink, UsbLink
 from drivers.escpos.printer import ReceiptPrinter
@@ -23,7 +25,7 @@ from drivers.scanner.serial import SerialScanner
 from drivers.scanner.wedge import WedgeScanner
 from drivers.zvt import ZvtTerminal, open_terminal
 
-from .config import PrinterSection, ScannerSection, TerminalSection
+from .config import ControlUnitSection, PrinterSection, ScannerSection, TerminalSection
 from .events import EventBus
 
 log = logging.getLogger("tilld.devices")
@@ -46,6 +48,7 @@ class Devices:
         scanner: ScannerSection,
         printer: PrinterSection,
         terminal: TerminalSection,
+        controlunit: ControlUnitSection,
     ) -> None:
         """Build the configured drivers (none is opened yet); ``route`` is where a
         scanned code goes (tilld/ticket_scans.py)."""
@@ -66,9 +69,18 @@ class Devices:
                 password=terminal.password.get_secret_value(),
             )
 
+        self.controlunit: CleanCashUnit | None = None
+        if controlunit.kind == "cleancash":
+            self.controlunit = open_control_unit(
+                "controlunit", self, kind="cleancash-serial", port=controlunit.port
+            )
+        # Told of every status a device reports, beside the `device` event.
+        self.watchers: list[Callable[[str, DeviceStatus], None]] = []
+
     @property
     def all(self) -> list[SupervisedDevice]:
-        return [d for d in (self.scanner, self.printer, self.terminal) if d is not None]
+        devices = (self.scanner, self.printer, self.terminal, self.controlunit)
+        return [d for d in devices if d is not None]
 
     async def start(self) -> None:
         self._router = asyncio.create_task(self._route_scans(), name="scan routing")
@@ -94,6 +106,8 @@ class Devices:
 
     def device_status(self, name: str, status: DeviceStatus) -> None:
         self.events.publish("device", device=name, event="status", **status.as_dict())
+        for watcher in self.watchers:
+            watcher(name, status)
 
     def device_error(self, name: str, message: str) -> None:
         self.events.publish("device", device=name, event="error", message=message)

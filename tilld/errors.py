@@ -197,6 +197,12 @@ class Reason(StrEnum):
         "journal-not-rolled-back",
         "`admin.acknowledge_rollback` while the journal has not gone backwards",
     )
+    CONTROL_UNIT_UNAVAILABLE = (
+        "control-unit-unavailable",
+        "a new sale, a payment, a refund or a copy while the control unit (kontrollenhet) is "
+        "not working: no receipt may be issued without its control code (`data.detail` is the "
+        "unit's own error)",
+    )
     PRINTER_NOT_CONFIGURED = (
         "printer-not-configured",
         "`receipt.print`, `drawer.open` or `admin.printer_test` on a till without "

@@ -26,8 +26,10 @@ from drivers.escpos.printer import PrinterNotReady, PrintOutcome, ReceiptPrinter
 from drivers.escpos.render import preload, render
 
 from .errors import Reason, Refused
+from .fiscal import COPY, receipt_kind
 from .journal import Entry, Journal, start_print_job
 from .receipt import PrintMarks, Seller, printer_test_page, receipt_document, ticket_documents
+from .registering import Registering
 
 if TYPE_CHECKING:
     from .events import EventBus
@@ -57,6 +59,7 @@ class Printing:
         journal: Journal,
         events: EventBus,
         seller: Seller,
+        registering: Registering,
         *,
         width: int,
         code_page: str,
@@ -66,6 +69,8 @@ class Printing:
         self.journal = journal
         self.events = events
         self.seller = seller
+        # No receipt is printed without its control code (tilld/registering.py).
+        self.registering = registering
         self.width = width
         self.code_page = code_page
         self.drawer_pin = drawer_pin
@@ -152,6 +157,19 @@ class Printing:
                 Reason.RECEIPT_ALREADY_PRINTED,
                 f"Receipt {receipt_no} has already been printed; ask for a copy (copy: true).",
                 receipt_no=receipt_no,
+            )
+        if copy:
+            # The copy is a receipt of its own: registered before it is printed.
+            await self.registering.copy_code(receipt_no, entry)
+        elif self.registering.configured and (
+            await self.registering.code_of(receipt_no, receipt_kind(entry.body)) is None
+        ):
+            raise Refused(
+                Reason.CONTROL_UNIT_UNAVAILABLE,
+                f"Receipt {receipt_no} waits for its control code; it prints by itself once "
+                "the control unit has registered it.",
+                receipt_no=receipt_no,
+                detail=self.registering.status()["detail"],
             )
         # Attempts cut short earlier (even before a restart) count, so the
         # paper says this is not the first try.
@@ -250,9 +268,13 @@ class Printing:
             # Asked twice in a race: the other job printed it; printing again
             # would be a second, unmarked original (or a second copy).
             return {"job_id": job.job_id, "state": "already-printed", "copy": job.copy}
+        kind = COPY if job.copy else receipt_kind(entry.body)
+        control = await self.registering.code_of(job.receipt_no, kind)
+        if self.registering.configured and control is None:
+            return {"job_id": job.job_id, "state": "failed", "detail": "no control code yet"}
         job.attempts += 1
         # Rendering imports python-escpos the first time: off the event loop.
-        data = await asyncio.to_thread(self._bytes, self._documents(entry, job))
+        data = await asyncio.to_thread(self._bytes, self._documents(entry, job, control))
         await self.journal.append(
             "print",
             {
@@ -298,8 +320,15 @@ class Printing:
             "attempts": job.attempts,
         }
 
-    def _documents(self, entry: Entry, job: PrintJob) -> Document:
-        marks = PrintMarks(copy=job.copy, reprint_attempt=job.attempts)
+    def _documents(
+        self, entry: Entry, job: PrintJob, control: dict[str, Any] | None = None
+    ) -> Document:
+        marks = PrintMarks(
+            copy=job.copy,
+            reprint_attempt=job.attempts,
+            unit_id=control["unit_id"] if control else "",
+            control_code=control["control_code"] if control else "",
+        )
         document = receipt_document(entry.type, entry.body, entry.created_at, self.seller, marks)
         if entry.type == "sale" and not job.copy:
             document += ticket_documents(entry.body, entry.created_at, self.seller)

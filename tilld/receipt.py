@@ -41,6 +41,8 @@ class Seller:
 class PrintMarks:
     copy: bool = False
     reprint_attempt: int = 0  # >1: printed again after a printer fault
+    unit_id: str = ""  # the control unit's manufacturing number (with a unit)
+    control_code: str = ""  # what the unit answered for this receipt (or this copy)
 
 
 def receipt_document(
@@ -91,6 +93,13 @@ def receipt_document(
         blocks.append(Text("SÅLD OFFLINE", align="center", bold=True))
     if body.get("training"):
         blocks.append(Text("Övningskvitto - inget köp", align="center", bold=True))
+    if marks.control_code:
+        # SKVFS 2014:9: the unit's manufacturing number and the receipt's control code.
+        blocks += [
+            Feed(),
+            Text(f"Kontrollenhet: {marks.unit_id}"),
+            Text(f"Kontrollkod: {marks.control_code}"),
+        ]
     blocks += [Feed(), Text("Tack för ditt besök!", align="center"), Cut()]
     return tuple(blocks)
 

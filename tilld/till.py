@@ -144,6 +144,7 @@ class Till:
                 "limit": self.policy.card_policy.offline_limit,
             },
             "devices": self.devices.status(),
+            "control_unit": self.settlement.registering.status(),
             "catalog": {
                 "version": self.catalog.version,
                 "articles": self.catalog.info.articles,
