@@ -11,12 +11,15 @@ command counts: each check looks where the fact lives.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Client, RpcError, TillProcess
+from conftest import REPO, Client, RpcError, TillProcess
 from controlunit_sim import ControlUnitSim
 from sims import Backend, PrinterSim, Proxy, TerminalSim, online_config, wait_for
 
@@ -344,3 +347,75 @@ def _warning_lines(log: str) -> list[str]:
         for line in log.splitlines()
         if line.startswith("<4>") and "storage high-level warning" in line
     ]
+
+
+def _tillctl(socket_path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tilld.cli.tillctl", "--socket", socket_path, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+
+
+def test_the_demo_prints_control_codes_and_its_switch_stops_and_resumes_sales(
+    short_tmp: Path,
+) -> None:
+    state = short_tmp / "d"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "tilld.cli.daemon", "demo", "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        announced: dict[str, str] = {}
+        while "socket" not in announced:
+            line = demo.stdout.readline() if demo.stdout else ""
+            assert line, "the demo exited before announcing socket="
+            key, _, value = line.strip().partition("=")
+            announced[key] = value
+        client = Client(Path(announced["socket"]))
+        wait_for(
+            lambda: client.call("status.get")["control_unit"]["working"] is True,
+            20,
+            what="the demo's control unit",
+        )
+        reply = _cash_sale(client)
+        code = reply["control"]["control_code"]
+
+        def printed() -> list[str]:
+            return [
+                p.read_text(encoding="utf-8")
+                for p in sorted((state / "receipts").glob("*.txt"))
+                if not p.name.endswith(".partial.txt")
+            ]
+
+        wait_for(lambda: any(code in text for text in printed()), 10, what="the demo's receipt")
+        assert any(f"Kontrollkod: {code}" in text for text in printed())
+        down = _tillctl(announced["socket"], "demo", "controlunit", "down")
+        assert down.returncode == 0, down.stderr
+        wait_for(
+            lambda: client.call("status.get")["control_unit"]["working"] is False,
+            20,
+            what="the unit down",
+        )
+        with pytest.raises(RpcError) as refused:
+            client.call("sale.open")
+        assert refused.value.reason == "control-unit-unavailable"
+        up = _tillctl(announced["socket"], "demo", "controlunit", "up")
+        assert up.returncode == 0, up.stderr
+        wait_for(
+            lambda: client.call("status.get")["control_unit"]["working"] is True,
+            20,
+            what="the unit back",
+        )
+        assert _cash_sale(client)["control"]["state"] == "registered"
+        client.close()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(30)
+        if demo.stdout:
+            demo.stdout.close()

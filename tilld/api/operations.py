@@ -130,7 +130,7 @@ class SyncNowParams(Params):
 
 
 class DemoSwitchParams(Params):
-    target: Literal["server", "internet", "printer", "scanner", "card"]
+    target: Literal["server", "internet", "printer", "scanner", "card", "controlunit"]
     state: str = Field(min_length=1, max_length=32)  # the demo names what each switch can be
 
 

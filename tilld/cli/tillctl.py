@@ -514,13 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
     scans.add_argument("--limit", type=int, default=100)
     scans.set_defaults(run=cmd_scans)
     demo = sub.add_parser(
-        "demo", help="switch the demo's server, internet, printer, scanner or card terminal"
+        "demo",
+        help="switch the demo's server, internet, printer, scanner, card terminal or control unit",
     )
-    demo.add_argument("target", choices=["server", "internet", "printer", "scanner", "card"])
+    targets = ["server", "internet", "printer", "scanner", "card", "controlunit"]
+    demo.add_argument("target", choices=targets)
     demo.add_argument(
         "state",
         help="up, down, blackhole; printer: paper-out, paper-low, cover-open; "
-        "card: visa, mastercard, maestro, visa-electron, vpay, amex, decline",
+        "card: visa, mastercard, maestro, visa-electron, vpay, amex, decline; "
+        "controlunit: up, down, warning, full",
     )
     demo.set_defaults(run=cmd_demo)
     watch = sub.add_parser("watch", help="print live events until Ctrl-C")
