@@ -246,7 +246,7 @@ class Daemon:
             ),
             refunds=Refunds(current, self.journal, connectivity, settlement, policy, self.card),
             scans=scans,
-            reports=Reports(current, self.journal, self.outbox),
+            reports=Reports(current, self.journal, self.outbox, self._unit_id),
             sync=self.sync,
             card=self.card,
             devices=self.devices,
@@ -284,6 +284,10 @@ class Daemon:
     def current_settings(self) -> Settings:
         """The running configuration: the one a reload put into effect last."""
         return self.settings
+
+    def _unit_id(self) -> str | None:
+        unit = self.devices.controlunit
+        return unit.identity.unit_id if unit is not None and unit.identity else None
 
     def _connectivity(self) -> Connectivity:
         return self.monitor.state

@@ -282,6 +282,8 @@ class Printing:
                 "receipt_no": job.receipt_no,
                 "copy": job.copy,
                 "attempt": job.attempts,
+                # A copy's amount counts in the daily reports (SKVFS 2014:9 7 kap.).
+                "amount": (-1 if entry.type == "refund" else 1) * entry.body["total"],
             },
             effects=(start_print_job(job.job_id, job.receipt_no, job.copy),),
         )

@@ -292,6 +292,9 @@ class Till:
     async def report(self, kind: str) -> dict[str, Any]:
         return await self.reports.report(kind)
 
+    async def register_float(self, amount: int, note: str) -> dict[str, Any]:
+        return await self.reports.register_float(amount, note)
+
     async def print_receipt(
         self, sale_id: str | None, receipt_no: int | None, copy: bool
     ) -> dict[str, Any]:

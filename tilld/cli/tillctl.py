@@ -340,6 +340,12 @@ def cmd_drawer(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_float(client: Client, args: argparse.Namespace) -> int:
+    r = client.call("float.set", {"amount": args.amount, "note": args.note})
+    emit(args, r, f"float {r['amount']} öre (change {r['change']:+d}; journal seq {r['seq']})")
+    return 0
+
+
 def cmd_receipt(client: Client, args: argparse.Namespace) -> int:
     r = client.call("receipt.print", {"receipt_no": args.receipt_no, "copy": args.copy})
     detail = f" ({r['detail']})" if r.get("detail") else ""
@@ -501,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     printer.add_argument("action", choices=["test"], help="test: print a test page")
     printer.set_defaults(run=cmd_printer)
     sub.add_parser("drawer", help="open the cash drawer (journaled)").set_defaults(run=cmd_drawer)
+    float_ = sub.add_parser("float", help="register the float (växelkassa) now in the drawer")
+    float_.add_argument("amount", type=int, help="öre in the drawer as float")
+    float_.add_argument("--note", default="", help="why it changed")
+    float_.set_defaults(run=cmd_float)
     receipt = sub.add_parser("receipt", help="print a receipt again")
     receipt.add_argument("receipt_no", type=int)
     receipt.add_argument("--copy", action="store_true", help="the one allowed copy (KOPIA)")
