@@ -240,9 +240,12 @@ class Registering:
 
     async def _work(self) -> None:
         while True:
+            woken = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RETRY_S)
+                woken = await asyncio.wait_for(self._wake.wait(), RETRY_S)
             self._wake.clear()
+            if not woken and not self._waiting:
+                continue  # nothing waits: no need to read the journal again
             try:
                 await self._register_waiting()
             except Exception:
