@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/api_throughput.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/start_ready.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/growth.py --cache $(BENCH_CACHE) --append $(BENCH_DOC)
+	$(BIN)/python tests/bench/controlunit_sale.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/report.py finish $(BENCH_DOC)
 	rm -rf $(BENCH_CACHE)
 

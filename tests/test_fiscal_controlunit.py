@@ -11,9 +11,11 @@ command counts: each check looks where the fact lives.
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ from conftest import REPO, Client, RpcError, TillProcess
 from controlunit_sim import ControlUnitSim
 from sims import Backend, PrinterSim, Proxy, TerminalSim, online_config, wait_for
 
-AUTHORISE = "06 01"  # the ZVT command that takes card money
+AUTHORISE = "06 01"
+ROUNDS = 8  # kills in the random-kill test  # the ZVT command that takes card money
 SELLER = {
     "seller_name": "Testmuseet AB",
     "org_number": "556677-8899",
@@ -419,3 +422,39 @@ def test_the_demo_prints_control_codes_and_its_switch_stops_and_resumes_sales(
         demo.wait(30)
         if demo.stdout:
             demo.stdout.close()
+
+
+def test_kill_9_at_random_points_of_a_stream_of_sales_registers_each_receipt_once(
+    site: Site,
+) -> None:
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    for _ in range(ROUNDS):
+        killer = threading.Timer(rng.uniform(0.05, 0.6), site.till.kill)
+        killer.start()
+        try:
+            while True:
+                _cash_sale(site.client, plu=rng.choice(["300", "301", "400"]))
+        except (OSError, ConnectionError, ValueError, RpcError):
+            pass  # killed mid-request: that sale's outcome is unknown, either is fine
+        killer.join()
+        site.client.close()
+        site.till = TillProcess(site.base, site.config).start()
+        site.client = site.till.client()
+    wait_for(
+        lambda: site.status()["control_unit"]["waiting_receipts"] == [], 30, what="all registered"
+    )
+    journal = site.journal()
+    receipts = sorted(e["body"]["receipt_no"] for e in journal if e["type"] == "sale")
+    assert receipts, f"no sale completed (seed {seed})"
+    codes: dict[int, list[str]] = {}
+    for entry in journal:
+        if entry["type"] == "control-code":
+            codes.setdefault(entry["body"]["receipt_no"], []).append(entry["body"]["control_code"])
+    assert sorted(codes) == receipts, f"seed {seed}"
+    assert all(len(c) == 1 for c in codes.values()), f"seed {seed}: {codes}"
+    at_unit: dict[int, list[str]] = {}
+    for record in site.unit.registrations():
+        at_unit.setdefault(record["receipt"]["receipt_number"], []).append(record["control_code"])
+    # Exactly one registration per receipt at the unit, and it is the journaled one.
+    assert at_unit == codes, f"seed {seed}"

@@ -114,6 +114,29 @@ def test_x_and_z_reports_hold_every_item_with_hand_computed_figures(site: Site) 
     assert {key: z[key] for key in expected if key != "kind"} == {
         k: v for k, v in expected.items() if k != "kind"
     }
+    # Both reports also came out of the receipt printer, with the same figures.
+    assert x["printed"]["state"] == z["printed"]["state"] == "printed"
+    wait_for(
+        lambda: any("Z-DAGRAPPORT NR 1" in p for p in site.printed()), 10, what="the Z on paper"
+    )
+    paper = next(p for p in site.printed() if "Z-DAGRAPPORT NR 1" in p)
+    for label, figure in [
+        ("Kontrollenhet", site.unit.unit_id),
+        ("Försäljning (2 kvitton)", "334,00"),
+        ("Returer (1)", "-15,00"),
+        ("Netto", "319,00"),
+        ("Växelkassa vid start", "0,00"),
+        ("Växelkassa vid slut", "600,00"),
+        ("Lådöppningar utan köp", "1"),
+        ("Kopior (1)", "85,00"),
+        ("Övningskvitton (1)", "65,00"),
+        ("Grand total netto", "319,00"),
+    ]:
+        assert any(line.startswith(label) and line.endswith(" " + figure) for line in paper), (
+            label,
+            figure,
+            paper,
+        )
     # The next day starts from the Z: nothing sold yet, grand totals and float carried.
     after = client.call("admin.report", kind="x")
     assert (after["sales"], after["net"], after["copies"]) == (0, 0, {"count": 0, "amount": 0})

@@ -246,7 +246,9 @@ class Daemon:
             ),
             refunds=Refunds(current, self.journal, connectivity, settlement, policy, self.card),
             scans=scans,
-            reports=Reports(current, self.journal, self.outbox, self._unit_id),
+            reports=Reports(
+                current, self.journal, self.outbox, self._unit_id, self.printing.print_report
+            ),
             sync=self.sync,
             card=self.card,
             devices=self.devices,

@@ -199,9 +199,10 @@ class Reason(StrEnum):
     )
     CONTROL_UNIT_UNAVAILABLE = (
         "control-unit-unavailable",
-        "a new sale, a payment, a refund or a copy while the control unit (kontrollenhet) is "
-        "not working: no receipt may be issued without its control code (`data.detail` is the "
-        "unit's own error)",
+        "`sale.open`, `sale.add`, `sale.pay`, `sale.refund` or a copy while the control unit "
+        "(kontrollenhet) is not working, or `receipt.print` of a receipt still waiting for its "
+        "control code: no receipt may be issued without one (`data.detail` is the unit's own "
+        "error)",
     )
     PRINTER_NOT_CONFIGURED = (
         "printer-not-configured",

@@ -28,7 +28,14 @@ from drivers.escpos.render import preload, render
 from .errors import Reason, Refused
 from .fiscal import COPY, receipt_kind
 from .journal import Entry, Journal, start_print_job
-from .receipt import PrintMarks, Seller, printer_test_page, receipt_document, ticket_documents
+from .receipt import (
+    PrintMarks,
+    Seller,
+    printer_test_page,
+    receipt_document,
+    report_document,
+    ticket_documents,
+)
 from .registering import Registering
 
 if TYPE_CHECKING:
@@ -194,6 +201,21 @@ class Printing:
         except PrinterNotReady as exc:
             raise _not_ready(exc) from None
         return {"state": result.outcome.value, "detail": result.detail, "status": self.status()}
+
+    async def print_report(self, report: dict[str, Any]) -> dict[str, Any] | None:
+        """An X or Z report on paper, if there is a printer; how it went, never a refusal:
+        the report itself stands (a Z is journaled) whether or not the paper came out."""
+        if self.printer is None:
+            return None
+        try:
+            data = await asyncio.to_thread(self._bytes, report_document(report, self.seller))
+            result = await asyncio.wait_for(self.printer.print_job(data), ANSWER_WAIT_S)
+        except PrinterNotReady as exc:
+            log.warning("%s report not printed: the printer is not ready (%s)", report["kind"], exc)
+            return {"state": "not-printed", "detail": exc.detail}
+        except TimeoutError:
+            return {"state": "not-printed", "detail": "the printer did not finish in time"}
+        return {"state": result.outcome.value, "detail": result.detail}
 
     async def open_drawer(self, reason: str, receipt_no: int | None = None) -> dict[str, Any]:
         printer = self._require_printer()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .config import Settings
@@ -27,12 +27,15 @@ class Reports:
         journal: Journal,
         outbox: Outbox,
         unit_id: Callable[[], str | None] = lambda: None,
+        print_report: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None,
     ) -> None:
-        """``unit_id``: the control unit's manufacturing number, if a unit is connected."""
+        """``unit_id``: the control unit's manufacturing number, if a unit is connected;
+        ``print_report`` puts a report on the receipt printer (tilld/printing.py)."""
         self.settings = settings
         self.journal = journal
         self.outbox = outbox
         self.unit_id = unit_id
+        self.print_report = print_report
 
     async def pending(self, limit: int) -> dict[str, Any]:
         listed = await self.journal.pending(limit)
@@ -71,10 +74,16 @@ class Reports:
 
         fill = since_last("z-report", totals)
         if kind == "x":
-            return {**header, **await self.journal.read_fill(fill)}
-        # A Z's totals are read in the transaction that appends it (see since_last).
-        entry = await self.journal.append("z-report", header, number="z_no", fill=fill)
-        return {**entry.body, "seq": entry.seq}
+            report = {**header, **await self.journal.read_fill(fill)}
+        else:
+            # A Z's totals are read in the transaction that appends it (see since_last).
+            entry = await self.journal.append("z-report", header, number="z_no", fill=fill)
+            report = {**entry.body, "seq": entry.seq}
+        if self.print_report is not None:
+            printed = await self.print_report(report)
+            if printed is not None:
+                report["printed"] = printed
+        return report
 
     async def register_float(self, amount: int, note: str) -> dict[str, Any]:
         """The float (växelkassa) now in the drawer: at the start of the day, and each change.
