@@ -222,6 +222,8 @@ def test_a_card_sale_is_refused_while_the_unit_is_down_and_the_terminal_sees_not
     assert site.terminal is not None
     events = site.till.client()
     events.call("events.subscribe", topics=["device"])
+    earlier = _cash_sale(site.client)  # a receipt from before the unit went
+    wait_for(lambda: _printed_with(site, earlier["receipt_no"]), 10, what="its paper")
     sale_id, total = _open(site.client)  # opened while the unit still works
     site.unit.unplug()
     site.unit_working(False)
@@ -229,15 +231,24 @@ def test_a_card_sale_is_refused_while_the_unit_is_down_and_the_terminal_sees_not
         event = events.next_event()
         if event.get("device") == "controlunit" and event.get("state") == "offline":
             break
+    reported = {event["detail"]}
     asked_before = site.terminal.state()["commands"].get(AUTHORISE, 0)
     with pytest.raises(RpcError) as refused:
         site.client.call("sale.pay", sale_id=sale_id, method="card", amount=total)
     assert refused.value.reason == "control-unit-unavailable"
     detail = refused.value.error["data"]["detail"]
-    assert detail and detail == site.status()["devices"]["controlunit"]["detail"]
-    with pytest.raises(RpcError) as no_new_sale:
-        site.client.call("sale.open")
-    assert no_new_sale.value.reason == "control-unit-unavailable"
+    # The unit's own error, as the device reported it then or since.
+    reported.add(site.status()["devices"]["controlunit"]["detail"])
+    assert detail and detail in reported
+    assert site.status()["devices"]["controlunit"]["state"] == "offline"
+    for method, params in [
+        ("sale.open", {}),
+        ("sale.refund", {"receipt_no": earlier["receipt_no"], "method": "cash"}),
+        ("receipt.print", {"receipt_no": earlier["receipt_no"], "copy": True}),
+    ]:
+        with pytest.raises(RpcError) as no_receipt:
+            site.client.call(method, **params)
+        assert no_receipt.value.reason == "control-unit-unavailable", method
     assert site.terminal.state()["commands"].get(AUTHORISE, 0) == asked_before
     assert site.terminal.state()["approved"] == 0
     # Back: the same sale is paid, registered and printed.
