@@ -352,6 +352,12 @@ def test_a_storage_warning_and_a_full_memory_reach_status_events_and_the_log(
         site.client.call("sale.open")
     assert refused.value.reason == "control-unit-unavailable"
     assert "memory full" in refused.value.error["data"]["detail"]
+    # Emptied by its supplier: the waiting receipt is registered and sales resume.
+    site.unit.reset()
+    wait_for(lambda: site.status()["control_unit"]["waiting_receipts"] == [], 20, what="registered")
+    site.unit_working(True)
+    assert len(_registered(site, reply["receipt_no"])) == 1
+    assert _cash_sale(site.client)["control"]["state"] == "registered"
     events.close()
 
 
@@ -469,3 +475,24 @@ def test_kill_9_at_random_points_of_a_stream_of_sales_registers_each_receipt_onc
         at_unit.setdefault(record["receipt"]["receipt_number"], []).append(record["control_code"])
     # Exactly one registration per receipt at the unit, and it is the journaled one.
     assert at_unit == codes, f"seed {seed}"
+
+
+def test_a_unit_that_refuses_registrations_stops_sales_until_it_registers_again(
+    site: Site,
+) -> None:
+    site.unit.nak("006", times=1000)  # "not operational", while its status still says OK
+    sale_id, total = _open(site.client)
+    reply = site.client.call("sale.pay", sale_id=sale_id, method="cash", amount=total)
+    assert reply["status"] == "completed" and reply["control"]["state"] == "waiting"
+    wait_for(lambda: site.status()["control_unit"]["working"] is False, 10, what="stopped")
+    assert site.status()["devices"]["controlunit"]["state"] == "ok"
+    with pytest.raises(RpcError) as refused:
+        site.client.call("sale.open")
+    assert refused.value.reason == "control-unit-unavailable"
+    assert f"refused receipt {reply['receipt_no']}" in refused.value.error["data"]["detail"]
+    assert _registered(site, reply["receipt_no"]) == []
+    site.unit.reset()
+    wait_for(lambda: site.status()["control_unit"]["waiting_receipts"] == [], 20, what="registered")
+    site.unit_working(True)
+    assert len(_registered(site, reply["receipt_no"])) == 1
+    wait_for(lambda: _printed_with(site, reply["receipt_no"]), 10, what="printed")

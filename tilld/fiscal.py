@@ -65,14 +65,20 @@ def org_digits(org_number: str) -> str:
     return org_number.replace("-", "").replace(" ", "")
 
 
-def not_working_because(status: DeviceStatus, in_doubt: int) -> str | None:
+def not_working_because(
+    status: DeviceStatus, in_doubt: int, refusal: str | None = None
+) -> str | None:
     """Why no receipt can be issued now, in the unit's own words; None when it works.
 
     A unit offline or in error (memory full among them) cannot give a code.
-    A registration in doubt that the unit's protocol cannot be asked about
-    stops the till too: issuing more receipts would hide that one."""
+    A unit that refused the last registration (anything but a damaged
+    message) gives none either, whatever its status says. A registration in
+    doubt that the unit's protocol cannot be asked about stops the till too:
+    issuing more receipts would hide that one."""
     if status.state is not DeviceState.OK:
         return status.detail or status.state.value
+    if refusal:
+        return refusal
     if in_doubt:
         return (
             f"{in_doubt} registration(s) in doubt: the unit may hold a receipt the till has "

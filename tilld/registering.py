@@ -34,6 +34,7 @@ from drivers.controlunit import (
     ControlUnitUnavailable,
     ReceiptInvalid,
     ReceiptRegistration,
+    RefusalReason,
     Registration,
     RegistrationInDoubt,
     UnitRefused,
@@ -94,6 +95,8 @@ class Registering:
         self._waiters: dict[int, list[asyncio.Future[dict[str, Any]]]] = {}
         self._waiting: dict[int, dict[str, Any]] = {}  # sequence -> row, as last read
         self._in_doubt = 0
+        # The unit's refusal of the last registration; cleared by the next code it gives.
+        self._refusal: str | None = None
         self._last_status: DeviceStatus | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -126,7 +129,7 @@ class Registering:
         """Refuse what would take money or issue a receipt while the unit cannot give codes."""
         if self.unit is None:
             return
-        why = not_working_because(self.unit.status, self._in_doubt)
+        why = not_working_because(self.unit.status, self._in_doubt, self._refusal)
         if why is not None:
             raise Refused(
                 Reason.CONTROL_UNIT_UNAVAILABLE,
@@ -195,7 +198,7 @@ class Registering:
         if self.unit is None:
             return {"configured": False, "lawful_in_sweden": False}
         waiting = sorted({row["receipt_no"] for row in self._waiting.values()})
-        why = not_working_because(self.unit.status, self._in_doubt)
+        why = not_working_because(self.unit.status, self._in_doubt, self._refusal)
         return {
             "configured": True,
             "working": why is None,
@@ -235,7 +238,7 @@ class Registering:
 
     def _why_waiting(self) -> str:
         assert self.unit is not None
-        why = not_working_because(self.unit.status, self._in_doubt)
+        why = not_working_because(self.unit.status, self._in_doubt, self._refusal)
         return why or "the control unit has not answered yet"
 
     async def _work(self) -> None:
@@ -258,7 +261,9 @@ class Registering:
         self._waiting = {}
         self._note(rows)
         for row in rows:
-            if row["state"] == "in-doubt" or self.unit.status.state is not DeviceState.OK:
+            # A unit in error is still asked: a full memory is only known to be
+            # emptied by a registration that succeeds (its status says nothing of it).
+            if row["state"] == "in-doubt" or self.unit.status.state is DeviceState.OFFLINE:
                 continue
             if not await self._register(row):
                 return  # the unit stopped answering: the rest wait for it
@@ -286,9 +291,15 @@ class Registering:
                 self._note([row])
             self._report(number, str(exc))
             return False
-        except (ControlUnitUnavailable, UnitRefused, ControlUnitError) as exc:
+        except UnitRefused as exc:
+            if exc.reason is not RefusalReason.PROTOCOL:  # a damaged message is just sent again
+                self._refusal = f"the unit refused receipt {number}: {exc}"
             self._report(number, str(exc))
             return False
+        except (ControlUnitUnavailable, ControlUnitError) as exc:
+            self._report(number, str(exc))
+            return False
+        self._refusal = None
         await self._journal_code(row, answer)
         return True
 
