@@ -72,8 +72,10 @@ class Site:
         )
 
 
-def _build(base: Path, *, card: bool = False, answer_wait_s: float = 5.0) -> Site:
-    unit = ControlUnitSim(base)
+def _build(
+    base: Path, *, card: bool = False, answer_wait_s: float = 5.0, protocol: int = 2
+) -> Site:
+    unit = ControlUnitSim(base, protocol=protocol)
     printer = PrinterSim(base)
     config: dict[str, Any] = {}
     terminal = None
@@ -496,3 +498,51 @@ def test_a_unit_that_refuses_registrations_stops_sales_until_it_registers_again(
     site.unit_working(True)
     assert len(_registered(site, reply["receipt_no"])) == 1
     wait_for(lambda: _printed_with(site, reply["receipt_no"]), 10, what="printed")
+
+
+def test_a_v1_unit_registers_and_a_v1_doubt_stops_sales_for_a_technician(short_tmp: Path) -> None:
+    """CCSP v1 has no request number, so a lost answer cannot be asked about."""
+    site = _build(short_tmp, answer_wait_s=1.0, protocol=1)
+    try:
+        first = _cash_sale(site.client)
+        assert first["control"]["state"] == "registered"
+        assert site.unit.verify(first["control"]["control_code"])["issued"] is True
+        site.unit.lose_answer(1)
+        reply = _cash_sale(site.client)
+        assert reply["status"] == "completed" and reply["control"]["state"] == "waiting"
+        wait_for(lambda: site.status()["control_unit"]["in_doubt"] == 1, 20, what="in doubt")
+        assert site.status()["control_unit"]["working"] is False
+        with pytest.raises(RpcError) as refused:
+            site.client.call("sale.open")
+        assert refused.value.reason == "control-unit-unavailable"
+        assert "in doubt" in refused.value.error["data"]["detail"]
+        # The unit holds it once; tilld never sent it again on its own.
+        (held,) = _registered(site, reply["receipt_no"])
+        assert held["answered"] is False
+        assert reply["receipt_no"] in site.status()["control_unit"]["waiting_receipts"]
+        assert _printed_with(site, reply["receipt_no"]) == []
+    finally:
+        _teardown(site)
+
+
+def test_a_v1_registration_cut_by_kill_9_is_never_sent_again(short_tmp: Path) -> None:
+    site = _build(short_tmp, answer_wait_s=1.0, protocol=1)
+    try:
+        site.unit.delay(1.0)  # each answer (ST, RH, SQ): SQ's registers after the till is gone
+        reply = _cash_sale(site.client)
+        assert reply["control"]["state"] == "waiting"
+        wait_for(lambda: site.unit.state()["arrived"].get("SQ"), 20, what="SQ sent")
+        site.client.close()
+        site.till.kill()
+        wait_for(lambda: _registered(site, reply["receipt_no"]), 20, what="registered at the unit")
+        site.unit.delay(0)
+        site.till = TillProcess(site.base, site.config).start()
+        site.client = site.till.client()
+        wait_for(lambda: site.status()["control_unit"]["in_doubt"] == 1, 20, what="in doubt")
+        with pytest.raises(RpcError) as refused:
+            site.client.call("sale.open")
+        assert refused.value.reason == "control-unit-unavailable"
+        assert len(_registered(site, reply["receipt_no"])) == 1
+        assert site.codes() == []
+    finally:
+        _teardown(site)

@@ -37,6 +37,7 @@ from drivers.controlunit import (
     RefusalReason,
     Registration,
     RegistrationInDoubt,
+    UnitIdentity,
     UnitRefused,
 )
 from drivers.device import DeviceState, DeviceStatus
@@ -68,6 +69,9 @@ class UnitDevice(Protocol):
 
     @property
     def status(self) -> DeviceStatus: ...
+
+    @property
+    def identity(self) -> UnitIdentity | None: ...
 
     async def register(
         self, receipt: ReceiptRegistration, *, sequence: int | None = None
@@ -279,6 +283,12 @@ class Registering:
             await self.journal.mark_control_request(row["sequence"], "invalid")
             self._settle(row, {"state": "invalid", "detail": str(exc)})
             return True
+        identity = self.unit.identity
+        if row["state"] == "sent" and identity is not None and identity.protocol_version < 2:
+            # Sent before a crash, to a unit that cannot be asked by number (CCSP v1):
+            # sending it again could register it twice.
+            await self._doubt(row, number, "tilld stopped while registering it (CCSP v1)")
+            return True
         if row["state"] == "waiting":
             await self.journal.mark_control_request(row["sequence"], "sent")
         try:
@@ -286,10 +296,9 @@ class Registering:
         except RegistrationInDoubt as exc:
             if exc.sequence is None:
                 # No number to ask the unit with (CCSP v1): a technician decides.
-                await self.journal.mark_control_request(row["sequence"], "in-doubt")
-                row["state"] = "in-doubt"
-                self._note([row])
-            self._report(number, str(exc))
+                await self._doubt(row, number, str(exc))
+            else:
+                self._report(number, str(exc))
             return False
         except UnitRefused as exc:
             if exc.reason is not RefusalReason.PROTOCOL:  # a damaged message is just sent again
@@ -302,6 +311,12 @@ class Registering:
         self._refusal = None
         await self._journal_code(row, answer)
         return True
+
+    async def _doubt(self, row: dict[str, Any], number: int, why: str) -> None:
+        await self.journal.mark_control_request(row["sequence"], "in-doubt")
+        row["state"] = "in-doubt"
+        self._note([row])
+        self._report(number, f"registration in doubt, for a technician to settle: {why}")
 
     async def _journal_code(self, row: dict[str, Any], answer: Registration) -> None:
         body = {
