@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Client, RpcError, TillProcess
+from conftest import DEMO_CATALOG, REPO, Client, RpcError, TillProcess
 from controlunit_sim import ControlUnitSim
 from sims import Backend, PrinterSim, Proxy, TerminalSim, online_config, wait_for
 
@@ -73,7 +73,12 @@ class Site:
 
 
 def _build(
-    base: Path, *, card: bool = False, answer_wait_s: float = 5.0, protocol: int = 2
+    base: Path,
+    *,
+    card: bool = False,
+    answer_wait_s: float = 5.0,
+    protocol: int = 2,
+    catalog: Path | None = None,
 ) -> Site:
     unit = ControlUnitSim(base, protocol=protocol)
     printer = PrinterSim(base)
@@ -98,6 +103,8 @@ def _build(
         "port": str(unit.link),
         "answer_wait_s": answer_wait_s,
     }
+    if catalog is not None:
+        config["catalog"] = {"file": str(catalog)}
     till = TillProcess(base, config).start()
     site = Site(base, unit, printer, till, till.client(), config, terminal)
     site._extra = extra if card else []  # type: ignore[attr-defined]
@@ -544,5 +551,28 @@ def test_a_v1_registration_cut_by_kill_9_is_never_sent_again(short_tmp: Path) ->
         assert refused.value.reason == "control-unit-unavailable"
         assert len(_registered(site, reply["receipt_no"])) == 1
         assert site.codes() == []
+    finally:
+        _teardown(site)
+
+
+def test_an_article_whose_vat_rate_the_unit_cannot_register_is_refused_before_sale(
+    short_tmp: Path,
+) -> None:
+    catalog = json.loads(DEMO_CATALOG.read_text(encoding="utf-8"))
+    for article in catalog["articles"]:
+        if article["plu"] == "402":
+            article["vat_rate"] = 8  # not a Swedish rate: no unit takes it
+    path = short_tmp / "catalog.json"
+    path.write_text(json.dumps(catalog), encoding="utf-8")
+    site = _build(short_tmp, catalog=path)
+    try:
+        sale_id = site.client.call("sale.open")["sale_id"]
+        with pytest.raises(RpcError) as refused:
+            site.client.call("sale.add", sale_id=sale_id, plu="402")
+        assert refused.value.reason == "vat-rate-not-registrable"
+        site.client.call("sale.add", sale_id=sale_id, plu="400")
+        total = site.client.call("sale.get", sale_id=sale_id)["total"]
+        reply = site.client.call("sale.pay", sale_id=sale_id, method="cash", amount=total)
+        assert reply["control"]["state"] == "registered"
     finally:
         _teardown(site)

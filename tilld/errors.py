@@ -204,6 +204,11 @@ class Reason(StrEnum):
         "control code: no receipt may be issued without one (`data.detail` is the unit's own "
         "error)",
     )
+    VAT_RATE_NOT_REGISTRABLE = (
+        "vat-rate-not-registrable",
+        "`sale.add` of an article whose VAT rate a control unit cannot register (only 25, 12, 6 "
+        "and 0 %): its receipt could never be issued; fix the article's rate in the catalog",
+    )
     PRINTER_NOT_CONFIGURED = (
         "printer-not-configured",
         "`receipt.print`, `drawer.open` or `admin.printer_test` on a till without "

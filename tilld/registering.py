@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from drivers.controlunit import (
+    VAT_RATES,
     ControlUnitError,
     ControlUnitUnavailable,
     ReceiptInvalid,
@@ -59,6 +60,10 @@ log = logging.getLogger("tilld.controlunit")
 
 # While receipts wait, the unit is tried again this often (and at once when it comes back).
 RETRY_S = 1.0
+# Rows not registered yet; of them, those the worker leaves for a technician: in doubt
+# with no way to ask the unit, or data the unit cannot take (a VAT rate it does not know).
+UNFINISHED = ("waiting", "sent", "in-doubt", "invalid")
+STUCK = ("in-doubt", "invalid")
 
 
 class UnitDevice(Protocol):
@@ -111,7 +116,7 @@ class Registering:
     async def start(self) -> None:
         if self.unit is None:
             return
-        rows = await self.journal.control_requests("waiting", "sent", "in-doubt")
+        rows = await self.journal.control_requests(*UNFINISHED)
         self._note(rows)
         if rows:
             log.warning(
@@ -142,6 +147,17 @@ class Registering:
                 "power; if it stays broken, follow the manual routine (docs/fiscal.md) and "
                 "report it to Skatteverket.",
                 detail=why,
+            )
+
+    def require_registrable(self, vat_rate: int, name: str) -> None:
+        """Refuse an article whose receipt the unit could never register, before it is sold."""
+        if self.unit is not None and vat_rate not in VAT_RATES:
+            raise Refused(
+                Reason.VAT_RATE_NOT_REGISTRABLE,
+                f"'{name}' has VAT {vat_rate} %, which the control unit cannot register "
+                "(only 25, 12, 6 and 0 %): no receipt could be issued for it. Fix the "
+                "article's VAT rate in the catalog.",
+                vat_rate=vat_rate,
             )
 
     def expect_code(self, entry_type: str) -> tuple[SideEffect, ...]:
@@ -201,7 +217,9 @@ class Registering:
     def status(self) -> dict[str, Any]:
         if self.unit is None:
             return {"configured": False, "lawful_in_sweden": False}
-        waiting = sorted({row["receipt_no"] for row in self._waiting.values()})
+        waiting = sorted(
+            {r["receipt_no"] for r in self._waiting.values() if r["state"] != "invalid"}
+        )
         why = not_working_because(self.unit.status, self._in_doubt, self._refusal)
         return {
             "configured": True,
@@ -209,6 +227,9 @@ class Registering:
             "detail": why or self.unit.status.detail,
             "waiting_receipts": waiting,
             "in_doubt": self._in_doubt,
+            "unregistrable_receipts": sorted(
+                r["receipt_no"] for r in self._waiting.values() if r["state"] == "invalid"
+            ),
         }
 
     # -- the unit's reports -------------------------------------------------------------
@@ -251,7 +272,7 @@ class Registering:
             with contextlib.suppress(TimeoutError):
                 woken = await asyncio.wait_for(self._wake.wait(), RETRY_S)
             self._wake.clear()
-            if not woken and not self._waiting:
+            if not woken and all(r["state"] in STUCK for r in self._waiting.values()):
                 continue  # nothing waits: no need to read the journal again
             try:
                 await self._register_waiting()
@@ -261,13 +282,13 @@ class Registering:
 
     async def _register_waiting(self) -> None:
         assert self.unit is not None
-        rows = await self.journal.control_requests("waiting", "sent", "in-doubt")
+        rows = await self.journal.control_requests(*UNFINISHED)
         self._waiting = {}
         self._note(rows)
         for row in rows:
             # A unit in error is still asked: a full memory is only known to be
             # emptied by a registration that succeeds (its status says nothing of it).
-            if row["state"] == "in-doubt" or self.unit.status.state is DeviceState.OFFLINE:
+            if row["state"] in STUCK or self.unit.status.state is DeviceState.OFFLINE:
                 continue
             if not await self._register(row):
                 return  # the unit stopped answering: the rest wait for it
@@ -281,6 +302,8 @@ class Registering:
         except ReceiptInvalid as exc:
             log.error("receipt %d cannot be registered: %s", number, exc)
             await self.journal.mark_control_request(row["sequence"], "invalid")
+            row["state"] = "invalid"
+            self._note([row])
             self._settle(row, {"state": "invalid", "detail": str(exc)})
             return True
         identity = self.unit.identity
