@@ -176,6 +176,7 @@ class Registering:
         # The worker may have registered it already, before the future existed.
         row = await self.journal.control_request(receipt_no, receipt_kind(entry.body))
         if row is not None and row["state"] == "registered":
+            self._forget(receipt_no, future)
             return {"state": "registered", **_code_of(row)}
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.answer_wait_s)
@@ -255,6 +256,13 @@ class Registering:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(_key(receipt_no, copy), []).append(future)
         return future
+
+    def _forget(self, receipt_no: int, future: asyncio.Future[dict[str, Any]]) -> None:
+        waiters = self._waiters.get(_key(receipt_no, False), [])
+        if future in waiters:
+            waiters.remove(future)
+        if not waiters:
+            self._waiters.pop(_key(receipt_no, False), None)
 
     def _note(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
