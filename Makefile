@@ -81,6 +81,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/dbus_figures.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/start_ready.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/growth.py --cache $(BENCH_CACHE) --append $(BENCH_DOC)
+	$(BIN)/python tests/bench/controlunit_sale.py --append $(BENCH_DOC)
 	$(BIN)/python tests/bench/report.py finish $(BENCH_DOC)
 	rm -rf $(BENCH_CACHE)
 

@@ -6,13 +6,13 @@ _tillctl() {
     # The subcommands typed so far make the path; options and their values are skipped.
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
-        case " acknowledge-rollback call completion demo devices drawer export flush journal logs pending print printer receipt report scans show status sync terminal verify watch " in
+        case " acknowledge-rollback call completion demo devices drawer export float flush journal logs pending print printer receipt report scans show status sync terminal verify watch " in
             *" $w "*) path="${path:+$path }$w" ;;
         esac
     done
     case "$path" in
         '')
-            words='status pending sync scans journal report receipt terminal devices printer drawer logs watch demo call completion -h --help --socket --json -y --yes --version' ;;
+            words='status pending sync scans journal report receipt terminal devices printer drawer float logs watch demo call completion -h --help --socket --json -y --yes --version' ;;
         status)
             words='-h --help --socket --json -y --yes' ;;
         pending)
@@ -51,12 +51,14 @@ _tillctl() {
             words='-h --help --socket --json -y --yes test' ;;
         drawer)
             words='-h --help --socket --json -y --yes' ;;
+        float)
+            words='-h --help --socket --json -y --yes --note' ;;
         logs)
             words='-h --help --socket --json -y --yes -f --follow -n --lines' ;;
         watch)
             words='-h --help --socket --json -y --yes mode scan sale sync device terminal job' ;;
         demo)
-            words='-h --help --socket --json -y --yes server internet printer scanner card' ;;
+            words='-h --help --socket --json -y --yes server internet printer scanner card controlunit' ;;
         call)
             words='-h --help --socket --json -y --yes --get' ;;
         completion)

@@ -54,6 +54,8 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("admin.journal_verify", {}),
     ("admin.acknowledge_rollback", {"technician": "Kim"}),  # refused: nothing went back
     ("admin.journal_export", {"format": "csv"}),
+    ("float.set", {"amount": 50000, "note": "start of the day"}),
+    ("float.set", {"amount": -1}),
     ("admin.report", {"kind": "x"}),
     ("admin.devices", {}),
     # No printer in these tills: the same refusals on both.

@@ -39,6 +39,7 @@ from .payment_policy import PaymentPolicy
 from .printing import Printing
 from .receipt import Seller
 from .refunds import Refunds
+from .registering import Registering
 from .reload import Loader, Reloader
 from .reporting import Reports
 from .rules import Connectivity
@@ -168,24 +169,42 @@ class Daemon:
             scanner=settings.devices.scanner,
             printer=settings.devices.printer,
             terminal=settings.devices.terminal,
+            controlunit=settings.devices.controlunit,
         )
+        seller = Seller(
+            settings.till.seller_name,
+            settings.till.org_number,
+            settings.till.address,
+            settings.till.id,
+        )
+        self.registering = Registering(
+            self.devices.controlunit,
+            self.journal,
+            self.events,
+            seller,
+            answer_wait_s=settings.devices.controlunit.answer_wait_s,
+        )
+        self.devices.watchers.append(self.registering.unit_status_changed)
         printer = settings.devices.printer
         self.printing = Printing(
             self.devices.printer,
             self.journal,
             self.events,
-            Seller(
-                settings.till.seller_name,
-                settings.till.org_number,
-                settings.till.address,
-                settings.till.id,
-            ),
+            seller,
+            self.registering,
             width=printer.width,
             code_page=printer.code_page,
             drawer_pin=printer.drawer_pin,
         )
         settlement = Settlement(
-            current, self.journal, self.events, catalog, connectivity, self.outbox, self.printing
+            current,
+            self.journal,
+            self.events,
+            catalog,
+            connectivity,
+            self.outbox,
+            self.printing,
+            self.registering,
         )
         self.card = CardPayments(
             self.devices.terminal,
@@ -231,7 +250,9 @@ class Daemon:
             ),
             refunds=Refunds(current, self.journal, connectivity, settlement, policy, self.card),
             scans=scans,
-            reports=Reports(current, self.journal, self.outbox),
+            reports=Reports(
+                current, self.journal, self.outbox, self._unit_id, self.printing.print_report
+            ),
             sync=self.sync,
             card=self.card,
             devices=self.devices,
@@ -274,6 +295,10 @@ class Daemon:
     def current_settings(self) -> Settings:
         """The running configuration: the one a reload put into effect last."""
         return self.settings
+
+    def _unit_id(self) -> str | None:
+        unit = self.devices.controlunit
+        return unit.identity.unit_id if unit is not None and unit.identity else None
 
     def _connectivity(self) -> Connectivity:
         return self.monitor.state
@@ -347,6 +372,8 @@ class Daemon:
             Part("Swish", self.swish.start, self.swish.stop, 0.25),
             Part("the devices", self.devices.start, self.devices.stop, 1.25),
             Part("printing", self.printing.start, self._stop_printing, 1.0),
+            # Registers receipts with the control unit, then prints them.
+            Part("control unit registrations", self.registering.start, self.registering.stop, 0.25),
             # Payments in doubt are known before anyone can ask to void their sale.
             Part("card payments", self.card.start, self.card.stop, 0.5),
             Part("SIGHUP reloads", self._start_reloads, self._stop_reloads, 0.25),

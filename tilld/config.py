@@ -291,10 +291,26 @@ class TerminalSection(Section):
         return self
 
 
+class ControlUnitSection(Section):
+    # "none" is not lawful in Sweden: a Swedish till must register every
+    # receipt with a certified control unit (docs/fiscal.md).
+    kind: Literal["none", "cleancash"] = "none"
+    port: str = ""  # cleancash: the serial device, e.g. /dev/tilld/controlunit
+    # How long a sale's answer waits for its control code before it says "waiting".
+    answer_wait_s: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _kind_needs_its_port(self) -> ControlUnitSection:
+        if self.kind == "cleancash" and not self.port:
+            raise ValueError("a cleancash control unit needs port (the serial device)")
+        return self
+
+
 class DevicesSection(Section):
     scanner: ScannerSection = ScannerSection()
     printer: PrinterSection = PrinterSection()
     terminal: TerminalSection = TerminalSection()
+    controlunit: ControlUnitSection = ControlUnitSection()
 
 
 class LogSection(Section):
@@ -334,6 +350,19 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init arguments; environment variables win.
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _control_unit_needs_the_org_number(self) -> Settings:
+        # Every registration carries it (SKVFS 2014:9): refuse at start, not at the first sale.
+        digits = self.till.org_number.replace("-", "")
+        if self.devices.controlunit.kind != "none" and not (
+            digits.isascii() and digits.isdigit() and len(digits) in (10, 12)
+        ):
+            raise ValueError(
+                "a control unit needs till.org_number: the seller's 10 or 12 digit "
+                "organisation number (a hyphen may stay in)"
+            )
+        return self
 
     @property
     def journal_path(self) -> Path:

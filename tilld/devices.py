@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from drivers.controlunit import open_control_unit
+from drivers.controlunit.cleancash import CleanCashUnit
 from drivers.device import DeviceStatus, SupervisedDevice
 from drivers.escpos.links import PrinterLink, SerialLink, TcpLink, UsbLink
 from drivers.escpos.printer import ReceiptPrinter
@@ -23,7 +25,7 @@ from drivers.scanner.serial import SerialScanner
 from drivers.scanner.wedge import WedgeScanner
 from drivers.terminal import CardTerminal
 
-from .config import PrinterSection, ScannerSection, TerminalSection
+from .config import ControlUnitSection, PrinterSection, ScannerSection, TerminalSection
 from .events import EventBus
 
 log = logging.getLogger("tilld.devices")
@@ -46,6 +48,7 @@ class Devices:
         scanner: ScannerSection,
         printer: PrinterSection,
         terminal: TerminalSection,
+        controlunit: ControlUnitSection,
     ) -> None:
         """Build the configured drivers (none is opened yet); ``route`` is where a
         scanned code goes (tilld/ticket_scans.py)."""
@@ -57,9 +60,17 @@ class Devices:
         self.printer: ReceiptPrinter | None = build_printer(printer, self)
         self.terminal = build_terminal(terminal, self)
 
+        self.controlunit: CleanCashUnit | None = None
+        if controlunit.kind == "cleancash":
+            self.controlunit = open_control_unit(
+                "controlunit", self, kind="cleancash-serial", port=controlunit.port
+            )
+        # Told of every status a device reports, beside the `device` event.
+        self.watchers: list[Callable[[str, DeviceStatus], None]] = []
+
     @property
     def all(self) -> list[SupervisedDevice]:
-        devices = (self.scanner, self.printer, self.terminal)
+        devices = (self.scanner, self.printer, self.terminal, self.controlunit)
         return [d for d in devices if isinstance(d, SupervisedDevice)]
 
     async def start(self) -> None:
@@ -86,6 +97,8 @@ class Devices:
 
     def device_status(self, name: str, status: DeviceStatus) -> None:
         self.events.publish("device", device=name, event="status", **status.as_dict())
+        for watcher in self.watchers:
+            watcher(name, status)
 
     def device_error(self, name: str, message: str) -> None:
         self.events.publish("device", device=name, event="error", message=message)

@@ -213,6 +213,18 @@ class Reason(StrEnum):
         "journal-not-rolled-back",
         "`admin.acknowledge_rollback` while the journal has not gone backwards",
     )
+    CONTROL_UNIT_UNAVAILABLE = (
+        "control-unit-unavailable",
+        "`sale.open`, `sale.add`, `sale.pay`, `sale.refund` or a copy while the control unit "
+        "(kontrollenhet) is not working, or `receipt.print` of a receipt still waiting for its "
+        "control code: no receipt may be issued without one (`data.detail` is the unit's own "
+        "error)",
+    )
+    VAT_RATE_NOT_REGISTRABLE = (
+        "vat-rate-not-registrable",
+        "`sale.add` of an article whose VAT rate a control unit cannot register (only 25, 12, 6 "
+        "and 0 %): its receipt could never be issued; fix the article's rate in the catalog",
+    )
     PRINTER_NOT_CONFIGURED = (
         "printer-not-configured",
         "`receipt.print`, `drawer.open` or `admin.printer_test` on a till without "

@@ -27,8 +27,17 @@ from drivers.escpos.printer import PrinterNotReady, PrintOutcome, ReceiptPrinter
 from drivers.escpos.render import preload, render
 
 from .errors import Reason, Refused
+from .fiscal import COPY, receipt_kind
 from .journal import Entry, Journal, start_print_job
-from .receipt import PrintMarks, Seller, printer_test_page, receipt_document, ticket_documents
+from .receipt import (
+    PrintMarks,
+    Seller,
+    printer_test_page,
+    receipt_document,
+    report_document,
+    ticket_documents,
+)
+from .registering import Registering
 
 if TYPE_CHECKING:
     from .events import EventBus
@@ -58,6 +67,7 @@ class Printing:
         journal: Journal,
         events: EventBus,
         seller: Seller,
+        registering: Registering,
         *,
         width: int,
         code_page: str,
@@ -67,6 +77,8 @@ class Printing:
         self.journal = journal
         self.events = events
         self.seller = seller
+        # No receipt is printed without its control code (tilld/registering.py).
+        self.registering = registering
         self.width = width
         self.code_page = code_page
         self.drawer_pin = drawer_pin
@@ -154,6 +166,19 @@ class Printing:
                 f"Receipt {receipt_no} has already been printed; ask for a copy (copy: true).",
                 receipt_no=receipt_no,
             )
+        if copy:
+            # The copy is a receipt of its own: registered before it is printed.
+            await self.registering.copy_code(receipt_no, entry)
+        elif self.registering.configured and (
+            await self.registering.code_of(receipt_no, receipt_kind(entry.body)) is None
+        ):
+            raise Refused(
+                Reason.CONTROL_UNIT_UNAVAILABLE,
+                f"Receipt {receipt_no} waits for its control code; it prints by itself once "
+                "the control unit has registered it.",
+                receipt_no=receipt_no,
+                detail=self.registering.status()["detail"],
+            )
         # Attempts cut short earlier (even before a restart) count, so the
         # paper says this is not the first try.
         earlier = sum(j["attempts"] for j in jobs if j["copy"] == copy and j["state"] != "printed")
@@ -209,6 +234,21 @@ class Printing:
         except PrinterNotReady as exc:
             raise _not_ready(exc) from None
         return {"state": result.outcome.value, "detail": result.detail, "status": self.status()}
+
+    async def print_report(self, report: dict[str, Any]) -> dict[str, Any] | None:
+        """An X or Z report on paper, if there is a printer; how it went, never a refusal:
+        the report itself stands (a Z is journaled) whether or not the paper came out."""
+        if self.printer is None:
+            return None
+        try:
+            data = await asyncio.to_thread(self._bytes, report_document(report, self.seller))
+            result = await asyncio.wait_for(self.printer.print_job(data), ANSWER_WAIT_S)
+        except PrinterNotReady as exc:
+            log.warning("%s report not printed: the printer is not ready (%s)", report["kind"], exc)
+            return {"state": "not-printed", "detail": exc.detail}
+        except TimeoutError:
+            return {"state": "not-printed", "detail": "the printer did not finish in time"}
+        return {"state": result.outcome.value, "detail": result.detail}
 
     async def open_drawer(self, reason: str, receipt_no: int | None = None) -> dict[str, Any]:
         printer = self._require_printer()
@@ -286,9 +326,13 @@ class Printing:
             # Asked twice in a race: the other job printed it; printing again
             # would be a second, unmarked original (or a second copy).
             return {"job_id": job.job_id, "state": "already-printed", "copy": job.copy}
+        kind = COPY if job.copy else receipt_kind(entry.body)
+        control = await self.registering.code_of(job.receipt_no, kind)
+        if self.registering.configured and control is None:
+            return {"job_id": job.job_id, "state": "failed", "detail": "no control code yet"}
         job.attempts += 1
         # Rendering imports python-escpos the first time: off the event loop.
-        data = await asyncio.to_thread(self._bytes, self._documents(entry, job))
+        data = await asyncio.to_thread(self._bytes, self._documents(entry, job, control))
         await self.journal.append(
             "print",
             {
@@ -296,6 +340,8 @@ class Printing:
                 "receipt_no": job.receipt_no,
                 "copy": job.copy,
                 "attempt": job.attempts,
+                # A copy's amount counts in the daily reports (SKVFS 2014:9 7 kap.).
+                "amount": (-1 if entry.type == "refund" else 1) * entry.body["total"],
             },
             effects=(start_print_job(job.job_id, job.receipt_no, job.copy),),
         )
@@ -334,8 +380,15 @@ class Printing:
             "attempts": job.attempts,
         }
 
-    def _documents(self, entry: Entry, job: PrintJob) -> Document:
-        marks = PrintMarks(copy=job.copy, reprint_attempt=job.attempts)
+    def _documents(
+        self, entry: Entry, job: PrintJob, control: dict[str, Any] | None = None
+    ) -> Document:
+        marks = PrintMarks(
+            copy=job.copy,
+            reprint_attempt=job.attempts,
+            unit_id=control["unit_id"] if control else "",
+            control_code=control["control_code"] if control else "",
+        )
         document = receipt_document(entry.type, entry.body, entry.created_at, self.seller, marks)
         if entry.type == "sale" and not job.copy:
             document += ticket_documents(entry.body, entry.created_at, self.seller)

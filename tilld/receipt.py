@@ -41,6 +41,8 @@ class Seller:
 class PrintMarks:
     copy: bool = False
     reprint_attempt: int = 0  # >1: printed again after a printer fault
+    unit_id: str = ""  # the control unit's manufacturing number (with a unit)
+    control_code: str = ""  # what the unit answered for this receipt (or this copy)
 
 
 def receipt_document(
@@ -91,6 +93,13 @@ def receipt_document(
         blocks.append(Text("SÅLD OFFLINE", align="center", bold=True))
     if body.get("training"):
         blocks.append(Text("Övningskvitto - inget köp", align="center", bold=True))
+    if marks.control_code:
+        # SKVFS 2014:9: the unit's manufacturing number and the receipt's control code.
+        blocks += [
+            Feed(),
+            Text(f"Kontrollenhet: {marks.unit_id}"),
+            Text(f"Kontrollkod: {marks.control_code}"),
+        ]
     blocks += [Feed(), Text("Tack för ditt besök!", align="center"), Cut()]
     return tuple(blocks)
 
@@ -122,6 +131,62 @@ def ticket_documents(body: dict[str, Any], created_at: str, seller: Seller) -> D
                     Text("har kontakt med servern.", align="center"),
                 ]
             blocks.append(Cut())
+    return tuple(blocks)
+
+
+def report_document(report: dict[str, Any], seller: Seller) -> Document:
+    """An X or Z daily report on paper, with the items SKVFS 2014:9 7 kap. lists."""
+    title = f"Z-DAGRAPPORT NR {report['z_no']}" if report["kind"] == "z" else "X-DAGRAPPORT"
+    floats = report["float"]
+    copies, discounts = report["copies"], report["discounts"]
+    blocks: list[Block] = [
+        *_header(seller),
+        Text(title, align="center", bold=True, large=True),
+        Columns("Datum", _local_time(report["printed_at"])),
+        Columns("Kassa", report["till_id"]),
+        Columns("Kontrollenhet", report.get("control_unit") or "-"),
+        Columns("Period från", _local_time(report["period_start"] or "-")),
+        Columns("Period till", _local_time(report["period_end"] or "-")),
+        Rule(),
+        Columns(f"Försäljning ({report['sales']} kvitton)", format_sek(report["gross_sales"])),
+        Columns(f"Returer ({report['refunds']})", format_sek(-report["gross_refunds"])),
+        Columns("Netto", format_sek(report["net"]), bold=True),
+        Columns("Antal kvitton", str(report["receipts"])),
+        Rule(),
+        Text("Moms %      Netto       Moms     Brutto"),
+    ]
+    for vat in report["vat"]:
+        blocks.append(
+            Text(
+                f"{vat['rate']:>6} {format_sek(vat['net']):>10} "
+                f"{format_sek(vat['vat']):>10} {format_sek(vat['gross']):>10}"
+            )
+        )
+    blocks.append(Rule())
+    for method, amount in report["payments"].items():
+        blocks.append(Columns(METHOD_NAMES.get(method, method), format_sek(amount)))
+    blocks += [
+        Rule(),
+        Columns("Växelkassa vid start", format_sek(floats["start"])),
+        *(
+            Columns(f"  ändrad {_local_time(f['at'])}", format_sek(f["amount"]))
+            for f in report["float_changes"]
+        ),
+        Columns("Växelkassa vid slut", format_sek(floats["end"])),
+        Columns("Lådöppningar utan köp", str(report["drawer_openings_without_sale"])),
+        Columns(f"Kopior ({copies['count']})", format_sek(copies["amount"])),
+        Columns(
+            f"Övningskvitton ({report['training_receipts']})", format_sek(report["training_amount"])
+        ),
+        Columns(f"Rabatter ({discounts['count']})", format_sek(discounts["amount"])),
+        Columns("Prisändringar", str(report["price_changes"])),
+        Columns("Makulerade köp", str(report["voids"])),
+        Rule(),
+        Columns("Grand total försäljning", format_sek(report["grand_total_sales"])),
+        Columns("Grand total returer", format_sek(-report["grand_total_refunds"])),
+        Columns("Grand total netto", format_sek(report["grand_total"]), bold=True),
+        Cut(),
+    ]
     return tuple(blocks)
 
 

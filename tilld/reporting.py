@@ -9,21 +9,32 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .config import Settings
 from .export_columns import EXPORT_FIELDS
-from .journal import Entry, Journal, now_with_offset, since_last
+from .journal import Entry, Journal, float_change, now_with_offset, since_last
 from .outbox import Outbox
 from .reports import period_totals
 
 
 class Reports:
-    def __init__(self, settings: Callable[[], Settings], journal: Journal, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        journal: Journal,
+        outbox: Outbox,
+        unit_id: Callable[[], str | None] = lambda: None,
+        print_report: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None,
+    ) -> None:
+        """``unit_id``: the control unit's manufacturing number, if a unit is connected;
+        ``print_report`` puts a report on the receipt printer (tilld/printing.py)."""
         self.settings = settings
         self.journal = journal
         self.outbox = outbox
+        self.unit_id = unit_id
+        self.print_report = print_report
 
     async def pending(self, limit: int) -> dict[str, Any]:
         listed = await self.journal.pending(limit)
@@ -52,11 +63,35 @@ class Reports:
             "org_number": till.org_number,
             "printed_at": now_with_offset(),
         }
-        totals = since_last("z-report", period_totals)
+        unit_id = self.unit_id()
+
+        def totals(last_z: Entry | None, since: list[Entry]) -> dict[str, Any]:
+            figures = period_totals(last_z, since)
+            # The unit connected now, when no receipt of the period named one.
+            figures["control_unit"] = figures["control_unit"] or unit_id
+            return figures
+
+        fill = since_last("z-report", totals)
         if kind == "x":
-            return {**header, **await self.journal.read_fill(totals)}
-        # A Z's totals are read in the transaction that appends it (see since_last).
-        entry = await self.journal.append("z-report", header, number="z_no", fill=totals)
+            report = {**header, **await self.journal.read_fill(fill)}
+        else:
+            # A Z's totals are read in the transaction that appends it (see since_last).
+            entry = await self.journal.append("z-report", header, number="z_no", fill=fill)
+            report = {**entry.body, "seq": entry.seq}
+        if self.print_report is not None:
+            printed = await self.print_report(report)
+            if printed is not None:
+                report["printed"] = printed
+        return report
+
+    async def register_float(self, amount: int, note: str) -> dict[str, Any]:
+        """The float (växelkassa) now in the drawer: at the start of the day, and each change.
+
+        SKVFS 2014:10 4 kap. 2 § wants both registered; the journal keeps the
+        amount, what it was before and the change, and the reports list them."""
+        entry = await self.journal.append(
+            "float", {"amount": amount, "note": note}, fill=float_change(amount)
+        )
         return {**entry.body, "seq": entry.seq}
 
 

@@ -185,6 +185,7 @@ class Selling:
                 fallback=self.catalog.fallback_for(article),
             )
             raise_if_refused(decision)
+            self.settlement.registering.require_registrable(article.vat_rate, article.name)
             reservation = None
             if article.kind == "event-ticket":
                 sale.require_unpaid()

@@ -29,6 +29,7 @@ from .journal import (
 )
 from .outbox import Outbox
 from .printing import Printing
+from .registering import Registering
 from .rules import Connectivity
 from .sales import Sale, refund_ticket_codes
 from .ticketcodes import UnsupportedPattern
@@ -50,6 +51,7 @@ class Settlement:
         connectivity: Callable[[], Connectivity],
         outbox: Outbox,
         printing: Printing,
+        registering: Registering,
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -58,6 +60,9 @@ class Settlement:
         self.connectivity = connectivity
         self.outbox = outbox
         self.printing = printing
+        # A receipt prints once its control code is journaled (tilld/registering.py).
+        self.registering = registering
+        registering.on_registered = self._print_registered
         self.open: dict[str, Sale] = {}
         self._locks: dict[str, asyncio.Lock] = {}  # only ever for open sales
         self.opened_at: dict[str, float] = {}  # sale_id -> time.monotonic() at sale.open
@@ -107,6 +112,8 @@ class Settlement:
             # The journal refuses the entry anyway; refusing here keeps a
             # cashier from ringing up a basket that can never be paid.
             raise Refused(Reason.JOURNAL_ROLLED_BACK, self.journal.integrity.message)
+        # No money is taken for a receipt that cannot be issued (SKVFS 2014:10 4 kap. 1 §).
+        self.registering.require_working()
 
     def open_sale_for(self, sale_id: str) -> Sale | None:
         return self.open.get(sale_id)
@@ -165,7 +172,11 @@ class Settlement:
             mode=entry.body["mode"],
         )
         self._after_receipt(entry)
-        return {"status": "completed", "receipt_no": entry.body["receipt_no"], "sale": view}
+        outcome = {"status": "completed", "receipt_no": entry.body["receipt_no"], "sale": view}
+        control = await self.registering.issued(entry)
+        if control is not None:
+            outcome["control"] = control
+        return outcome
 
     async def _complete(self, sale: Sale) -> Entry:
         tickets: list[TicketRecord] = []
@@ -181,7 +192,11 @@ class Settlement:
             "sale",
             sale.completed_body(self.connectivity().mode.value),
             number="receipt_no",
-            effects=(store_tickets(tickets), forget_open_sale(sale.sale_id)),
+            effects=(
+                store_tickets(tickets),
+                forget_open_sale(sale.sale_id),
+                *self.registering.expect_code("sale"),
+            ),
         )
         self.outbox.tickets_issued(len(tickets))
         return entry
@@ -192,11 +207,16 @@ class Settlement:
             "refund",
             body,
             number="receipt_no",
-            effects=(set_ticket_state(refund_ticket_codes(body), "refunded"), *effects),
+            effects=(
+                set_ticket_state(refund_ticket_codes(body), "refunded"),
+                *effects,
+                *self.registering.expect_code("refund"),
+            ),
         )
         if refund_ticket_codes(body):
             await self.outbox.tickets_refunded()
         self._after_receipt(entry)
+        await self.registering.issued(entry)  # its code, if the unit answers in time
         self.events.publish(
             "sale",
             event="refunded",
@@ -210,12 +230,15 @@ class Settlement:
     # -- the receipt's paper and the drawer ------------------------------------------
 
     def _after_receipt(self, entry: Entry) -> None:
-        """Print the receipt and open the drawer for cash, without the sale waiting for either."""
+        """Print the receipt and open the drawer for cash, without the sale waiting for either.
+
+        With a control unit the receipt prints once its code is journaled
+        (`_print_registered`); the drawer opens at once: the cash is taken."""
         if not self.printing.configured:
             return
         receipt_no = entry.body["receipt_no"]
         printer = self.settings().devices.printer
-        if printer.auto_print:
+        if printer.auto_print and not self.registering.configured:
             self.printing.enqueue_receipt(receipt_no)
         cash = any(p["method"] == "cash" for p in entry.body["payments"])
         # A training sale takes no real money, so there is none to put in the drawer.
@@ -223,6 +246,10 @@ class Settlement:
         if cash and not training and printer.drawer_after_cash:
             reason = "cash-refund" if entry.type == "refund" else "cash-payment"
             self._background(self._kick_drawer(reason, receipt_no))
+
+    def _print_registered(self, receipt_no: int) -> None:
+        if self.printing.configured and self.settings().devices.printer.auto_print:
+            self.printing.enqueue_receipt(receipt_no)
 
     async def _kick_drawer(self, reason: str, receipt_no: int) -> None:
         try:

@@ -146,6 +146,7 @@ class Till:
             },
             "offline_card": self.card.offline_budget(),
             "devices": self.devices.status(),
+            "control_unit": self.settlement.registering.status(),
             "catalog": {
                 "version": self.catalog.version,
                 "articles": self.catalog.info.articles,
@@ -311,6 +312,9 @@ class Till:
 
     async def report(self, kind: str) -> dict[str, Any]:
         return await self.reports.report(kind)
+
+    async def register_float(self, amount: int, note: str) -> dict[str, Any]:
+        return await self.reports.register_float(amount, note)
 
     async def print_receipt(
         self, sale_id: str | None, receipt_no: int | None, copy: bool

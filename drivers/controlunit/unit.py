@@ -184,8 +184,16 @@ class ControlUnit(ABC):
     async def unit_status(self) -> UnitStatus: ...
 
     @abstractmethod
-    async def register(self, receipt: ReceiptRegistration) -> Registration:
+    async def register(
+        self, receipt: ReceiptRegistration, *, sequence: int | None = None
+    ) -> Registration:
         """Register one receipt and return its control code.
+
+        `sequence` is the request's number where the protocol has one (CCSP
+        v2's RR): the driver counts by itself when it is None. A caller that
+        keeps its numbers durably sends a receipt in doubt again with the
+        number it was first sent with, so the unit can answer the first
+        registration instead of making a second.
 
         Raises ControlUnitUnavailable when nothing reached the unit (register
         again later), UnitRefused when the unit said no (nothing registered),

@@ -86,6 +86,7 @@ class SimUnit:
         self.nak_times = 0
         self.nak_scope = "register"
         self.lose_answers = 0
+        self.repeats = 0  # RRs answered with an earlier registration's code
         self._v1: ReceiptRegistration | str | None = None  # "started", then the header
 
     # Faults -----------------------------------------------------------------
@@ -205,6 +206,10 @@ class SimUnit:
     def _register(
         self, receipt: ReceiptRegistration, wire_fields: list[str], sequence: int | None
     ) -> str | None:
+        if sequence is not None:
+            earlier = next((r for r in self.registrations if r.sequence == sequence), None)
+            if earlier is not None:
+                return self._repeat(earlier, wire_fields)
         if self.storage == "full":
             return messages.nak("010")
         journal_no = len(self.registrations) + 1
@@ -228,6 +233,25 @@ class SimUnit:
             return messages.signature_reply(code)
         registration = Registration(code, self.identity.unit_id, self.storage_status())
         return messages.registration_reply(registration, sequence)
+
+    def _repeat(self, earlier: SimRegistration, wire_fields: list[str]) -> str | None:
+        """RR sent again with a number already registered (our choice, to check).
+
+        The same receipt again is a till asking after a registration whose
+        answer it lost: it gets the first answer, and nothing is registered
+        twice. Another receipt under a used number is NAK 011."""
+        if earlier.fields != wire_fields:
+            return messages.nak("011")
+        self.repeats += 1
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return None
+        earlier.answered = True
+        registration = Registration(
+            earlier.control_code, self.identity.unit_id, self.storage_status()
+        )
+        assert earlier.sequence is not None
+        return messages.registration_reply(registration, earlier.sequence)
 
     # Proof ------------------------------------------------------------------
 
@@ -254,6 +278,7 @@ class SimUnit:
             "nak": {"code": self.nak_code, "times": self.nak_times, "scope": self.nak_scope},
             "lose_answers": self.lose_answers,
             "registered": len(self.registrations),
+            "repeats": self.repeats,
             "received": dict(self.received),
         }
 

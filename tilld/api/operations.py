@@ -118,6 +118,11 @@ class ReportParams(Params):
     kind: Literal["x", "z"]
 
 
+class FloatParams(Params):
+    amount: int = Field(ge=0, le=100_000_000)  # öre now in the drawer as float
+    note: str = Field(default="", max_length=200)
+
+
 class CancelPaymentParams(SaleRef):
     payment_id: str = Field(min_length=1, max_length=64)
 
@@ -139,7 +144,7 @@ class SyncNowParams(Params):
 
 
 class DemoSwitchParams(Params):
-    target: Literal["server", "internet", "printer", "scanner", "card"]
+    target: Literal["server", "internet", "printer", "scanner", "card", "controlunit"]
     state: str = Field(min_length=1, max_length=32)  # the demo names what each switch can be
 
 
@@ -394,6 +399,14 @@ OPERATIONS: tuple[Operation, ...] = (
         Role.CASHIER,
         "Open the cash drawer (journaled).",
         lambda till, p: till.open_drawer(),
+    ),
+    Operation(
+        "float.set",
+        FloatParams,
+        Role.CASHIER,
+        "Register the float (växelkassa) now in the drawer: at the start of the day and at "
+        "each change (journaled).",
+        lambda till, p: till.register_float(p.amount, p.note),
     ),
     Operation(
         "admin.printer_test",

@@ -60,6 +60,13 @@ SWITCHES: dict[str, dict[str, list[Call]]] = {
         "cover-open": [("printer", "/state", {"state": "cover-open"})],
     },
     "scanner": {"up": [("scanner", "/plug", {})], "down": [("scanner", "/unplug", {})]},
+    # The control unit (kontrollenhet): unplugged stops sales; full is its memory.
+    "controlunit": {
+        "up": [("controlunit", "/reset", {}), ("controlunit", "/plug", {})],
+        "down": [("controlunit", "/unplug", {})],
+        "warning": [("controlunit", "/storage", {"state": "warning"})],
+        "full": [("controlunit", "/storage", {"state": "full"})],
+    },
     "card": {
         **{brand: [("terminal", None, {"brand": brand, "decision": "approve"})]
            for brand in CARD_STATES},
@@ -71,7 +78,8 @@ SWITCHES: dict[str, dict[str, list[Call]]] = {
 
 
 class DemoSwitches:
-    """The demo's switches (server, internet, printer, scanner, card), via the simulators."""
+    """The demo's switches (server, internet, printer, scanner, card, control unit), via the
+    simulators."""
 
     def __init__(self, controls: dict[str, str]) -> None:
         self.controls = controls  # simulator -> "host:port" of its control API
@@ -163,6 +171,7 @@ def demo_settings(
     terminal: str = "",
     dbus: str = "none",
     terminal_protocol: str = "zvt",
+    controlunit: Path | None = None,
 ) -> Settings:
     catalog = resources.files(__package__) / DEMO_CATALOG
     return Settings(
@@ -186,6 +195,7 @@ def demo_settings(
             "scanner": {"kind": "serial", "port": str(scanner)} if scanner else {},
             "printer": {"kind": "network", "address": printer} if printer else {},
             "terminal": demo_terminal(terminal, terminal_protocol) if terminal else {},
+            "controlunit": ({"kind": "cleancash", "port": str(controlunit)} if controlunit else {}),
         },
         # A small offline limit, so the demo reaches it in a few sales.
         card={"offline_limit": 3},
@@ -294,6 +304,13 @@ async def run_stack(state_dir: Path, terminal_protocol: str = "zvt") -> None:
         )
         helpers.append(terminal_sim)
         terminal = await terminal_sim.start("listening", "control")
+        controlunit_sim = Helper(
+            "control unit",
+            ["-m", "drivers.sim.controlunit", "--link", str(state_dir / "controlunit")],
+            state_dir / "controlunit.log",
+        )
+        helpers.append(controlunit_sim)
+        controlunit = await controlunit_sim.start("pty", "control")
         settings = demo_settings(
             state_dir,
             f"http://{server['listening']}",
@@ -303,6 +320,7 @@ async def run_stack(state_dir: Path, terminal_protocol: str = "zvt") -> None:
             terminal=terminal["listening"],
             dbus=dbus_address,
             terminal_protocol=terminal_protocol,
+            controlunit=state_dir / "controlunit",
         )
         switches = DemoSwitches(
             {
@@ -311,6 +329,7 @@ async def run_stack(state_dir: Path, terminal_protocol: str = "zvt") -> None:
                 "printer": printer["control"],
                 "scanner": scanner["control"],
                 "terminal": terminal["control"],
+                "controlunit": controlunit["control"],
             }
         )
         daemon = Daemon(settings, demo=switches)
@@ -374,6 +393,10 @@ def announce(settings: Settings, backend_url: str, scanner_control: str, typing:
         f"  {ctl} demo card maestro     # refused offline: card-brand-online-only\n"
         f"  {ctl} terminal              # the offline budget\n"
         f"  {ctl} demo card visa; {ctl} demo internet up   # the terminal is flushed\n"
+        "The control unit (kontrollenhet; every receipt prints its control code):\n"
+        f"  {ctl} demo controlunit down  # sales and refunds refused: control-unit-unavailable\n"
+        f"  {ctl} demo controlunit up    # sales resume; receipts waiting for a code print\n"
+        f"  {ctl} demo controlunit full  # its memory is full: no receipts (or: warning)\n"
         "Over D-Bus (the private bus above):\n"
         f"  busctl --address={settings.api.dbus} introspect {names.BUS_NAME} {names.OBJECT_PATH}\n"
         f"  busctl --address={settings.api.dbus} call {names.BUS_NAME} {names.OBJECT_PATH} "

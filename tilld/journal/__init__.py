@@ -11,6 +11,8 @@ Where things live:
 - ``effects.py``: the tables beside the entries (tickets, open sales, card
   intents and counters, print jobs) changed inside an append, and
   ``SideTables``, their reads and writes outside one.
+- ``control.py``: each receipt's registration with the control unit (its
+  request, its state and its code), beside the receipt's entry.
 - ``outbox.py``: ``OutboxBatch`` and ``Outbox``, what sync reads and records.
 - ``queries.py``: ``Queries``, the reads a cashier, a report or tillctl waits for.
 
@@ -22,11 +24,13 @@ and the callers hold one journal; a wrapper per method would say each
 signature twice. The parts share no state but the store's.
 """
 
+from .control import ControlCodeTables, expect_control_code, record_control_code
 from .effects import (
     IntentClosed,
     SideTables,
     close_card_intent,
     count_card,
+    float_change,
     forget_open_sale,
     keep_open_sale,
     local_ticket_check,
@@ -43,7 +47,7 @@ from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION, TICKET_COLUM
 from .store import JournalStore
 
 
-class Journal(Queries, Outbox, SideTables):
+class Journal(Queries, Outbox, SideTables, ControlCodeTables):
     """The journal a till holds: the store with its queries, its outbox and its side tables."""
 
 
@@ -53,6 +57,7 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "TICKET_COLUMNS",
+    "ControlCodeTables",
     "Entry",
     "Fill",
     "IntentClosed",
@@ -63,11 +68,14 @@ __all__ = [
     "TicketRecord",
     "close_card_intent",
     "count_card",
+    "expect_control_code",
+    "float_change",
     "forget_open_sale",
     "keep_open_sale",
     "local_ticket_check",
     "now_with_offset",
     "open_card_intent",
+    "record_control_code",
     "set_ticket_state",
     "since_last",
     "start_print_job",

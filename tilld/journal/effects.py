@@ -95,6 +95,20 @@ def since_last(type_: str, digest: Callable[[Entry | None, list[Entry]], dict[st
     return fill
 
 
+def float_change(amount: int) -> Fill:
+    """The float before this registration and the change, read where it is written."""
+
+    def fill(db: sqlite3.Connection) -> dict[str, Any]:
+        row = db.execute(
+            "SELECT json_extract(body, '$.amount') FROM entries WHERE type = 'float'"
+            " ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        previous = row[0] if row else 0
+        return {"previous": previous, "change": amount - previous}
+
+    return fill
+
+
 def forget_open_sale(sale_id: str) -> SideEffect:
     def effect(db: sqlite3.Connection, entry: Entry) -> None:
         db.execute("DELETE FROM open_sales WHERE sale_id = ?", (sale_id,))

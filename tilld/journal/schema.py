@@ -86,6 +86,22 @@ CREATE TABLE IF NOT EXISTS card_counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- One row per receipt (and per copy) to register with the control unit
+-- (tilld/journal/control.py); sequence is the number its request is sent
+-- with, never reused.
+CREATE TABLE IF NOT EXISTS control_codes (
+    sequence INTEGER PRIMARY KEY,
+    receipt_no INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL,
+    control_code TEXT,
+    unit_id TEXT,
+    updated_at TEXT NOT NULL,
+    UNIQUE (receipt_no, kind)
+);
+CREATE INDEX IF NOT EXISTS control_codes_state ON control_codes (state)
+    WHERE state != 'registered';
 CREATE TABLE IF NOT EXISTS catalog_cache (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     document TEXT NOT NULL,

@@ -212,19 +212,26 @@ class CleanCashUnit(SupervisedDevice, ControlUnit):
         self._publish()
         return UnitStatus(self._main, self._storage)
 
-    async def register(self, receipt: ReceiptRegistration) -> Registration:
+    async def register(
+        self, receipt: ReceiptRegistration, *, sequence: int | None = None
+    ) -> Registration:
         async with self._lock:
             link = self._live_link()
             identity = self._identity
             if identity is None or identity.protocol_version >= 2:
-                return await self._register_v2(link, receipt)
+                return await self._register_v2(link, receipt, sequence)
             return await self._register_v1(link, identity, receipt)
 
-    async def _register_v2(self, link: CcspLink, receipt: ReceiptRegistration) -> Registration:
-        sequence = self._sequence + 1
+    async def _register_v2(
+        self, link: CcspLink, receipt: ReceiptRegistration, given: int | None
+    ) -> Registration:
+        # A caller that keeps its own numbers (durably, across restarts) passes
+        # one; sending a receipt in doubt again with its first number lets the
+        # unit recognise the repeat (docs/controlunit.md "In doubt").
+        sequence = self._sequence + 1 if given is None else given
         request = messages.register_receipt(sequence, receipt)  # ReceiptInvalid: nothing sent
         await self._ready(link, receipt)
-        self._sequence = sequence
+        self._sequence = max(self._sequence, sequence)
         what = f"RR (receipt {receipt.receipt_number}, sequence {sequence})"
         self._doubt = receipt
         try:

@@ -18,6 +18,7 @@ from .export_filter import ExportFilter
 from .render import (
     Style,
     event_line,
+    kronor,
     plural,
     render_pending,
     render_receipt,
@@ -164,6 +165,13 @@ def cmd_printer(client: Client, args: argparse.Namespace) -> int:
 def cmd_drawer(client: Client, args: argparse.Namespace) -> int:
     r = client.call("drawer.open")
     emit(args, r, f"drawer opened (journal seq {r['seq']})")
+    return EXIT_OK
+
+
+def cmd_float(client: Client, args: argparse.Namespace) -> int:
+    r = client.call("float.set", {"amount": args.amount, "note": args.note})
+    change = f"{'+' if r['change'] >= 0 else '-'}{kronor(abs(r['change']))}"
+    emit(args, r, f"float {kronor(r['amount'])} (change {change}; journal seq {r['seq']})")
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ DEMO_SWITCHES = {
     "printer": "up, down, paper-out, paper-low, cover-open",
     "scanner": "up, down",
     "card": "visa, mastercard, maestro, visa-electron, vpay, amex, decline",
+    "controlunit": "up, down, warning, full",
 }
 SCAN_STATES = ("pending", "registered", "rejected")
 
@@ -49,6 +50,19 @@ def bounded_int(low: int, high: int) -> type[int] | object:
 
     parse.__name__ = "number"
     return parse
+
+
+def kronor_amount(text: str) -> int:
+    """'2000', '2000,50' or '2000.50' kronor -> öre."""
+    whole, _, cents = text.strip().replace(",", ".").partition(".")
+    if not whole.isdigit() or not (cents == "" or (cents.isdigit() and len(cents) <= 2)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an amount in kronor, like 2000 or 2000,50"
+        )
+    ore = int(whole) * 100 + int(cents.ljust(2, "0") or 0)
+    if ore > 100_000_000:
+        raise argparse.ArgumentTypeError(f"{text} kr is more than a drawer's float (1 000 000 kr)")
+    return ore
 
 
 def global_options(suppress: bool) -> argparse.ArgumentParser:
@@ -183,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     printer.add_argument("action", choices=["test"], help="test: print a test page")
     printer.set_defaults(run="printer")
     sub.add("drawer", "open the cash drawer (journaled)").set_defaults(run="drawer")
+    float_ = sub.add("float", "register the float (växelkassa) now in the drawer")
+    float_.add_argument("amount", type=kronor_amount, metavar="KRONOR", help="e.g. 2000 or 2000,50")
+    float_.add_argument("--note", default="", help="why it changed")
+    float_.set_defaults(run="float")
 
     logs = sub.add("logs", "tilld's log: journalctl -u tilld, or the demo's log file")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
