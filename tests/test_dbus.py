@@ -7,6 +7,7 @@ the shipped policy file; the client is dbus-fast in the test process (root).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from conftest import REPO, TillProcess
 from dbus_fast import Variant
 from dbussims import Bus, Client, DBusCallError, options, wait_for_name
-from sims import Backend, Proxy, online_config, wait_for
+from sims import Backend, PrinterSim, Proxy, online_config, wait_for
 
 from tilld.api.dbus_names import BUS_NAME, INTERFACE, OBJECT_PATH
 from tilld.cli.dbus_xml import documents
@@ -318,3 +319,50 @@ def test_last_refusal_gives_the_details_the_socket_gives_in_data(bus, dbus):
         assert other.call("LastRefusal") == {}
     finally:
         other.close()
+
+
+def test_printing_calls_answer_at_once_while_the_printer_hangs(short_tmp):
+    """ReceiptPrint and AdminReport wait on the paper over the socket; over D-Bus
+    they answer at once and end as job signals. The printer's process is frozen
+    (SIGSTOP): it takes the bytes and never answers. A call that waited would
+    be logged as slow, which fails the test when the till stops (conftest.py)."""
+    bus = Bus(short_tmp)
+    printer = PrinterSim(short_tmp)
+    printer_config = {"kind": "network", "address": printer.address, "status_interval_s": 0.2}
+    till = TillProcess(
+        short_tmp, {"api": {"dbus": bus.address}, "devices.printer": printer_config}
+    ).start()
+    dbus = Client(bus.address)
+    try:
+        wait_for_name(dbus)
+        wait_for(
+            lambda: dbus.call("StatusGet")["devices"]["printer"]["state"] == "ok",
+            20,
+            what="the printer",
+        )
+        sale_id = dbus.call("SaleOpen")["sale_id"]
+        dbus.call("SaleAdd", "sa{sv}", sale_id, {"plu": Variant("s", "300")})
+        receipt_no = dbus.call("SalePay", "ssx", sale_id, "cash", 5000)["receipt_no"]
+        dbus.wait_signal("DevicePrinted", lambda b: b[0]["receipt_no"] == receipt_no)
+        os.kill(printer.proc.pid, signal.SIGSTOP)
+        try:
+            report = dbus.call("AdminReport", "s", "x")
+            copy = dbus.call(
+                "ReceiptPrint",
+                "a{sv}",
+                {"receipt_no": Variant("x", receipt_no), "copy": Variant("b", True)},
+            )
+        finally:
+            os.kill(printer.proc.pid, signal.SIGCONT)
+        for answer, operation in ((report, "admin.report"), (copy, "receipt.print")):
+            if answer.get("status") == "running":  # the paper took longer than the answer
+                assert answer["operation"] == operation
+                dbus.wait_signal(
+                    "JobFinished", lambda b, a=answer: b[0]["job_id"] == a["job_id"], timeout=30
+                )
+        assert report.get("status") == "running" or report["kind"] == "x"
+    finally:
+        dbus.close()
+        till.stop()
+        for sim in (printer, bus):
+            sim.stop()

@@ -98,3 +98,28 @@ def test_a_held_card_payment_is_cancelled_from_dbus(site):
     (refused,) = dbus.wait_signal("JobRefused", lambda b: b[0]["payment_id"] == payment_id)
     assert refused["reason"] and refused["data"]["reason"] == refused["reason"]
     assert dbus.call("SaleGet", "s", sale_id)["due"] == total  # nothing was charged
+
+
+def test_a_sale_whose_card_payment_is_at_the_terminal_refuses_changes_at_once(site):
+    """Its lock is held until the customer is done: a call to change the sale
+    would wait on the customer, so it is refused at once, and cancel still works."""
+    dbus, terminal = site
+    terminal.set(decision="hold")
+    sale_id, total = _sale(dbus)
+    started = dbus.call("SalePay", "ssx", sale_id, "card", total)
+    assert started["status"] == "running"
+    for method, signature, args in (
+        ("SaleAdd", "sa{sv}", (sale_id, {"plu": _s("300")})),
+        ("SaleVoid", "ss", (sale_id, "the customer left")),
+        ("SalePay", "ssx", (sale_id, "cash", total)),
+    ):
+        with pytest.raises(DBusCallError) as running:
+            dbus.call(method, signature, *args)
+        assert running.value.reason == "card-payment-running", method
+        assert "SaleCancelPayment" in running.value.text
+    assert dbus.call("SaleGet", "s", sale_id)["due"] == total  # nothing changed
+    dbus.call("SaleCancelPayment", "ss", sale_id, started["payment_id"])
+    (refused,) = dbus.wait_signal("JobRefused", lambda b: b[0]["job_id"] == started["job_id"])
+    assert refused["reason"] == "card-aborted"
+    added = dbus.call("SaleAdd", "sa{sv}", sale_id, {"plu": _s("300")})
+    assert added["sale"]["total"] == 2 * total

@@ -376,6 +376,9 @@ class Daemon:
             Part("control unit registrations", self.registering.start, self.registering.stop, 0.25),
             # Payments in doubt are known before anyone can ask to void their sale.
             Part("card payments", self.card.start, self.card.stop, 0.5),
+            # Operations started without waiting (a card payment at the terminal)
+            # are cancelled before the card payments and devices they use stop.
+            Part("jobs", _started(lambda: None), self.till.jobs.stop, 0.5),
             Part("SIGHUP reloads", self._start_reloads, self._stop_reloads, 0.25),
             # D-Bus never stops the till from starting: without a bus it warns and retries.
             Part("the APIs", self._start_apis, self._stop_apis, API_DRAIN_S + 0.5),

@@ -296,8 +296,10 @@ class ControlUnitSection(Section):
     # receipt with a certified control unit (docs/fiscal.md).
     kind: Literal["none", "cleancash"] = "none"
     port: str = ""  # cleancash: the serial device, e.g. /dev/tilld/controlunit
-    # How long a sale's answer waits for its control code before it says "waiting".
-    answer_wait_s: float = Field(default=5.0, gt=0, le=60)
+    # How long a sale's answer waits for its control code before it says
+    # "waiting" (the receipt prints when the code comes). Under a second: a
+    # D-Bus screen's call must not wait on a peer (docs/api.md).
+    answer_wait_s: float = Field(default=0.8, gt=0, le=60)
 
     @model_validator(mode="after")
     def _kind_needs_its_port(self) -> ControlUnitSection:

@@ -118,6 +118,11 @@ class Reason(StrEnum):
         "the link to the terminal broke during a card refund, and asking the terminal at once"
         " showed it booked nothing: refund again",
     )
+    CARD_PAYMENT_RUNNING = (
+        "card-payment-running",
+        "a change to a sale (add, remove, void, pay) while its card payment is at the terminal:"
+        " wait for the payment's outcome, or cancel it",
+    )
     REFUND_IN_PROGRESS = (
         "refund-in-progress",
         "a card refund of the same receipt is at the terminal now: wait for it",

@@ -16,7 +16,7 @@ log = logging.getLogger("tilld.events")
 
 # Every kind of event per topic, in one place: the socket delivers exactly
 # these (the ``event`` field), and the D-Bus adapter has one signal for each
-# (tilld/api/dbus_signals.py); tests/test_event_parity.py checks both.
+# (tilld/api/dbus_schema.py); tests/test_event_parity.py checks both.
 KINDS: dict[str, tuple[str, ...]] = {
     "mode": ("changed",),
     "scan": ("scanned", "registered"),
@@ -28,6 +28,7 @@ KINDS: dict[str, tuple[str, ...]] = {
         "payment",
         "completed",
         "refunded",
+        "registered",  # its receipt's control code, from the control unit (registering.py)
     ),
     "sync": ("progress",),
     "device": ("status", "error", "printed", "print-interrupted", "drawer-opened", "drawer-failed"),

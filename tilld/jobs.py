@@ -48,16 +48,31 @@ class Jobs:
         job_id = str(uuid.uuid4())
         watch = self.events.subscribe() if ids_from is not None else None
         task = asyncio.ensure_future(work)
+        ids: dict[str, Any] = {}
         try:
             ids = await self._first_answer(task, watch, ids_from)
+        except BaseException:
+            # The caller went (the API is stopping): the work goes on as a job,
+            # so its outcome is still told and a stop still cancels it.
+            self._follow(task, job_id, operation, ids)
+            raise
         finally:
             if watch is not None:
                 self.events.unsubscribe(watch)
         if task.done():
             return task.result()  # the operation's own answer (or its refusal)
-        self._running.add(task)
-        task.add_done_callback(lambda done: self._report(job_id, operation, ids, done))
+        self._follow(task, job_id, operation, ids)
         return {"job_id": job_id, "operation": operation, "status": "running", **ids}
+
+    def _follow(
+        self,
+        task: asyncio.Future[dict[str, Any]],
+        job_id: str,
+        operation: str,
+        ids: dict[str, Any],
+    ) -> None:
+        self._running.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(lambda done: self._report(job_id, operation, ids, done))
 
     async def _first_answer(
         self,

@@ -42,6 +42,8 @@ class CardFlow(Protocol):
 
     def in_doubt_for(self, sale_id: str) -> bool: ...
 
+    def at_terminal(self, sale_id: str) -> bool: ...
+
 
 class SwishFlow(Protocol):
     """What selling needs of integrated Swish (tilld/swish.py)."""
@@ -161,6 +163,17 @@ class Selling:
             log.info("closed %d empty sale(s) left open as abandoned", closed)
         return closed
 
+    def sale_turn(self, sale_id: str) -> asyncio.Lock:
+        """The sale's lock, for a change to it; refused at once while its card payment
+        is at the terminal, where the lock is held until the customer is done."""
+        if self.card.at_terminal(sale_id):
+            raise Refused(
+                Reason.CARD_PAYMENT_RUNNING,
+                f"Sale {sale_id}'s card payment is at the terminal now. Wait for its outcome, "
+                "or cancel it with sale.cancel_payment.",
+            )
+        return self.settlement.sale_lock(sale_id)
+
     def list_sales(self) -> dict[str, Any]:
         return {"sales": [sale.view() for sale in self.settlement.open.values()]}
 
@@ -168,7 +181,7 @@ class Selling:
         self, sale_id: str, *, plu: str | None, barcode: str | None, quantity: int
     ) -> dict[str, Any]:
         self.settlement.require_accepting()
-        async with self.settlement.sale_lock(sale_id):
+        async with self.sale_turn(sale_id):
             sale = self.settlement.sale(sale_id)
             article = self.catalog.find(plu=plu, barcode=barcode)
             if article is None:
@@ -237,7 +250,7 @@ class Selling:
         return str(reply["reservation_id"])
 
     async def remove(self, sale_id: str, line_id: int) -> dict[str, Any]:
-        async with self.settlement.sale_lock(sale_id):
+        async with self.sale_turn(sale_id):
             sale = self.settlement.sale(sale_id)
             sale.remove(line_id)
             self._publish_lines("line-removed", sale, line_id)
@@ -255,7 +268,7 @@ class Selling:
         return view_of_entry(entry)
 
     async def void(self, sale_id: str, reason: str) -> dict[str, Any]:
-        async with self.settlement.sale_lock(sale_id):
+        async with self.sale_turn(sale_id):
             sale = self.settlement.sale(sale_id)
             sale.require_no_pending_payment()
             if self.card.in_doubt_for(sale_id):
@@ -285,7 +298,7 @@ class Selling:
         self, sale_id: str, method: str, amount: int, reference: str | None
     ) -> dict[str, Any]:
         self.settlement.require_accepting()
-        async with self.settlement.sale_lock(sale_id):
+        async with self.sale_turn(sale_id):
             sale = self.settlement.sale(sale_id)
             raise_if_refused(self.policy.payment_decision(method, training=sale.training))
             if method == "swish":

@@ -278,7 +278,9 @@ class SyncEngine:
         """
         if not self.server_up():
             return None
-        if await self.journal.first_scan_after(self.scan_mark) != entry.seq:
+        if entry.seq > self.scan_mark and (
+            await self.journal.first_scan_after(self.scan_mark) != entry.seq
+        ):
             return None
         try:
             async with asyncio.timeout(LIVE_SCAN_WAIT_S):

@@ -106,7 +106,6 @@ class Till:
 
     async def stop(self) -> None:
         """Stop sweeping; drawer kicks in flight get a moment to reach the printer."""
-        await self.jobs.stop()
         await self.selling.stop()
         await self.settlement.stop()
 

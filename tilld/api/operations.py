@@ -114,7 +114,7 @@ class ExportParams(Params):
     limit: StrictInt = Field(default=1000, ge=1, le=10_000)
 
 
-class ReportParams(Params):
+class ReportParams(Waiting):
     kind: Literal["x", "z"]
 
 
@@ -148,7 +148,7 @@ class DemoSwitchParams(Params):
     state: str = Field(min_length=1, max_length=32)  # the demo names what each switch can be
 
 
-class PrintParams(Params):
+class PrintParams(Waiting):
     sale_id: str | None = Field(default=None, min_length=1, max_length=64)
     receipt_no: StrictInt | None = Field(default=None, ge=1, le=INT64_MAX)
     # "copy" on the wire; BaseModel.copy is taken in Python.
@@ -191,13 +191,14 @@ class Operation:
     handler: Handler | None  # None: served by the adapter itself (a subscription)
 
 
-def _card_started(sale_id: str | None, kinds: tuple[str, ...]) -> IdsFrom:
-    """The terminal event that names the payment a started card flow made."""
+def _card_started(kinds: tuple[str, ...], **match: Any) -> IdsFrom:
+    """The terminal event that names the payment a started card flow made: of
+    ``kinds``, with the fields in ``match`` (its sale, or the receipt refunded)."""
 
     def ids(event: dict[str, Any]) -> dict[str, Any] | None:
         if event["topic"] != "terminal" or event.get("event") not in kinds:
             return None
-        if sale_id is not None and event.get("sale_id") != sale_id:
+        if any(event.get(key) != value for key, value in match.items()):
             return None
         return {"payment_id": event["payment_id"], "sale_id": event["sale_id"]}
 
@@ -206,16 +207,29 @@ def _card_started(sale_id: str | None, kinds: tuple[str, ...]) -> IdsFrom:
 
 def _pay(till: Till, p: PayParams) -> Awaitable[dict[str, Any]]:
     work = till.pay(p.sale_id, p.method, p.amount, p.reference)
-    if p.wait or p.method != "card":
-        return work  # the other methods answer at once anyway (Swish: status pending)
-    return till.jobs.start("sale.pay", work, _card_started(p.sale_id, ("started",)))
+    if p.wait or p.method not in ("card", "swish"):
+        return work  # cash and manual Swish are journaled at once
+    # Integrated Swish asks the back-end for a request first: a slow one must
+    # not hold the call either.
+    return till.jobs.start("sale.pay", work, _card_started(("started",), sale_id=p.sale_id))
 
 
 def _refund(till: Till, p: RefundParams) -> Awaitable[dict[str, Any]]:
     work = till.refund(p.receipt_no, _refund_lines(p), p.method, p.reason)
     if p.wait or p.method != "card":
         return work
-    return till.jobs.start("sale.refund", work, _card_started(None, ("refund-started",)))
+    started = _card_started(("refund-started",), original_receipt_no=p.receipt_no)
+    return till.jobs.start("sale.refund", work, started)
+
+
+def _report(till: Till, p: ReportParams) -> Awaitable[dict[str, Any]]:
+    work = till.report(p.kind)
+    return work if p.wait else till.jobs.start("admin.report", work)
+
+
+def _print_receipt(till: Till, p: PrintParams) -> Awaitable[dict[str, Any]]:
+    work = till.print_receipt(p.sale_id, p.receipt_no, p.as_copy)
+    return work if p.wait else till.jobs.start("receipt.print", work)
 
 
 def _printer_test(till: Till, p: PrinterTestParams) -> Awaitable[dict[str, Any]]:
@@ -376,15 +390,17 @@ OPERATIONS: tuple[Operation, ...] = (
         "admin.report",
         ReportParams,
         Role.TECH,
-        "X report (a look) or Z report (closes the day, journaled).",
-        lambda till, p: till.report(p.kind),
+        "X report (a look) or Z report (closes the day, journaled); printed "
+        "(wait: false: at once, the report as a job event if the paper takes longer).",
+        _report,
     ),
     Operation(
         "receipt.print",
         PrintParams,
         Role.CASHIER,
-        "Print a receipt (by sale_id or receipt_no); copy: true prints the one allowed KOPIA.",
-        lambda till, p: till.print_receipt(p.sale_id, p.receipt_no, p.as_copy),
+        "Print a receipt (by sale_id or receipt_no); copy: true prints the one allowed KOPIA "
+        "(wait: false: at once, the outcome as a job event if the paper takes longer).",
+        _print_receipt,
     ),
     Operation(
         "receipt.get",

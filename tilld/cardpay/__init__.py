@@ -132,6 +132,10 @@ class CardPayments:
     def in_doubt_for(self, sale_id: str) -> bool:
         return self.desk.in_doubt_for(sale_id)
 
+    def at_terminal(self, sale_id: str) -> bool:
+        """Is a card payment of this sale waiting at the terminal (for the customer)?"""
+        return sale_id in self.desk.running
+
     def refund_in_doubt_for(self, receipt_no: int) -> bool:
         return self.desk.refund_in_doubt_for(receipt_no)
 

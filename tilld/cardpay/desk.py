@@ -39,7 +39,10 @@ log = logging.getLogger("tilld.card")
 # after forwarding.
 # What a card payment waits for rather than being refused as busy, and how
 # long: a ZVT end of day after a long outage can take a minute.
-HOUSEKEEPING = ("flush", "resolve")
+# Not behind the background resolver: it may be waiting for the very sale
+# lock the payer holds (cardpay/doubts.py), and a payment resolves doubts
+# itself before it starts.
+HOUSEKEEPING = ("flush",)
 HOUSEKEEPING_WAIT_S = 90.0
 
 OFFLINE_STORED = "offline_stored"
@@ -57,6 +60,7 @@ class TerminalDesk:
         self.offline_changed = asyncio.Event()  # wakes the age watch (offline_store.py)
         self.lock = asyncio.Lock()  # one card payment (or refund, resolution, flush) at a time
         self.busy_with: str | None = None  # what holds the lock (``turn``)
+        self.queued = 0  # payments or refunds waiting behind a flush (at most one)
         self.doubts: dict[str, dict[str, Any]] = {}  # payment_id -> the intent's body
         self.running: dict[str, str] = {}  # sale_id -> payment_id of the payment at the terminal
 
@@ -131,7 +135,7 @@ class TerminalDesk:
 
     def idle_terminal(self) -> CardTerminal:
         terminal = self.require_terminal()
-        if self.lock.locked() and self.busy_with not in HOUSEKEEPING:
+        if self.lock.locked() and (self.busy_with not in HOUSEKEEPING or self.queued):
             raise Refused(
                 Reason.TERMINAL_BUSY,
                 "The card terminal is busy with another payment; wait for it to finish.",
@@ -147,6 +151,8 @@ class TerminalDesk:
         housekeeping: the flush that runs when the internet returns would
         otherwise refuse the first card payment after an outage.
         """
+        waits = kind not in HOUSEKEEPING and self.lock.locked()
+        self.queued += waits
         try:
             async with asyncio.timeout(HOUSEKEEPING_WAIT_S):
                 await self.lock.acquire()
@@ -157,6 +163,8 @@ class TerminalDesk:
                 f"over {HOUSEKEEPING_WAIT_S:g} s. Take another payment method and ask a "
                 "technician to look at the terminal.",
             ) from None
+        finally:
+            self.queued -= waits
         self.busy_with = kind
         try:
             yield

@@ -58,7 +58,13 @@ class CardRefunding:
             )
             sale_id = intent["sale_id"]
             self.desk.running[sale_id] = payment_id
-            self.desk.publish("refund-started", sale_id, payment_id, amount=amount)
+            self.desk.publish(
+                "refund-started",
+                sale_id,
+                payment_id,
+                amount=amount,
+                original_receipt_no=body["original_receipt_no"],
+            )
             try:
                 try:
                     result = await terminal.refund(
