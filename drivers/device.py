@@ -132,6 +132,22 @@ class SupervisedDevice(ABC):
             return False
         return True
 
+    @property
+    def ready(self) -> bool:
+        """Able to take a command now; a device with more to check (a live link) says more."""
+        return self.connected
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until ``ready``, at most ``timeout_s``; False if it did not become ready."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready:
+            if time.monotonic() > deadline:
+                return False
+            await self.wait_connected(max(0.0, deadline - time.monotonic()))
+            if not self.ready:
+                await asyncio.sleep(0.02)  # connected, its link not yet: look again soon
+        return True
+
     async def _supervise(self) -> None:
         while True:
             try:

@@ -138,16 +138,6 @@ class NexoTerminal(SupervisedDevice, CardTerminal):
     def ready(self) -> bool:
         return self.connected and not self._lost.is_set()
 
-    async def wait_ready(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not self.ready:
-            if time.monotonic() > deadline:
-                return False
-            await self.wait_connected(max(0.0, deadline - time.monotonic()))
-            if not self.ready:
-                await asyncio.sleep(0.02)
-        return True
-
     async def _connect(self) -> None:
         self._lost.clear()
         login = LoginRequest(

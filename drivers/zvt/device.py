@@ -136,16 +136,6 @@ class ZvtTerminal(SupervisedDevice, CardTerminal):
         """Connected, registered and the link alive: commands will be sent."""
         return self._link is not None and not self._link.closed and self.connected
 
-    async def wait_ready(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not self.ready:
-            if time.monotonic() > deadline:
-                return False
-            await self.wait_connected(max(0.0, deadline - time.monotonic()))
-            if not self.ready:
-                await asyncio.sleep(0.02)
-        return True
-
     async def _connect(self) -> None:
         link = await self.transport.open()
         try:
