@@ -6,13 +6,13 @@ _tillctl() {
     # The subcommands typed so far make the path; options and their values are skipped.
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
-        case " acknowledge-rollback call completion demo devices drawer export float flush journal logs pending print printer receipt report scans show status sync terminal verify watch " in
+        case " acknowledge-rollback call completion controlunit demo devices drawer export float flush journal logs pending print printer receipt report scans settle show status sync terminal verify watch " in
             *" $w "*) path="${path:+$path }$w" ;;
         esac
     done
     case "$path" in
         '')
-            words='status pending sync scans journal report receipt terminal devices printer drawer float logs watch demo call completion -h --help --socket --json -y --yes --version' ;;
+            words='status pending sync scans journal report receipt terminal controlunit devices printer drawer float logs watch demo call completion -h --help --socket --json -y --yes --version' ;;
         status)
             words='-h --help --socket --json -y --yes' ;;
         pending)
@@ -45,6 +45,12 @@ _tillctl() {
             words='-h --help --socket --json -y --yes' ;;
         'terminal flush')
             words='-h --help --socket --json -y --yes' ;;
+        controlunit)
+            words='status settle -h --help --socket --json -y --yes' ;;
+        'controlunit status')
+            words='-h --help --socket --json -y --yes' ;;
+        'controlunit settle')
+            words='-h --help --socket --json -y --yes --register-again --code --unit-id --technician' ;;
         devices)
             words='-h --help --socket --json -y --yes' ;;
         printer)

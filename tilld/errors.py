@@ -230,6 +230,17 @@ class Reason(StrEnum):
         "`sale.add` of an article whose VAT rate a control unit cannot register (only 25, 12, 6 "
         "and 0 %): its receipt could never be issued; fix the article's rate in the catalog",
     )
+    CONTROL_UNIT_NO_DOUBT = (
+        "control-unit-no-doubt",
+        "`admin.controlunit_settle` of a receipt whose registration is not in doubt (never "
+        "made, already registered, or waiting to be sent): there is nothing to settle; "
+        "`status.get`'s `control_unit.doubts` lists those that are",
+    )
+    CONTROL_CODE_MALFORMED = (
+        "control-code-malformed",
+        "`admin.controlunit_settle` with action `registered` and a control code (or unit id) "
+        "that is missing or not as the unit shows one: capitals and digits, no spaces",
+    )
     PRINTER_NOT_CONFIGURED = (
         "printer-not-configured",
         "`receipt.print`, `drawer.open` or `admin.printer_test` on a till without "

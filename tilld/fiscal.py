@@ -7,12 +7,14 @@ are decided here; tilld/registering.py does the I/O.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from drivers.controlunit import ReceiptKind, ReceiptRegistration
 from drivers.device import DeviceState, DeviceStatus
 
+from .errors import Reason, Refused
 from .receipt import Seller
 
 # The kinds of registration a receipt can need, as the journal's control_codes rows name them.
@@ -85,6 +87,64 @@ def not_working_because(
             "no control code for; a technician must settle it with the unit's supplier"
         )
     return None
+
+
+# How a technician settles a registration in doubt (docs/fiscal.md "A registration in doubt").
+REGISTER_AGAIN = "register-again"  # the unit's journal does not hold it: send it again
+REGISTERED = "registered"  # the unit holds it: its code, read from the unit, is entered
+SETTLE_ACTIONS = (REGISTER_AGAIN, REGISTERED)
+# A code or unit id as the unit shows it; '#' or a space would break the receipt and the
+# unit's own frames, and a code typed wrong must be refused rather than printed.
+_CODE = re.compile(r"[0-9A-Z]{8,128}")
+_UNIT_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+
+
+def settlement(
+    row: dict[str, Any] | None,
+    receipt_no: int,
+    action: str,
+    control_code: str | None,
+    unit_id: str | None,
+) -> dict[str, Any]:
+    """What settling the doubt of ``receipt_no``'s registration ``row`` journals; Refused if
+    it cannot be settled so. ``unit_id`` is the one to print (given, or the unit's own)."""
+    if row is None or row["state"] != "in-doubt":
+        state = "no registration" if row is None else f"its registration is {row['state']}"
+        raise Refused(
+            Reason.CONTROL_UNIT_NO_DOUBT,
+            f"Receipt {receipt_no} has no registration in doubt ({state}): there is nothing "
+            "to settle. status.get's control_unit.doubts lists the receipts that have one.",
+            receipt_no=receipt_no,
+        )
+    body: dict[str, Any] = {
+        "receipt_no": receipt_no,
+        "kind": row["kind"],
+        "sequence": row["sequence"],
+        "action": action,
+    }
+    if action == REGISTER_AGAIN:
+        if control_code is not None:
+            raise Refused(
+                Reason.CONTROL_CODE_MALFORMED,
+                "A control code goes with action 'registered' only: 'register-again' sends "
+                "the receipt to the unit, which gives the code.",
+            )
+        return body
+    if control_code is None or not _CODE.fullmatch(control_code):
+        raise Refused(
+            Reason.CONTROL_CODE_MALFORMED,
+            f"{control_code!r} is not a control code as the unit shows one (8 to 128 capitals "
+            "and digits, no spaces): read it again from the unit's journal or display.",
+            receipt_no=receipt_no,
+        )
+    if unit_id is None or not _UNIT_ID.fullmatch(unit_id):
+        raise Refused(
+            Reason.CONTROL_CODE_MALFORMED,
+            f"{unit_id!r} is not a control unit's manufacturing number: give unit_id as the "
+            "unit shows it (the till does not know the unit's own yet).",
+            receipt_no=receipt_no,
+        )
+    return {**body, "control_code": control_code, "unit_id": unit_id}
 
 
 def is_storage_warning(status: DeviceStatus) -> bool:

@@ -18,7 +18,9 @@ none. How tilld keeps them:
   the same number, and the unit answers the registration it already made
   (docs/controlunit.md "In doubt"): nothing is registered twice. A protocol
   without numbers (CCSP v1) cannot be asked, so such a doubt stops the till
-  until a technician settles it.
+  until a technician settles it (`settle`): after reading the unit's own
+  journal, by having it registered again or by entering the code the unit
+  shows; either way the decision is journaled with the technician's name.
 """
 
 from __future__ import annotations
@@ -47,13 +49,24 @@ from .errors import Reason, Refused
 from .events import EventBus
 from .fiscal import (
     COPY,
+    NORMAL,
+    REGISTER_AGAIN,
+    TRAINING,
     is_storage_warning,
     not_working_because,
     receipt_kind,
     registration_of,
     registration_request,
+    settlement,
 )
-from .journal import Entry, Journal, SideEffect, expect_control_code, record_control_code
+from .journal import (
+    Entry,
+    Journal,
+    SideEffect,
+    expect_control_code,
+    record_control_code,
+    register_control_request_again,
+)
 from .receipt import Seller
 
 log = logging.getLogger("tilld.controlunit")
@@ -228,10 +241,78 @@ class Registering:
             "detail": why or self.unit.status.detail,
             "waiting_receipts": waiting,
             "in_doubt": self._in_doubt,
+            "doubts": sorted(
+                ({"receipt_no": r["receipt_no"], "kind": r["kind"]} for r in self._doubts()),
+                key=lambda d: (d["receipt_no"], d["kind"]),
+            ),
             "unregistrable_receipts": sorted(
                 r["receipt_no"] for r in self._waiting.values() if r["state"] == "invalid"
             ),
         }
+
+    # -- a technician's settlement -----------------------------------------------------
+
+    async def settle(
+        self,
+        receipt_no: int,
+        technician: str,
+        action: str,
+        control_code: str | None = None,
+        unit_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Settle the registration in doubt of ``receipt_no`` as the technician found it at
+        the unit (docs/fiscal.md "A registration in doubt"); journaled before anything else."""
+        row = await self._doubt_of(receipt_no)
+        if unit_id is None and self.unit is not None and self.unit.identity is not None:
+            unit_id = self.unit.identity.unit_id
+        body = settlement(row, receipt_no, action, control_code, unit_id)
+        assert row is not None  # settlement() refuses otherwise
+        if action == REGISTER_AGAIN:
+            # The decision and the row's return to "waiting" commit together: a crash
+            # after it sends the request, never without the decision on record.
+            entry = await self.journal.append(
+                "control-unit-settled",
+                {**body, "technician": technician},
+                effects=(register_control_request_again(row["sequence"]),),
+            )
+            self._note([{**row, "state": "waiting"}])
+            self._wake.set()
+            log.warning(
+                "receipt %d: registration in doubt settled by %s: registered again",
+                receipt_no,
+                technician,
+            )
+            return {**body, "seq": entry.seq, "state": "waiting"}
+        result = await self._journal_code(
+            row,
+            body["control_code"],
+            body["unit_id"],
+            entered_by_hand=True,
+            technician=technician,
+        )
+        log.warning(
+            "receipt %d: registration in doubt settled by %s with the code read from the unit",
+            receipt_no,
+            technician,
+        )
+        return {**result, "action": action}
+
+    async def _doubt_of(self, receipt_no: int) -> dict[str, Any] | None:
+        """The receipt's registration in doubt, else any registration of it (to say why not)."""
+        if self.unit is None:
+            return None
+        rows = await self.journal.control_requests("in-doubt")
+        for row in rows:
+            if row["receipt_no"] == receipt_no:
+                return row
+        for kind in (NORMAL, TRAINING, COPY):
+            row = await self.journal.control_request(receipt_no, kind)
+            if row is not None:
+                return row
+        return None
+
+    def _doubts(self) -> list[dict[str, Any]]:
+        return [r for r in self._waiting.values() if r["state"] == "in-doubt"]
 
     # -- the unit's reports -------------------------------------------------------------
 
@@ -340,7 +421,7 @@ class Registering:
             self._report(number, str(exc))
             return False
         self._refusal = None
-        await self._journal_code(row, answer)
+        await self._journal_code(row, answer.control_code, answer.unit_id)
         return True
 
     async def _doubt(self, row: dict[str, Any], number: int, why: str) -> None:
@@ -349,23 +430,28 @@ class Registering:
         self._note([row])
         self._report(number, f"registration in doubt, for a technician to settle: {why}")
 
-    async def _journal_code(self, row: dict[str, Any], answer: Registration) -> None:
+    async def _journal_code(
+        self, row: dict[str, Any], control_code: str, unit_id: str, **settled: Any
+    ) -> dict[str, Any]:
         body = {
             "receipt_no": row["receipt_no"],
             "kind": row["kind"],
-            "control_code": answer.control_code,
-            "unit_id": answer.unit_id,
+            "control_code": control_code,
+            "unit_id": unit_id,
             "sequence": row["sequence"],
+            **settled,  # entered by hand: who read it from the unit
         }
         entry = await self.journal.append(
             "control-code", body, effects=(record_control_code(row["sequence"]),)
         )
         self._waiting.pop(row["sequence"], None)
+        self._note([])
         result = {"state": "registered", "seq": entry.seq, **body}
         self.events.publish("sale", event="registered", **body)
         self._settle(row, result)
         if row["kind"] != COPY and self.on_registered is not None:
             self.on_registered(row["receipt_no"])
+        return result
 
     def _settle(self, row: dict[str, Any], result: dict[str, Any]) -> None:
         for future in self._waiters.pop(_key(row["receipt_no"], row["kind"] == COPY), []):

@@ -243,6 +243,19 @@ class Till:
             "next_receipt_no": self.journal.numbers["receipt_no"] + 1,
         }
 
+    async def settle_control_unit(
+        self,
+        receipt_no: int,
+        technician: str,
+        action: str,
+        control_code: str | None,
+        unit_id: str | None,
+    ) -> dict[str, Any]:
+        """A technician settles a registration in doubt (docs/fiscal.md)."""
+        return await self.settlement.registering.settle(
+            receipt_no, technician, action, control_code, unit_id
+        )
+
     async def reload_config(self) -> dict[str, Any]:
         if self._reload is None:
             raise Refused(Reason.RELOAD_UNAVAILABLE, "This till cannot reload its configuration.")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from ..catalog import MAX_BARCODE_LENGTH, MAX_PLU_LENGTH
 from ..events import TOPICS
+from ..fiscal import SETTLE_ACTIONS
 from ..jobs import IdsFrom
 from ..rules import PAYMENT_METHODS
 from ..sales import MAX_QUANTITY
@@ -172,6 +173,23 @@ class ReceiptRef(Params):
 class AcknowledgeParams(Params):
     technician: str = Field(
         min_length=1, max_length=100, description="Who acknowledges the loss (journaled)."
+    )
+
+
+class SettleParams(ReceiptRef):
+    technician: str = Field(min_length=1, max_length=100, description="Who settles it (journaled).")
+    action: Literal[SETTLE_ACTIONS]  # type: ignore[valid-type]
+    control_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="With action registered: the code read from the unit.",
+    )
+    unit_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="With action registered: the unit's id, if not the one connected.",
     )
 
 
@@ -438,6 +456,16 @@ OPERATIONS: tuple[Operation, ...] = (
         Role.TECH,
         "Send the card payments the terminal stored offline now (needs the internet).",
         lambda till, p: till.terminal_flush(),
+    ),
+    Operation(
+        "admin.controlunit_settle",
+        SettleParams,
+        Role.TECH,
+        "Settle a control-unit registration in doubt, as checked at the unit: register-again "
+        "sends it again, registered journals the code read from the unit (journaled).",
+        lambda till, p: till.settle_control_unit(
+            p.receipt_no, p.technician, p.action, p.control_code, p.unit_id
+        ),
     ),
     Operation(
         "admin.reload",

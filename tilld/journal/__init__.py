@@ -24,7 +24,12 @@ and the callers hold one journal; a wrapper per method would say each
 signature twice. The parts share no state but the store's.
 """
 
-from .control import ControlCodeTables, expect_control_code, record_control_code
+from .control import (
+    ControlCodeTables,
+    expect_control_code,
+    record_control_code,
+    register_control_request_again,
+)
 from .effects import (
     IntentClosed,
     SideTables,
@@ -76,6 +81,7 @@ __all__ = [
     "now_with_offset",
     "open_card_intent",
     "record_control_code",
+    "register_control_request_again",
     "set_ticket_state",
     "since_last",
     "start_print_job",

@@ -50,6 +50,20 @@ def record_control_code(sequence: int) -> SideEffect:
     return effect
 
 
+def register_control_request_again(sequence: int) -> SideEffect:
+    """A technician's settlement of a doubt: the request waits to be sent again, from the
+    commit of the entry that says who decided it (only a row still in doubt)."""
+
+    def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        db.execute(
+            "UPDATE control_codes SET state = 'waiting', updated_at = ?"
+            " WHERE sequence = ? AND state = 'in-doubt'",
+            (entry.created_at, sequence),
+        )
+
+    return effect
+
+
 def _row(row: tuple[Any, ...]) -> dict[str, Any]:
     sequence, receipt_no, kind, request, state, code, unit_id = row
     return {

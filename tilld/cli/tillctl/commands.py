@@ -20,6 +20,7 @@ from .render import (
     event_line,
     kronor,
     plural,
+    render_controlunit,
     render_pending,
     render_receipt,
     render_report,
@@ -209,6 +210,29 @@ def cmd_terminal(client: Client, args: argparse.Namespace) -> int:
         "internet": st["internet"],
     }
     emit(args, view, render_terminal(st, style(args)))
+    return EXIT_OK
+
+
+def cmd_controlunit(client: Client, args: argparse.Namespace) -> int:
+    if args.controlunit_command == "settle":
+        params: dict[str, Any] = {"receipt_no": args.receipt_no, "technician": args.technician}
+        if args.register_again:
+            params["action"] = "register-again"
+        else:
+            params.update(action="registered", control_code=args.code)
+            if args.unit_id:
+                params["unit_id"] = args.unit_id
+        r = call_confirmed(client, "admin.controlunit_settle", params, args.yes)
+        human = (
+            f"receipt {args.receipt_no}: sent to the control unit again (journal seq {r['seq']})"
+            if args.register_again
+            else f"receipt {args.receipt_no}: control code {r['control_code']} journaled "
+            f"(seq {r['seq']}); it prints now"
+        )
+        emit(args, r, human)
+        return EXIT_OK
+    unit = client.call("status.get")["control_unit"]
+    emit(args, unit, render_controlunit(unit))
     return EXIT_OK
 
 

@@ -23,6 +23,13 @@ DANGEROUS: tuple[tuple[str, dict[str, Any] | None, str], ...] = (
         None,
         "accept that the journal's lost entries are gone for good (journaled with your name)",
     ),
+    (
+        "admin.controlunit_settle",
+        None,
+        "settle a control-unit registration in doubt as you found it at the unit: a wrong "
+        "answer registers the receipt twice or prints a code the unit never gave "
+        "(journaled with your name)",
+    ),
 )
 
 

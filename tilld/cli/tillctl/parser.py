@@ -192,6 +192,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     terminal.set_defaults(run="terminal", terminal_command="status")
 
+    unit = sub.add("controlunit", "the control unit: working, waiting receipts, doubts, settle")
+    usub = unit.add_subparsers(dest="controlunit_command", metavar="{status,settle}")
+    usub.add_parser("status", help="the default", parents=[global_options(suppress=True)])
+    settle = usub.add_parser(
+        "settle",
+        help="settle receipt N's registration in doubt as found at the unit (asks first)",
+        description="Settle receipt N's registration in doubt, after reading the unit's own "
+        "journal (docs/fiscal.md): --register-again if the unit does not hold it, --code with "
+        "the code it shows if it does.",
+        parents=[global_options(suppress=True)],
+    )
+    settle.add_argument("receipt_no", type=bounded_int(1, 2**63 - 1), metavar="N")
+    how = settle.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--register-again",
+        action="store_true",
+        help="the unit does not hold it: register it again as a new request",
+    )
+    how.add_argument("--code", metavar="CODE", help="the unit holds it: its control code")
+    settle.add_argument(
+        "--unit-id", metavar="ID", help="with --code: the unit's id, if not the one connected"
+    )
+    settle.add_argument(
+        "--technician",
+        default=os.environ.get("SUDO_USER") or getpass.getuser(),
+        help="who settles it (journaled; default: the login name)",
+    )
+    unit.set_defaults(run="controlunit", controlunit_command="status")
+
     sub.add("devices", "devices and their state").set_defaults(run="devices")
     printer = sub.add("printer", "the receipt printer")
     printer.add_argument("action", choices=["test"], help="test: print a test page")

@@ -346,6 +346,33 @@ def render_receipt(r: dict[str, Any], now: datetime | None = None) -> str:
     return head + "\n\n" + r["text"].rstrip("\n")
 
 
+def render_controlunit(unit: dict[str, Any]) -> str:
+    """status.get's control_unit: whether receipts can be issued, and what waits for whom."""
+    if not unit.get("configured"):
+        return "no control unit configured (not lawful in Sweden)"
+
+    def numbers(items: list[int]) -> str:
+        return ", ".join(str(n) for n in items) or "none"
+
+    lines = [
+        f"working:  {'yes' if unit['working'] else 'NO'}",
+        f"detail:   {unit.get('detail') or '-'}",
+        f"waiting:  {numbers(unit.get('waiting_receipts', []))}",
+    ]
+    doubts = unit.get("doubts", [])
+    lines.append(
+        "in doubt: " + (", ".join(f"{d['receipt_no']} ({d['kind']})" for d in doubts) or "none")
+    )
+    if unit.get("unregistrable_receipts"):
+        lines.append(f"cannot be registered: {numbers(unit['unregistrable_receipts'])}")
+    if doubts:
+        lines.append(
+            "settle each after reading the unit's journal: tillctl controlunit settle N "
+            "--register-again | --code CODE (docs/fiscal.md)"
+        )
+    return "\n".join(lines)
+
+
 def render_terminal(st: dict[str, Any], style: Style = PLAIN) -> str:
     terminal = (st.get("devices") or {}).get("terminal")
     card = st["offline_card"]
