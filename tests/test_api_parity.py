@@ -53,6 +53,15 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("demo.set", {"target": "server", "state": "down"}),
     ("admin.journal_verify", {}),
     ("admin.acknowledge_rollback", {"technician": "Kim"}),  # refused: nothing went back
+    # Refused: no control unit, so no registration in doubt (with and without the options).
+    (
+        "admin.controlunit_settle",
+        {"receipt_no": 1, "technician": "Kim", "action": "register-again"},
+    ),
+    (
+        "admin.controlunit_settle",
+        {"receipt_no": 1, "technician": "Kim", "action": "registered", "control_code": "AB12CD34"},
+    ),
     ("admin.journal_export", {"format": "csv"}),
     ("float.set", {"amount": 50000, "note": "start of the day"}),
     ("float.set", {"amount": -1}),
