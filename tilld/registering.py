@@ -121,6 +121,8 @@ class Registering:
         self._refusal: str | None = None
         self._last_status: DeviceStatus | None = None
         self._worker: asyncio.Task[None] | None = None
+        # One settlement at a time, so one doubt is never acted on twice.
+        self._settling = asyncio.Lock()
 
     @property
     def configured(self) -> bool:
@@ -262,6 +264,17 @@ class Registering:
     ) -> dict[str, Any]:
         """Settle the registration in doubt of ``receipt_no`` as the technician found it at
         the unit (docs/fiscal.md "A registration in doubt"); journaled before anything else."""
+        async with self._settling:
+            return await self._settle_doubt(receipt_no, technician, action, control_code, unit_id)
+
+    async def _settle_doubt(
+        self,
+        receipt_no: int,
+        technician: str,
+        action: str,
+        control_code: str | None,
+        unit_id: str | None,
+    ) -> dict[str, Any]:
         row = await self._doubt_of(receipt_no)
         if unit_id is None and self.unit is not None and self.unit.identity is not None:
             unit_id = self.unit.identity.unit_id
