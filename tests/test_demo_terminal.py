@@ -50,6 +50,12 @@ def test_the_demo_takes_a_card_through_the_nexo_terminal(short_tmp: Path) -> Non
                 30,
                 what="the demo's internet down",
             )
+            # Card stays open offline (nothing stored yet); the cap is per payment.
+            wait_for(
+                lambda: client.call("status.get")["payment_methods"]["card"]["available"],
+                30,
+                what="card payments open offline",
+            )
             big = client.call("sale.open")["sale_id"]
             client.call("sale.add", sale_id=big, plu="300", quantity=20)
             amount = client.call("sale.get", sale_id=big)["total"]
