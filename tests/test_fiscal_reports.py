@@ -114,6 +114,8 @@ def test_x_and_z_reports_hold_every_item_with_hand_computed_figures(site: Site) 
     assert {key: z[key] for key in expected if key != "kind"} == {
         k: v for k, v in expected.items() if k != "kind"
     }
+    # No card terminal here: the Z says so, and the day is closed all the same.
+    assert z["terminal"] == {"closed": False, "why": "no card terminal is configured"}
     # Both reports also came out of the receipt printer, with the same figures.
     assert x["printed"]["state"] == z["printed"]["state"] == "printed"
     wait_for(
@@ -137,6 +139,7 @@ def test_x_and_z_reports_hold_every_item_with_hand_computed_figures(site: Site) 
             figure,
             paper,
         )
+    assert "Kortterminal: dagen ej avslutad" in paper
     # The next day starts from the Z: nothing sold yet, grand totals and float carried.
     after = client.call("admin.report", kind="x")
     assert (after["sales"], after["net"], after["copies"]) == (0, 0, {"count": 0, "amount": 0})

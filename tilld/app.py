@@ -251,7 +251,12 @@ class Daemon:
             refunds=Refunds(current, self.journal, connectivity, settlement, policy, self.card),
             scans=scans,
             reports=Reports(
-                current, self.journal, self.outbox, self._unit_id, self.printing.print_report
+                current,
+                self.journal,
+                self.outbox,
+                self._unit_id,
+                self.printing.print_report,
+                self.card.close_batch,
             ),
             sync=self.sync,
             card=self.card,

@@ -185,9 +185,24 @@ def report_document(report: dict[str, Any], seller: Seller) -> Document:
         Columns("Grand total försäljning", format_sek(report["grand_total_sales"])),
         Columns("Grand total returer", format_sek(-report["grand_total_refunds"])),
         Columns("Grand total netto", format_sek(report["grand_total"]), bold=True),
+        *_terminal_lines(report.get("terminal")),
         Cut(),
     ]
     return tuple(blocks)
+
+
+def _terminal_lines(terminal: dict[str, Any] | None) -> list[Block]:
+    """A Z's card terminal end of day: its batch totals, or why it is not closed."""
+    if terminal is None:
+        return []
+    if not terminal["closed"]:
+        return [Rule(), Text("Kortterminal: dagen ej avslutad"), Text(f"  {terminal['why']}")]
+    return [
+        Rule(),
+        Text("Kortterminal: dagen avslutad"),
+        Columns(f"Kortköp ({terminal['count']})", format_sek(terminal["total"])),
+        Columns("Offline skickade", str(terminal["sent"])),
+    ]
 
 
 def printer_test_page(seller: Seller) -> Document:

@@ -6,9 +6,11 @@ transaction that appends it); everything else only reads.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +19,13 @@ from .export_columns import EXPORT_FIELDS
 from .journal import Entry, Journal, float_change, now_with_offset, since_last
 from .outbox import Outbox
 from .reports import period_totals
+
+log = logging.getLogger("tilld.reports")
+
+# How long a Z report waits for the card terminal's end of day, at most: a
+# terminal forwarding a day's stored payments takes seconds, and one that
+# takes longer must not keep the day from closing (the Z says so instead).
+TERMINAL_CLOSE_S = 60.0
 
 
 class Reports:
@@ -27,14 +36,17 @@ class Reports:
         outbox: Outbox,
         unit_id: Callable[[], str | None] = lambda: None,
         print_report: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None,
+        close_terminal: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         """``unit_id``: the control unit's manufacturing number, if a unit is connected;
-        ``print_report`` puts a report on the receipt printer (tilld/printing.py)."""
+        ``print_report`` puts a report on the receipt printer (tilld/printing.py);
+        ``close_terminal`` closes the card terminal's batch (tilld/cardpay)."""
         self.settings = settings
         self.journal = journal
         self.outbox = outbox
         self.unit_id = unit_id
         self.print_report = print_report
+        self.close_terminal = close_terminal
 
     async def pending(self, limit: int) -> dict[str, Any]:
         listed = await self.journal.pending(limit)
@@ -75,6 +87,8 @@ class Reports:
         if kind == "x":
             report = {**header, **await self.journal.read_fill(fill)}
         else:
+            # The terminal's batch first, so the Z records how it went.
+            header["terminal"] = await self._close_terminal()
             # A Z's totals are read in the transaction that appends it (see since_last).
             entry = await self.journal.append("z-report", header, number="z_no", fill=fill)
             report = {**entry.body, "seq": entry.seq}
@@ -83,6 +97,25 @@ class Reports:
             if printed is not None:
                 report["printed"] = printed
         return report
+
+    async def _close_terminal(self) -> dict[str, Any]:
+        """The card terminal's end of day for a Z; a terminal that cannot is
+        reported in the Z, and never keeps the day from closing."""
+        if self.close_terminal is None:
+            return {"closed": False, "why": "no card terminal is configured"}
+        try:
+            result = await asyncio.wait_for(self.close_terminal(), TERMINAL_CLOSE_S)
+        except TimeoutError:
+            result = {
+                "closed": False,
+                "why": f"the card terminal did not close its batch within {TERMINAL_CLOSE_S:g} s",
+            }
+        except Exception as exc:  # the Z stands whatever the terminal does
+            log.exception("the card terminal's end of day failed")
+            result = {"closed": False, "why": f"the card terminal's end of day failed: {exc}"}
+        if not result["closed"]:
+            log.warning("Z report: the card terminal's batch is not closed: %s", result["why"])
+        return result
 
     async def register_float(self, amount: int, note: str) -> dict[str, Any]:
         """The float (växelkassa) now in the drawer: at the start of the day, and each change.

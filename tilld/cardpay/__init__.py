@@ -92,6 +92,10 @@ class CardPayments:
     def ready(self) -> bool:
         return self.desk.ready
 
+    async def close_batch(self) -> dict[str, Any]:
+        """End of day at the terminal, for a Z report: forward, reconcile, journal."""
+        return await self.offline_store.close_batch("z-report")
+
     @property
     def offline_stored(self) -> int:
         return self.desk.offline_stored

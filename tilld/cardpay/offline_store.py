@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from drivers.terminal import TerminalError
+from drivers.terminal import Settlement, TerminalError
 
 from ..events import EventBus
 from ..journal import Journal, count_card
@@ -115,62 +115,97 @@ class OfflineStore:
 
     async def _flush(self) -> None:
         try:
-            await self._flush_once()
+            assert self.desk.terminal is not None
+            if not self.desk.ready:
+                await self.desk.terminal.wait_ready(60)
+            outcome = await self.close_batch("internet-back")
+            if not outcome["closed"]:
+                log.warning(
+                    "terminal flush: %s; tilld tries again at the next chance", outcome["why"]
+                )
         except Exception:
             log.exception("terminal flush failed; tilld tries again when the internet returns")
 
-    async def _flush_once(self) -> None:
-        assert self.desk.terminal is not None
+    async def close_batch(self, why: str) -> dict[str, Any]:
+        """Have the terminal forward its stored payments and close its batch.
+
+        The one place for it: when the internet returns (``why`` "internet-back")
+        and at a Z report ("z-report"). Journals a ``terminal-flush`` entry whose
+        counter effects reset the offline budget from the terminal's answer.
+        Returns ``{closed: true, sent, count, total, offline_before,
+        offline_after}`` or ``{closed: false, why}``; never raises for a
+        terminal that cannot."""
+        terminal = self.desk.terminal
+        if terminal is None:
+            return {"closed": False, "why": "no card terminal is configured"}
         if not self.desk.ready:
-            await self.desk.terminal.wait_ready(60)
+            return {"closed": False, "why": "the card terminal is not ready"}
         async with self.desk.turn("flush"):
             if self.desk.doubts:
                 # After an end of day a terminal's "last transaction" is the
                 # day's closing, so a doubt could no longer be resolved.
-                log.info("terminal flush waits until no card payment is in doubt")
-                return
+                return {
+                    "closed": False,
+                    "why": "a card payment is in doubt; the batch is closed once it is resolved",
+                }
             before = self.desk.offline_stored
             try:
-                sent = await self.desk.terminal.send_offline_transactions()
-                closed = await self.desk.terminal.end_of_day()
+                sent = await terminal.send_offline_transactions()
+                closed = await terminal.end_of_day()
             except (TerminalError, OSError) as exc:
-                log.warning("terminal flush failed (%s); tilld tries again at the next chance", exc)
-                return
+                return {"closed": False, "why": f"the card terminal failed: {exc}"}
             if not (sent.ok and closed.ok):
-                log.warning(
-                    "terminal flush: send offline %s, end of day %s; the count stays %d",
-                    sent.result_text,
-                    closed.result_text,
-                    before,
-                )
-                return
-            # The terminal's own answer says how many it sent; what it did
-            # not send is still stored on it.
-            after = max(0, before - max(sent.count, closed.count))
-            # The terminal says how many it sent, not which: with some left,
-            # the stored sum and the oldest's age stay as they were (the
-            # budget errs on the side of the venue's money).
-            effects = [count_card(OFFLINE_STORED, set_to=after)]
-            if after == 0:
-                effects += [
-                    count_card(OFFLINE_AMOUNT, set_to=0),
-                    count_card(OFFLINE_SINCE, set_to=0),
-                ]
-            await self.journal.append(
-                "terminal-flush",
-                {
-                    "offline_before": before,
-                    "sent": sent.count,
-                    "end_of_day_count": closed.count,
-                    "end_of_day_total": closed.total,
-                    "offline_after": after,
-                },
-                effects=tuple(effects),
-            )
-            self.desk.offline_stored = after
-            if after == 0:
-                self.desk.offline_amount = 0
-                self.desk.offline_since = 0.0
-            self.desk.offline_changed.set()
-            log.info("terminal flushed: %d offline payment(s) sent, %d left", sent.count, after)
-            self.events.publish("terminal", event="flushed", sent=sent.count, offline_stored=after)
+                return {
+                    "closed": False,
+                    "why": f"the card terminal refused: send offline {sent.result_text}, "
+                    f"end of day {closed.result_text}; {before} payment(s) still stored",
+                }
+            return await self._closed(why, before, sent, closed)
+
+    async def _closed(
+        self, why: str, before: int, sent: Settlement, closed: Settlement
+    ) -> dict[str, Any]:
+        # The terminal's own answer says how many it sent; what it did
+        # not send is still stored on it.
+        after = max(0, before - max(sent.count, closed.count))
+        # The terminal says how many it sent, not which: with some left,
+        # the stored sum and the oldest's age stay as they were (the
+        # budget errs on the side of the venue's money).
+        effects = [count_card(OFFLINE_STORED, set_to=after)]
+        if after == 0:
+            effects += [
+                count_card(OFFLINE_AMOUNT, set_to=0),
+                count_card(OFFLINE_SINCE, set_to=0),
+            ]
+        await self.journal.append(
+            "terminal-flush",
+            {
+                "why": why,
+                "offline_before": before,
+                "sent": sent.count,
+                "end_of_day_count": closed.count,
+                "end_of_day_total": closed.total,
+                "offline_after": after,
+            },
+            effects=tuple(effects),
+        )
+        self.desk.offline_stored = after
+        if after == 0:
+            self.desk.offline_amount = 0
+            self.desk.offline_since = 0.0
+        self.desk.offline_changed.set()
+        log.info(
+            "terminal batch closed (%s): %d offline payment(s) sent, %d left",
+            why,
+            sent.count,
+            after,
+        )
+        self.events.publish("terminal", event="flushed", sent=sent.count, offline_stored=after)
+        return {
+            "closed": True,
+            "sent": sent.count,
+            "count": closed.count,
+            "total": closed.total,
+            "offline_before": before,
+            "offline_after": after,
+        }

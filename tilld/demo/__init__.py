@@ -162,6 +162,11 @@ class Helper:
         await stop_process(self.proc)
 
 
+# One offline card payment in the demo, at most (öre): 500 kr, so a sale of
+# a few tickets shows the amount limit while the internet is down.
+DEMO_OFFLINE_MAX_AMOUNT = 50_000
+
+
 def demo_settings(
     state_dir: Path,
     backend_url: str = "",
@@ -197,8 +202,9 @@ def demo_settings(
             "terminal": demo_terminal(terminal, terminal_protocol) if terminal else {},
             "controlunit": ({"kind": "cleancash", "port": str(controlunit)} if controlunit else {}),
         },
-        # A small offline limit, so the demo reaches it in a few sales.
-        card={"offline_limit": 3},
+        # Small offline limits, so the demo reaches them in a few sales: three
+        # payments, and none over 500 kr.
+        card={"offline_limit": 3, "offline_max_amount": DEMO_OFFLINE_MAX_AMOUNT},
     )
 
 
@@ -391,6 +397,10 @@ def announce(settings: Settings, backend_url: str, scanner_control: str, typing:
         f"  {ctl} call sale.pay sale_id=$SALE method=card amount:=3500\n"
         f"  {ctl} demo internet down    # Visa still works, offline, up to 3 payments\n"
         f"  {ctl} demo card maestro     # refused offline: card-brand-online-only\n"
+        f"  SALE=$({ctl} call sale.open --get sale_id); "
+        f"{ctl} call sale.add sale_id=$SALE plu=300 quantity:=20\n"
+        f"  {ctl} call sale.pay sale_id=$SALE method=card amount:=70000\n"
+        "      # 700 kr is over the demo's 500 kr offline cap: offline-card-amount-limit\n"
         f"  {ctl} terminal              # the offline budget\n"
         f"  {ctl} demo card visa; {ctl} demo internet up   # the terminal is flushed\n"
         "The control unit (kontrollenhet; every receipt prints its control code):\n"
