@@ -26,8 +26,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import Counter, OrderedDict
-from dataclasses import asdict, dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -55,7 +55,7 @@ from ..nexo.messages import (
     TransactionStatusResponse,
 )
 from ..nexo.messages import message as make_message
-from .terminal_script import ONLINE_ONLY, Booked, Script, ScriptError
+from .terminal_script import ONLINE_ONLY, Booked, ScriptError, TerminalBook, follow_control
 
 log = logging.getLogger("drivers.sim.nexo")
 MAX_CONTROL_LINE = 65536
@@ -75,36 +75,17 @@ class _Drop(Exception):
 
 
 @dataclass
-class SimNexoTerminal:
+class SimNexoTerminal(TerminalBook):
     poi_id: str = "SIM00001"
     software_version: str = "tilld-sim nexo 1.0"
-    script: Script = field(default_factory=Script)
-    booked: list[Booked] = field(default_factory=list)
-    offline_store: list[Booked] = field(default_factory=list)
-    batch: list[Booked] = field(default_factory=list)
-    commands: Counter[str] = field(default_factory=Counter)
     next_id: int = 8778880001
     answers: OrderedDict[tuple[str, str], Message] = field(default_factory=OrderedDict)
     last: Message | None = None
     running: dict[str, asyncio.Event] = field(default_factory=dict)  # ServiceID -> abort
     logged_out: bool = False  # after a scripted drop: the terminal restarted
 
-    def state(self) -> dict[str, object]:
-        return {
-            "script": asdict(self.script),
-            "booked": [asdict(b) for b in self.booked],
-            "approved": sum(1 for b in self.booked if b.kind == "authorisation"),
-            "refunded": sum(1 for b in self.booked if b.kind == "refund"),
-            "offline_stored": len(self.offline_store),
-            "commands": dict(self.commands),
-        }
-
     def reset(self) -> None:
-        self.script = Script()
-        self.booked.clear()
-        self.offline_store.clear()
-        self.batch.clear()
-        self.commands.clear()
+        super().reset()
         self.answers.clear()
         self.last = None
 
@@ -385,16 +366,7 @@ class NexoSimulator:
 
     def control(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
-            if not isinstance(request, dict):
-                raise ScriptError("a control request is a JSON object")
-            op = request.pop("op", None)
-            if op == "set":
-                self.terminal.script.update(request)
-            elif op == "reset":
-                self.terminal.reset()
-            elif op != "state":
-                raise ScriptError(f"unknown op {op!r}; ops are set, state, reset")
+            follow_control(self.terminal, json.loads(line))
         except (ScriptError, ValueError, TypeError) as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": True, **self.terminal.state()}

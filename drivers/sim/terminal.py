@@ -42,7 +42,7 @@ from typing import Any
 
 from ..zvt.link import SerialLink, SerialTiming, TcpLink
 from . import stop_requested
-from .terminal_script import ScriptError
+from .terminal_script import ScriptError, follow_control
 from .zvt_terminal import SimTerminal
 
 log = logging.getLogger("drivers.sim.terminal")
@@ -112,18 +112,10 @@ class TerminalSimulator:
     def control(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
-            if not isinstance(request, dict):
-                raise ScriptError("a control request is a JSON object")
-            op = request.pop("op", None)
-            if op == "set":
-                self.terminal.script.update(request)
-                if self._serial is not None and request.get("corrupt_crc"):
-                    self._serial.corrupt_next = int(request["corrupt_crc"])
-                    self.terminal.script.corrupt_crc = 0
-            elif op == "reset":
-                self.terminal.reset()
-            elif op != "state":
-                raise ScriptError(f"unknown op {op!r}; ops are set, state, reset")
+            op = follow_control(self.terminal, request)
+            if op == "set" and self._serial is not None and request.get("corrupt_crc"):
+                self._serial.corrupt_next = int(request["corrupt_crc"])
+                self.terminal.script.corrupt_crc = 0
         except (ScriptError, ValueError, TypeError) as exc:
             return {"ok": False, "error": str(exc)}
         state = self.terminal.state()

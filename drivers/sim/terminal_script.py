@@ -9,7 +9,8 @@ test can name them without the terminal's protocol.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
 
 from ..zvt import codes
 
@@ -74,3 +75,46 @@ class Booked:
     offline: bool
     reversed: bool = False
     reverses: int | None = None  # for a reversal: the receipt number it voids
+
+
+@dataclass
+class TerminalBook:
+    """What a simulated terminal keeps whatever protocol it speaks: its script, what
+    it booked, its offline store and day's batch, the commands it was sent."""
+
+    script: Script = field(default_factory=Script)
+    booked: list[Booked] = field(default_factory=list)
+    offline_store: list[Booked] = field(default_factory=list)
+    batch: list[Booked] = field(default_factory=list)  # since the last end of day
+    commands: Counter[str] = field(default_factory=Counter)
+
+    def state(self) -> dict[str, object]:
+        return {
+            "script": asdict(self.script),
+            "booked": [asdict(b) for b in self.booked],
+            "approved": sum(1 for b in self.booked if b.kind == "authorisation"),
+            "refunded": sum(1 for b in self.booked if b.kind == "refund"),
+            "offline_stored": len(self.offline_store),
+            "commands": dict(self.commands),
+        }
+
+    def reset(self) -> None:
+        self.script = Script()
+        self.booked.clear()
+        self.offline_store.clear()
+        self.batch.clear()
+        self.commands.clear()
+
+
+def follow_control(terminal: TerminalBook, request: object) -> str:
+    """Carry out one control request (``{"op": "set" | "state" | "reset", ...}``); its op."""
+    if not isinstance(request, dict):
+        raise ScriptError("a control request is a JSON object")
+    op = request.pop("op", None)
+    if op == "set":
+        terminal.script.update(request)
+    elif op == "reset":
+        terminal.reset()
+    elif op != "state":
+        raise ScriptError(f"unknown op {op!r}; ops are set, state, reset")
+    return op

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from ..zvt import codes, messages
 from ..zvt.apdu import (
@@ -42,7 +41,7 @@ from ..zvt.bmp import (
 )
 from ..zvt.errors import ZvtProtocolError
 from ..zvt.link import ApduLink, LinkClosed, LinkTimeout
-from .terminal_script import ONLINE_ONLY, Booked, Script
+from .terminal_script import ONLINE_ONLY, Booked, TerminalBook
 
 log = logging.getLogger("drivers.sim.terminal")
 
@@ -61,34 +60,15 @@ class _Dropped(Exception):
 
 
 @dataclass
-class SimTerminal:
+class SimTerminal(TerminalBook):
     password: str = "000000"
     terminal_id: str = "52500001"
     software_version: str = "tilld-sim 1.0"
-    script: Script = field(default_factory=Script)
-    booked: list[Booked] = field(default_factory=list)
-    offline_store: list[Booked] = field(default_factory=list)
-    batch: list[Booked] = field(default_factory=list)  # since the last end of day
-    commands: Counter[str] = field(default_factory=Counter)
     next_receipt: int = 1
     next_trace: int = 1
 
-    def state(self) -> dict[str, object]:
-        return {
-            "script": asdict(self.script),
-            "booked": [asdict(b) for b in self.booked],
-            "approved": sum(1 for b in self.booked if b.kind == "authorisation"),
-            "refunded": sum(1 for b in self.booked if b.kind == "refund"),
-            "offline_stored": len(self.offline_store),
-            "commands": dict(self.commands),
-        }
-
     def reset(self) -> None:
-        self.script = Script()
-        self.booked.clear()
-        self.offline_store.clear()
-        self.batch.clear()
-        self.commands.clear()
+        super().reset()
         self.next_receipt = self.next_trace = 1
 
     # One ECR connection -------------------------------------------------------
