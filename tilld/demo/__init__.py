@@ -17,6 +17,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from .processes import stop_process
 DEMO_CATALOG = "catalog.json"
 DEMO_LOG = "tilld.log"
 START_TIMEOUT_S = 20
+ANNOUNCE_WAIT_S = 10
 
 # tillctl demo TARGET STATE -> the simulator control calls that play it:
 # (simulator, HTTP path, body), or (terminal, None, script) for the card
@@ -339,13 +342,34 @@ async def run_stack(state_dir: Path, terminal_protocol: str = "zvt") -> None:
             }
         )
         daemon = Daemon(settings, demo=switches)
+        announcing: list[asyncio.Task[None]] = []
         await daemon.run(
-            on_ready=lambda: announce(settings, backend_url, scanner["control"], typing)
+            on_ready=lambda: announcing.append(
+                asyncio.create_task(
+                    announce_when_selling(
+                        daemon, lambda: announce(settings, backend_url, scanner["control"], typing)
+                    )
+                )
+            )
         )
     finally:
         # All at once: each may take its few seconds to go on a busy machine,
         # and one after another they added up past what a Ctrl-C should cost.
         await asyncio.gather(*(helper.stop() for helper in helpers))
+
+
+async def announce_when_selling(daemon: Daemon, announce_now: Callable[[], None]) -> None:
+    """Announce the demo once its control unit answers, at most ANNOUNCE_WAIT_S after READY.
+
+    The unit's simulator opens beside the till; before its first answer every
+    sale is refused with control-unit-unavailable, so a demo user who types a
+    sale as soon as the socket is announced would be refused for no reason of
+    theirs.
+    """
+    deadline = time.monotonic() + ANNOUNCE_WAIT_S
+    while not daemon.registering.status().get("working") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    announce_now()
 
 
 def announce(settings: Settings, backend_url: str, scanner_control: str, typing: bool) -> None:
