@@ -1,14 +1,29 @@
-"""The simulators' shared plumbing: the HTTP control port and their life cycle."""
+"""The simulators' shared plumbing: the HTTP control port and their life cycle.
+
+The control port is a small HTTP/1.1 server on asyncio's streams, not aiohttp:
+a test starts several simulators for every daemon it runs, and importing
+aiohttp cost each of them about a quarter of a second of CPU before it could
+listen. Each request gets one JSON answer and the connection closes
+(``Connection: close``), which is all the tests, the demo and ``tillctl demo``
+ask of it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
-
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
+# A raw route answers (status, JSON body) from the request body's bytes.
+RawHandler = Callable[[bytes], Awaitable[tuple[int, Any]]]
+
+MAX_BODY = 65536
+MAX_HEADER_LINES = 100
+READ_TIMEOUT_S = 10.0
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -18,71 +33,131 @@ def parse_address(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def error(status: int, code: str, message: str) -> tuple[int, dict[str, str]]:
+    return status, {"error": code, "message": message}
+
+
+class ControlServer:
+    """Serve ``routes[(METHOD, "/path")]`` on host:port; answer JSON and close."""
+
+    def __init__(self, routes: dict[tuple[str, str], RawHandler], hint: str) -> None:
+        self.routes = routes
+        self.hint = hint  # named in a 404's message: the paths worth trying
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._serve, host, port)
+        bound = self._server.sockets[0].getsockname()
+        return bound[0], bound[1]
+
+    async def cleanup(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            try:
+                status, body = await asyncio.wait_for(self._answer(reader), READ_TIMEOUT_S)
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                return
+            payload = json.dumps(body, ensure_ascii=False).encode()
+            head = (
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+                "Content-Type: application/json; charset=utf-8\r\n"
+                f"Content-Length: {len(payload)}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(head.encode("ascii") + payload)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self._connections.discard(task)
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, Any]:
+        request_line = (await reader.readline()).decode("latin-1").split()
+        if len(request_line) != 3 or not request_line[2].startswith("HTTP/"):
+            return error(400, "bad-request", "not an HTTP request")
+        method, target, _version = request_line
+        length = ""
+        for _ in range(MAX_HEADER_LINES):
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = value.strip()
+        else:
+            return error(400, "bad-request", "not an HTTP request: too many header lines")
+        if length and (not length.isdecimal() or int(length) > MAX_BODY):
+            return error(
+                400,
+                "bad-request",
+                f"not an HTTP request: bad or too large Content-Length {length!r}",
+            )
+        body = await reader.readexactly(int(length)) if length else b""
+        path = target.partition("?")[0]
+        handler = self.routes.get((method, path))
+        if handler is not None:
+            return await handler(body)
+        if any(p == path for _m, p in self.routes):
+            return error(405, "method-not-allowed", f"{method} {path}")
+        return error(404, "not-found", f"no {path}; try {self.hint}")
+
+
 async def start_control(
     address: str,
     routes: dict[str, Handler],
     state: Callable[[], dict[str, Any]],
     views: dict[str, Callable[[], dict[str, Any]]] | None = None,
-) -> tuple[web.AppRunner, str]:
+) -> tuple[ControlServer, str]:
     """Serve POST /<name> for each route, GET /state and GET /<name> for each
-    of `views`; returns the bound address."""
+    of `views`; returns the server (for cleanup()) and the bound address."""
 
-    def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
-            body: dict[str, Any] = {}
-            if request.can_read_body:
+    def post(handler: Handler) -> RawHandler:
+        async def handle(raw: bytes) -> tuple[int, Any]:
+            body: Any = {}
+            if raw:
                 try:
-                    body = await request.json()
+                    body = json.loads(raw)
                 except ValueError:
-                    return web.json_response({"error": "the body is not JSON"}, status=400)
+                    return 400, {"error": "the body is not JSON"}
                 if not isinstance(body, dict):
-                    return web.json_response({"error": "send a JSON object"}, status=400)
+                    return 400, {"error": "send a JSON object"}
             try:
                 result = handler(body)
                 if asyncio.iscoroutine(result):
                     result = await result
             except (ValueError, KeyError, TypeError) as exc:
-                return web.json_response({"error": str(exc)}, status=400)
-            return web.json_response(result)
+                return 400, {"error": str(exc)}
+            return 200, result
 
         return handle
 
-    async def get_state(_request: web.Request) -> web.Response:
-        return web.json_response(state())
-
-    def view(
-        read: Callable[[], dict[str, Any]],
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(_request: web.Request) -> web.Response:
-            return web.json_response(read())
+    def get(read: Callable[[], dict[str, Any]]) -> RawHandler:
+        async def handle(_raw: bytes) -> tuple[int, Any]:
+            return 200, read()
 
         return handle
 
-    app = web.Application()
-    app.router.add_get("/state", get_state)
+    table: dict[tuple[str, str], RawHandler] = {("GET", "/state"): get(state)}
     for name, read in (views or {}).items():
-        app.router.add_get(f"/{name}", view(read))
+        table["GET", f"/{name}"] = get(read)
     for name, handler in routes.items():
-        app.router.add_post(f"/{name}", wrap(handler))
-    runner, (host, port) = await serve_control(app, *parse_address(address))
-    return runner, f"{host}:{port}"
-
-
-async def serve_control(
-    app: web.Application, host: str, port: int
-) -> tuple[web.AppRunner, tuple[str, int]]:
-    """Serve a control API's own aiohttp app on host:port (0: any free).
-
-    For a simulator whose control API is not the POST /<name> shape above (the
-    fault proxy's GET/POST /mode). Returns the runner, for cleanup(), and the
-    bound host and port.
-    """
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0]
-    return runner, (bound[0], bound[1])
+        table["POST", f"/{name}"] = post(handler)
+    server = ControlServer(table, "GET /state")
+    host, port = await server.start(*parse_address(address))
+    return server, f"{host}:{port}"
 
 
 def announce(**values: Any) -> None:

@@ -8,8 +8,6 @@ import logging
 import os
 from typing import Any
 
-from drivers.sim.control import serve_control
-
 from ...logs import setup_logging
 from .. import stop_requested
 from .control import ControlApi
@@ -40,14 +38,15 @@ async def serve(
     proxy.set_mode(mode, **options)
     await proxy.start()
     try:
-        control_runner, control_bound = await serve_control(ControlApi(proxy).app(), *control)
+        control_server = ControlApi(proxy).server()
+        control_bound = await control_server.start(*control)
         try:
             print(f"listening={host_port(proxy.host, proxy.port)}", flush=True)
             print(f"control={host_port(*control_bound)}", flush=True)
             await stop_requested()
             log.info("stopping")
         finally:
-            await control_runner.cleanup()
+            await control_server.cleanup()
     finally:
         await proxy.stop()
 
