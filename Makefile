@@ -27,7 +27,7 @@ demo: $(STAMP)
 # node ids through an attribute pytest 9 no longer reads.) `pytest -q` alone
 # still runs everything in one process.
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL = $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+PYTEST_PARALLEL = $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial"
 PYTEST_SERIAL = $(BIN)/pytest -q -p no:xdist -m serial
 
 test: $(STAMP)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -215,6 +216,43 @@ SERIAL = {
         "test_sigterm_while_name_lookups_hang",
     },
 }
+
+
+# The files that take longest, longest first (measured with --junitxml on
+# 2026-11-27). `make test` passes --no-loadscope-reorder, so the collection
+# order below is the order xdist hands files to its workers: the long files
+# start first and the many short ones fill in behind them. With xdist's own
+# order (most tests first) the crash test, two tests that take minutes,
+# started last and the run ended waiting on it alone.
+LONGEST_FILES = (
+    "test_crash.py",
+    "test_card_payments.py",
+    "test_demo_cli.py",
+    "test_z_terminal.py",
+    "test_outage.py",
+    "test_fiscal_controlunit.py",
+    "test_chaos.py",
+    "test_devices_e2e.py",
+    "test_durability.py",
+    "test_offline_card_budget.py",
+    "test_hardening_backend.py",
+    "test_bulk_sync.py",
+    "test_controlunit_settle.py",
+    "test_tamper.py",
+    "test_install.py",
+    "test_hardening_fiscal.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    longest = {name: rank for rank, name in enumerate(LONGEST_FILES)}
+    per_file = Counter(item.path.name for item in items)
+
+    def order(item):
+        name = item.path.name
+        return (longest.get(name, len(longest)), -per_file[name], name)
+
+    items.sort(key=order)  # stable: a file's own tests keep their order
 
 
 def pytest_itemcollected(item):
