@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import tty
 from pathlib import Path
 
@@ -264,3 +267,59 @@ def test_a_usb_printer_that_is_not_there_is_offline_with_a_reason() -> None:
             await printer.close()
 
     asyncio.run(run())
+
+
+PROFILES_IMPORT = """
+import json, sys
+from pathlib import Path
+from drivers.escpos.render import cache_capabilities
+cache_capabilities(Path(sys.argv[1]))
+import escpos.capabilities as c
+profiles = len(c.CAPABILITIES["profiles"])
+print(json.dumps({"dir": c.pickle_dir, "parsed": c.full_load, "profiles": profiles}))
+"""
+
+
+def _import_profiles(cache: Path, tmp_root: Path) -> dict:
+    env = {**os.environ, "TMPDIR": str(tmp_root)}
+    env.pop("ESCPOS_CAPABILITIES_PICKLE_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", PROFILES_IMPORT, str(cache)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_python_escpos_reads_its_profiles_from_tilld_s_cache_and_writes_nothing_to_tmp(
+    tmp_path: Path,
+) -> None:
+    # Without the cache python-escpos parsed its YAML on every import and wrote
+    # the result as a pickle into a new directory in $TMPDIR each time.
+    tmp_root = tmp_path / "tmp"
+    tmp_root.mkdir()
+    cache = tmp_path / "state" / "cache"
+    first = _import_profiles(cache, tmp_root)
+    pickle_file = next(cache.iterdir())
+    written = pickle_file.stat().st_mtime_ns
+    second = _import_profiles(cache, tmp_root)
+    assert first == second == {"dir": str(cache), "parsed": False, "profiles": first["profiles"]}
+    assert first["profiles"] > 10
+    assert pickle_file.stat().st_mtime_ns == written  # the second start only read it
+    # python-escpos still makes an empty directory (it evaluates mkdtemp() as
+    # the default even when the variable is set), but writes nothing into it.
+    assert [p for p in tmp_root.rglob("*") if not p.is_dir()] == []
+    assert cache.stat().st_mode & 0o077 == 0  # a pickle is code: only tilld may write it
+
+
+def test_a_truncated_profile_cache_is_written_again(tmp_path: Path) -> None:
+    tmp_root = tmp_path / "tmp"
+    tmp_root.mkdir()
+    cache = tmp_path / "cache"
+    expected = _import_profiles(cache, tmp_root)
+    pickle_file = next(cache.iterdir())
+    pickle_file.write_bytes(b"")  # as a power cut could leave a file never synced
+    assert _import_profiles(cache, tmp_root) == expected
+    assert pickle_file.stat().st_size > 0

@@ -195,6 +195,7 @@ class Daemon:
             width=printer.width,
             code_page=printer.code_page,
             drawer_pin=printer.drawer_pin,
+            cache_dir=settings.paths.state_dir / "cache",
         )
         settlement = Settlement(
             current,
