@@ -43,6 +43,22 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("sale.cancel_payment", {"sale_id": SALE, "payment_id": "p1"}),
     ("sale.refund", {"receipt_no": 1, "method": "cash", "lines": [{"line_id": 2}]}),
     ("sale.refund", {"receipt_no": 1, "method": "cash"}),
+    (
+        "sale.checkout",
+        {
+            "lines": [{"plu": "300", "quantity": 2}, {"barcode": "7310000000018"}],
+            "payments": [
+                {"method": "swish-manual", "amount": 5000, "reference": "r2"},
+                {"method": "cash", "amount": 10000},
+            ],
+        },
+    ),
+    (
+        "sale.checkout",
+        {"lines": [{"plu": "300"}], "payments": [{"method": "card", "amount": 3500}]},
+    ),
+    ("sale.checkout", {"lines": [{"plu": "300"}], "payments": [{"method": "cash", "amount": 100}]}),
+    ("sale.checkout", {"lines": [{"plu": "300", "barcode": "1"}], "payments": []}),
     ("sale.open", {}),
     ("sale.void", {"sale_id": SALE2, "reason": "customer left"}),
     ("sync.pending", {"limit": 10}),
@@ -125,7 +141,10 @@ def outcome_of(call) -> tuple[str, Any]:
 
 def dbus_args(name: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
     method = METHODS[METHODS_BY_OP[name]]
-    args = [params[arg] for arg, _ in method.args]
+    args = [
+        [to_vardict(v) for v in params[arg]] if sig == "aa{sv}" else params[arg]
+        for arg, sig in method.args
+    ]
     if not method.options:
         return method.signature, args
     opts = {}

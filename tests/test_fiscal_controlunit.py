@@ -189,6 +189,25 @@ def test_a_cash_sale_is_registered_and_its_code_printed(site: Site) -> None:
     assert len(_registered(site, receipt_no)) == 1
 
 
+def test_a_checkout_is_registered_and_printed_like_any_other_sale(site: Site) -> None:
+    reply = site.client.call(
+        "sale.checkout",
+        lines=[{"plu": "300", "quantity": 2}, {"plu": "400"}],
+        payments=[{"method": "cash", "amount": 10000}],
+    )
+    receipt_no = reply["receipt_no"]
+    control = reply["control"]
+    assert control["state"] == "registered" and control["receipt_no"] == receipt_no
+    proof = site.unit.verify(control["control_code"])
+    assert proof["issued"] is True and proof["receipt"]["kind"] == "normal"
+    assert proof["receipt"]["total_ore"] == reply["sale"]["total"] == 8500
+    wait_for(lambda: _printed_with(site, receipt_no), 10, what="the receipt on paper")
+    (paper,) = _printed_with(site, receipt_no)
+    _assert_code_on_paper(site, paper, control["control_code"])
+    assert [c["receipt_no"] for c in site.codes()] == [receipt_no]
+    assert len(_registered(site, receipt_no)) == 1
+
+
 def test_copy_training_and_return_receipts_are_registered_with_their_types(site: Site) -> None:
     sale = _cash_sale(site.client)
     receipt_no = sale["receipt_no"]

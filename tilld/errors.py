@@ -173,6 +173,16 @@ class Reason(StrEnum):
     UNKNOWN_LINE = "unknown-line", "the sale or receipt has no such line"
     UNKNOWN_RECEIPT = "unknown-receipt", "no sale with that receipt number in this till's journal"
     SALE_EMPTY = "sale-empty", "paying a sale without lines"
+    CHECKOUT_NOT_COVERED = (
+        "checkout-not-covered",
+        "`sale.checkout` whose payments come to less than its total (`data.total`, "
+        "`data.paid`, `data.due`); nothing was journaled",
+    )
+    CHECKOUT_NEEDS_STEPS = (
+        "checkout-needs-steps",
+        "`sale.checkout` with a `card` or integrated `swish` payment, which waits for the "
+        "customer at a terminal or in an app: use `sale.open`, `sale.add` and `sale.pay`",
+    )
     SALE_HAS_PAYMENTS = (
         "sale-has-payments",
         "changing the lines of a sale that has taken a payment (void it instead)",

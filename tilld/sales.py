@@ -18,6 +18,24 @@ from .money import vat_breakdown
 MAX_QUANTITY = 999
 
 
+@dataclass(frozen=True)
+class BasketLine:
+    """One line of a checkout's basket, as the UI names it: a PLU or a barcode."""
+
+    plu: str | None
+    barcode: str | None
+    quantity: int = 1
+
+
+@dataclass(frozen=True)
+class Tender:
+    """One payment of a checkout, as the cashier took it."""
+
+    method: str
+    amount: int
+    reference: str | None = None
+
+
 @dataclass
 class Line:
     line_id: int
@@ -36,13 +54,24 @@ class Line:
         return self.quantity * self.unit_price
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Spelt out rather than dataclasses.asdict, which deep-copies field by
+        # field: a sale's view is built on every call that changes it.
+        data: dict[str, Any] = {
+            "line_id": self.line_id,
+            "plu": self.plu,
+            "name": self.name,
+            "kind": self.kind,
+            "quantity": self.quantity,
+            "unit_price": self.unit_price,
+            "vat_rate": self.vat_rate,
+        }
+        if self.event_id is not None:
+            data["event_id"] = self.event_id
+        if self.kind != "goods":
+            data["ticket_codes"] = list(self.ticket_codes)
+        if self.event_id is not None:
+            data["reservation_ids"] = list(self.reservation_ids)
         data["amount"] = self.amount
-        if self.kind == "goods":
-            del data["ticket_codes"]
-        if self.event_id is None:
-            del data["event_id"]
-            del data["reservation_ids"]
         return data
 
 

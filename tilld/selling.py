@@ -3,6 +3,10 @@
 A payment by card or integrated Swish is handed to its flow (tilld/cardpay/,
 tilld/swish.py) with the sale's lock held; cash and manual Swish settle here.
 Every flow ends in tilld/settlement.py, which owns the open sales.
+
+A checkout is the same sale in one call: its lines and its payments go
+through the same rules as `sale.add` and `sale.pay` (one function each,
+below), and the sale is journaled complete or not at all.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import asyncio
 import logging
 import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .backend import BackendClient, BackendError
@@ -22,7 +26,7 @@ from .events import EventBus
 from .journal import Journal, forget_open_sale, now_with_offset
 from .payment_policy import PaymentPolicy, raise_if_refused
 from .rules import Connectivity, check_article
-from .sales import Payment, Sale
+from .sales import BasketLine, Line, Payment, Sale, Tender
 from .settlement import Settlement, view_of_entry
 
 log = logging.getLogger("tilld.till")
@@ -31,6 +35,9 @@ log = logging.getLogger("tilld.till")
 SWEEP_INTERVAL_S = 60.0
 # A sweep closing a sale when the till stops gets this long to finish its journal entry.
 SWEEP_STOP_S = 0.3
+# Methods the till only records, on the cashier's word; the others wait for the
+# customer at the terminal or in the Swish app (tilld/cardpay/, tilld/swish.py).
+RECORDED_METHODS = ("cash", "swish-manual")
 
 
 class CardFlow(Protocol):
@@ -183,22 +190,7 @@ class Selling:
         self.settlement.require_accepting()
         async with self.sale_turn(sale_id):
             sale = self.settlement.sale(sale_id)
-            article = self.catalog.find(plu=plu, barcode=barcode)
-            if article is None:
-                what = f"PLU {plu}" if plu is not None else f"barcode {barcode}"
-                raise Refused(
-                    Reason.UNKNOWN_ARTICLE,
-                    f"No article with {what} in catalog {self.catalog.version}. "
-                    "Search the catalog by name with catalog.search.",
-                )
-            decision = check_article(
-                article.kind,
-                self.connectivity(),
-                name=article.name,
-                fallback=self.catalog.fallback_for(article),
-            )
-            raise_if_refused(decision)
-            self.settlement.registering.require_registrable(article.vat_rate, article.name)
+            article = self._sellable(plu, barcode)
             reservation = None
             if article.kind == "event-ticket":
                 sale.require_unpaid()
@@ -206,11 +198,34 @@ class Selling:
             line = sale.add(article, quantity)
             if reservation is not None:
                 line.reservation_ids.append(reservation)
-            self._publish_lines("line-added", sale, line.line_id)
-            return {"line_id": line.line_id, "sale": sale.view()}
+            view = sale.view()
+            self._publish_lines("line-added", sale, line.line_id, view)
+            return {"line_id": line.line_id, "sale": view}
 
-    def _publish_lines(self, kind: str, sale: Sale, line_id: int) -> None:
-        view = sale.view()
+    def _sellable(self, plu: str | None, barcode: str | None) -> Article:
+        """The article a line names, if it may be sold now (the rules of `sale.add`)."""
+        article = self.catalog.find(plu=plu, barcode=barcode)
+        if article is None:
+            what = f"PLU {plu}" if plu is not None else f"barcode {barcode}"
+            raise Refused(
+                Reason.UNKNOWN_ARTICLE,
+                f"No article with {what} in catalog {self.catalog.version}. "
+                "Search the catalog by name with catalog.search.",
+            )
+        decision = check_article(
+            article.kind,
+            self.connectivity(),
+            name=article.name,
+            fallback=self.catalog.fallback_for(article),
+        )
+        raise_if_refused(decision)
+        self.settlement.registering.require_registrable(article.vat_rate, article.name)
+        return article
+
+    def _publish_lines(
+        self, kind: str, sale: Sale, line_id: int, view: dict[str, Any] | None = None
+    ) -> None:
+        view = view if view is not None else sale.view()
         self.events.publish(
             "sale",
             event=kind,
@@ -253,8 +268,9 @@ class Selling:
         async with self.sale_turn(sale_id):
             sale = self.settlement.sale(sale_id)
             sale.remove(line_id)
-            self._publish_lines("line-removed", sale, line_id)
-            return {"sale": sale.view()}
+            view = sale.view()
+            self._publish_lines("line-removed", sale, line_id, view)
+            return {"sale": view}
 
     async def get(self, sale_id: str) -> dict[str, Any]:
         book = self.settlement
@@ -300,24 +316,78 @@ class Selling:
         self.settlement.require_accepting()
         async with self.sale_turn(sale_id):
             sale = self.settlement.sale(sale_id)
-            raise_if_refused(self.policy.payment_decision(method, training=sale.training))
+            self._require_method(method, sale.training)
             if method == "swish":
                 return await self.swish.request(sale, amount)
             if method == "card":
                 return await self.card.pay(sale, amount)
-            if method not in ("cash", "swish-manual"):
-                raise Refused(
-                    Reason.METHOD_NOT_SUPPORTED,
-                    f"This till has no {method} payment flow; take cash or manual Swish.",
-                )
-            payment = sale.tender(method, amount, reference)
-            sale.payments.append(payment)
+            payment = self._take(sale, method, amount, reference)
             try:
                 outcome = await self.settlement.settle(sale)
             except BaseException:
                 sale.payments.remove(payment)
                 raise
         return {"payment_id": payment.payment_id, "change": payment.change, **outcome}
+
+    def _require_method(self, method: str, training: bool) -> None:
+        """May ``method`` be taken now (the outage routine, the catalog, training)?"""
+        raise_if_refused(self.policy.payment_decision(method, training=training))
+
+    def _take(self, sale: Sale, method: str, amount: int, reference: str | None) -> Payment:
+        """A payment the till only records, added to the sale (not yet journaled)."""
+        if method not in RECORDED_METHODS:
+            raise Refused(
+                Reason.METHOD_NOT_SUPPORTED,
+                f"This till has no {method} payment flow; take cash or manual Swish.",
+            )
+        payment = sale.tender(method, amount, reference)
+        sale.payments.append(payment)
+        return payment
+
+    async def checkout(
+        self, lines: Sequence[BasketLine], payments: Sequence[Tender], training: bool = False
+    ) -> dict[str, Any]:
+        """A whole basket, paid, in one journal entry; refused as a whole, leaving nothing.
+
+        The sale never becomes an open sale: it is checked line by line and
+        payment by payment with the step-by-step rules, then journaled
+        complete. Card and integrated Swish wait for the customer, so they
+        are refused here with a pointer to the step-by-step calls."""
+        self.settlement.require_accepting()
+        sale = Sale.new(now_with_offset(), training=training)
+        seats: dict[int, tuple[Line, Article]] = {}
+        for item in lines:
+            article = self._sellable(item.plu, item.barcode)
+            line = sale.add(article, item.quantity)
+            if article.kind == "event-ticket":
+                seats[line.line_id] = (line, article)
+        for tender in payments:
+            self._require_method(tender.method, training)
+            if tender.method not in RECORDED_METHODS:
+                raise Refused(
+                    Reason.CHECKOUT_NEEDS_STEPS,
+                    f"A {tender.method} payment waits for the customer, so sale.checkout does "
+                    "not take it. Ring the sale up with sale.open and sale.add and take it "
+                    "with sale.pay, or pay in cash or by manual Swish.",
+                    method=tender.method,
+                )
+            self._take(sale, tender.method, tender.amount, tender.reference)
+        if sale.due > 0:
+            raise Refused(
+                Reason.CHECKOUT_NOT_COVERED,
+                f"The payments come to {sale.paid} öre but the sale is {sale.total} öre; "
+                f"{sale.due} öre is missing. Nothing was recorded: send the checkout again "
+                "with payments that cover the total.",
+                total=sale.total,
+                paid=sale.paid,
+                due=sale.due,
+            )
+        # Seats last: only a basket that passed every other rule reserves any.
+        for line, article in seats.values():
+            line.reservation_ids.append(await self._reserve(article, line.quantity))
+        outcome = await self.settlement.settle(sale)
+        change = sum(p.change for p in sale.payments)
+        return {"sale_id": sale.sale_id, "change": change, **outcome}
 
     async def cancel_payment(self, sale_id: str, payment_id: str) -> dict[str, Any]:
         # A card payment holds the sale's lock while it waits at the

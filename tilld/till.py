@@ -12,7 +12,7 @@ Adapters translate its results; they never decide anything.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from . import __version__
@@ -33,6 +33,7 @@ from .printing import Printing
 from .refunds import Refunds
 from .reporting import Reports
 from .rules import PAYMENT_METHODS, Connectivity
+from .sales import BasketLine, Tender
 from .selling import Selling
 from .settlement import Settlement
 from .sync import SyncEngine
@@ -298,6 +299,11 @@ class Till:
         self, sale_id: str, method: str, amount: int, reference: str | None
     ) -> dict[str, Any]:
         return await self.selling.pay(sale_id, method, amount, reference)
+
+    async def checkout(
+        self, lines: Sequence[BasketLine], payments: Sequence[Tender], training: bool = False
+    ) -> dict[str, Any]:
+        return await self.selling.checkout(lines, payments, training)
 
     async def cancel_payment(self, sale_id: str, payment_id: str) -> dict[str, Any]:
         return await self.selling.cancel_payment(sale_id, payment_id)

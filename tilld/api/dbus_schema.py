@@ -318,7 +318,9 @@ def params_of(method: DBusMethod, msg: Message) -> dict[str, Any]:
             [f"{method.name} takes ({wanted}), not signature {msg.signature!r}; see docs/api.md"]
         )
     body = list(msg.body)
-    params = dict(zip((name for name, _ in method.args), body, strict=False))
+    # Unwrapped too: a required list of records (a checkout's lines) holds variants.
+    names_ = (name for name, _ in method.args)
+    params = {name: unwrap(value) for name, value in zip(names_, body, strict=False)}
     if len(body) > len(method.args):
         options = unwrap(body[-1])
         clashes = sorted(set(options) & set(params))

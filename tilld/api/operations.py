@@ -18,7 +18,7 @@ from ..events import TOPICS
 from ..fiscal import SETTLE_ACTIONS
 from ..jobs import IdsFrom
 from ..rules import PAYMENT_METHODS
-from ..sales import MAX_QUANTITY
+from ..sales import MAX_QUANTITY, BasketLine, Tender
 from ..till import Till
 from .roles import Role
 
@@ -54,16 +54,22 @@ class SaleRef(Params):
     sale_id: str = Field(min_length=1, max_length=64)
 
 
-class AddParams(SaleRef):
+class ArticleLine(Params):
+    """An article by PLU or barcode, and how many: a `sale.add`, or one line of a checkout."""
+
     plu: str | None = Field(default=None, min_length=1, max_length=MAX_PLU_LENGTH)
     barcode: str | None = Field(default=None, min_length=1, max_length=MAX_BARCODE_LENGTH)
     quantity: StrictInt = Field(default=1, ge=1, le=MAX_QUANTITY)
 
     @model_validator(mode="after")
-    def _one_article_key(self) -> AddParams:
+    def _one_article_key(self) -> ArticleLine:
         if (self.plu is None) == (self.barcode is None):
             raise ValueError("give exactly one of plu or barcode")
         return self
+
+
+class AddParams(ArticleLine, SaleRef):  # sale_id first: the D-Bus argument order
+    pass
 
 
 class RemoveParams(SaleRef):
@@ -80,10 +86,25 @@ class Waiting(Params):
     wait: bool = True
 
 
-class PayParams(SaleRef, Waiting):
+class TenderParams(Params):
     method: Method
     amount: StrictInt = Field(ge=0, le=100_000_000)
     reference: str | None = Field(default=None, max_length=100)
+
+
+class PayParams(TenderParams, SaleRef, Waiting):  # the fields in their D-Bus order
+    pass
+
+
+# A basket a UI sends in one call: larger ones are rung up line by line.
+MAX_CHECKOUT_LINES = 200
+MAX_CHECKOUT_PAYMENTS = 10
+
+
+class CheckoutParams(Params):
+    lines: list[ArticleLine] = Field(min_length=1, max_length=MAX_CHECKOUT_LINES)
+    payments: list[TenderParams] = Field(min_length=1, max_length=MAX_CHECKOUT_PAYMENTS)
+    training: bool = False
 
 
 class RefundLineParams(Params):
@@ -232,6 +253,12 @@ def _pay(till: Till, p: PayParams) -> Awaitable[dict[str, Any]]:
     return till.jobs.start("sale.pay", work, _card_started(("started",), sale_id=p.sale_id))
 
 
+def _checkout(till: Till, p: CheckoutParams) -> Awaitable[dict[str, Any]]:
+    lines = [BasketLine(line.plu, line.barcode, line.quantity) for line in p.lines]
+    payments = [Tender(t.method, t.amount, t.reference) for t in p.payments]
+    return till.checkout(lines, payments, p.training)
+
+
 def _refund(till: Till, p: RefundParams) -> Awaitable[dict[str, Any]]:
     work = till.refund(p.receipt_no, _refund_lines(p), p.method, p.reason)
     if p.wait or p.method != "card":
@@ -325,6 +352,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "Take a payment in öre; completes the sale when fully paid. A card payment with "
         "wait: false answers at once with its payment_id; the outcome is a job event.",
         _pay,
+    ),
+    Operation(
+        "sale.checkout",
+        CheckoutParams,
+        Role.CASHIER,
+        "A whole basket and its payments in one call: the completed sale in one journal "
+        "entry, or a refusal that records nothing (cash and manual Swish only).",
+        _checkout,
     ),
     Operation(
         "sale.cancel_payment",
