@@ -160,12 +160,12 @@ class Daemon:
             catalog_refresh_s=settings.sync.catalog_refresh_s,
             server_up=lambda: self.monitor.server.up,
         )
-        scans = TicketScans(
+        self.scans = scans = TicketScans(
             catalog, self.journal, self.events, connectivity, self.outbox, self.sync.register_now
         )
         self.devices = Devices(
             self.events,
-            scans.scan,
+            scans.gate_scan,
             scanner=settings.devices.scanner,
             printer=settings.devices.printer,
             terminal=settings.devices.terminal,
@@ -374,6 +374,9 @@ class Daemon:
             Part("the back-end client", self.backend.start, self.backend.stop, 0.5),
             Part("connectivity probes", self.monitor.start, self.monitor.stop, 0.5),
             Part("sync", self.sync.start, self.sync.stop, 0.25),
+            # A scanner's scans are registered live until the devices have
+            # stopped; those left are journaled, and sync replays them.
+            Part("live scan registrations", _started(lambda: None), self.scans.stop, 0.25),
             Part("Swish", self.swish.start, self.swish.stop, 0.25),
             Part("the devices", self.devices.start, self.devices.stop, 1.25),
             Part("printing", self.printing.start, self._stop_printing, 1.0),
