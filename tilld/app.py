@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -58,6 +59,11 @@ log = logging.getLogger("tilld")
 
 # Requests in flight when SIGTERM comes get this long to be answered.
 API_DRAIN_S = 2.0
+# How long a thread holding the GIL keeps the event loop waiting for it. The
+# journal's threads run Python too (a sync batch's 200 entries encoded on the
+# bulk reader); at Python's default 5 ms, a gate's answer could wait that long
+# several times over during a drain, for the handover alone.
+GIL_SWITCH_S = 0.001
 JOURNAL = "the journal"
 
 
@@ -316,6 +322,7 @@ class Daemon:
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         started = time.monotonic()
+        sys.setswitchinterval(GIL_SWITCH_S)
         check_state_dir(self.settings)
         lock = lock_state_dir(self.settings)
         try:
