@@ -84,8 +84,8 @@ class ScanClock:
         self.tickets = itertools.count()
         self.articles = itertools.cycle(ARTICLE_CODES)
 
-    def one(self, kind: str) -> tuple[float, float, float]:
-        """When the code was written, seen on the socket, and seen on D-Bus."""
+    def one(self, kind: str) -> tuple[float, float, float | None]:
+        """When the code was written, seen on the socket, and seen on D-Bus (None: lost)."""
         code = next(self.articles) if kind == "article" else f"TKLAT{next(self.tickets):08d}"
         self.dbus.arrived.pop(code, None)
         written = self.scanner.write(code)
@@ -131,13 +131,26 @@ def _samples() -> dict[str, list[float]]:
     return {f"{kind} {where}": [] for kind in KINDS for where in ("socket", "dbus")}
 
 
+# D-Bus signals the subscriber never saw. dbus-fast 2.46 drops its connection
+# when the bus's socket is full (EAGAIN on send: python-dbus-next issue 153);
+# tilld reconnects, and the signals sent meanwhile are lost. Counted, not timed.
+LOST: list[float] = []
+
+
+def _add_dbus(samples: list[float], written: float, on_dbus: float | None) -> None:
+    if on_dbus is None:
+        LOST.append(written)
+    else:
+        samples.append(on_dbus - written)
+
+
 def idle_samples(clock: ScanClock, n: int) -> dict[str, list[float]]:
     samples = _samples()
     for i in range(n):
         kind = KINDS[i % 2]
         written, seen, on_dbus = clock.one(kind)
         samples[f"{kind} socket"].append(seen - written)
-        samples[f"{kind} dbus"].append(on_dbus - written)
+        _add_dbus(samples[f"{kind} dbus"], written, on_dbus)
         time.sleep(0.002)
     return samples
 
@@ -166,7 +179,7 @@ def draining_samples(site, clock: ScanClock, drains: int) -> tuple[dict[str, lis
         for kind, written, seen, on_dbus in taken:
             if window.began <= written and seen <= window.ended:
                 samples[f"{kind} socket"].append(seen - written)
-                samples[f"{kind} dbus"].append(on_dbus - written)
+                _add_dbus(samples[f"{kind} dbus"], written, on_dbus)
     return samples, drain_seconds
 
 
@@ -186,11 +199,11 @@ class DBusScans(DBusClient):
             self.arrived[msg.body[0]] = time.perf_counter()
         return super()._on_message(msg)
 
-    def seen(self, code: str, timeout_s: float = 10) -> float:
+    def seen(self, code: str, timeout_s: float = 3) -> float | None:
         deadline = time.monotonic() + timeout_s
         while code not in self.arrived:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no Scanned signal for {code}")
+                return None
             time.sleep(0.0005)
         return self.arrived.pop(code)
 
@@ -321,6 +334,7 @@ def main() -> int:
         f"back-end ({drain_seconds:.1f} s of",
         "draining in all; only scans wholly inside a drain count). Cells: the median of the",
         "rounds (min-max); the goal column is p99 / goal per round.",
+        f"D-Bus signals lost (not seen within 3 s, not counted above): {len(LOST)}.",
     ]
     body = table(("scan", "samples", "p50", "p99", "worst", "p99 / goal"), rows(rounds))
     append_section(args.append, section("Scan to event", intro, body))

@@ -149,7 +149,7 @@ class Outbox(JournalStore):
         def write() -> int:
             db = self._require_writer()
             at = now_with_offset()
-            with self._transaction(db):
+            with self._transaction(db, fsync=False):
                 db.executemany(
                     "INSERT OR REPLACE INTO sync_results (seq, status, reason, at)"
                     " VALUES (?, ?, ?, ?)",
@@ -162,8 +162,10 @@ class Outbox(JournalStore):
                 )
                 return db.total_changes - before
 
-        # After the scans and sales asked for meanwhile: a drain's bookkeeping
-        # must not stand between the gate and its answer (writer.py).
+        # After the scans and sales asked for meanwhile, and without an fsync
+        # of its own: a drain's bookkeeping must not stand between the gate
+        # and its answer (writer.py). A result a power cut loses is rebuilt:
+        # the entry goes again and is answered `duplicate`.
         return await self._on_writer(write, last=True)
 
     async def pending_ticket_count(self) -> int:
@@ -175,13 +177,15 @@ class Outbox(JournalStore):
         def write() -> None:
             db = self._require_writer()
             at = now_with_offset()
-            with self._transaction(db):
+            with self._transaction(db, fsync=False):
                 db.executemany(
                     "INSERT OR REPLACE INTO scan_results (seq, status, detail, at)"
                     " VALUES (?, ?, ?, ?)",
                     [(seq, status, detail, at) for seq, status, detail in results],
                 )
 
+        # As for the entries' results: a lost one is registered again, and the
+        # back-end answers a scan's uuid it has seen with the same result.
         await self._on_writer(write, last=True)
 
 

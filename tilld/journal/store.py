@@ -399,30 +399,46 @@ class JournalStore:
         return verdict
 
     class _transaction:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; storage errors become refusals."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; storage errors become refusals.
 
-        def __init__(self, db: sqlite3.Connection) -> None:
+        ``fsync=False`` does not wait for the disk: a kill -9 keeps the commit,
+        a power cut may lose it. Only for what the back-end's answers rebuild
+        (sync's results: the entries go again, answered `duplicate`).
+        """
+
+        def __init__(self, db: sqlite3.Connection, *, fsync: bool = True) -> None:
             self.db = db
+            self.fsync = fsync
 
         def __enter__(self) -> sqlite3.Connection:
             try:
+                if not self.fsync:
+                    self.db.execute("PRAGMA synchronous = NORMAL")
                 self.db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
+                self._durable_again()
                 raise _storage_refusal(exc) from exc
             return self.db
 
         def __exit__(self, exc_type, exc, _tb) -> bool:
-            if exc_type is None:
-                try:
-                    self.db.execute("COMMIT")
-                    return False
-                except sqlite3.Error as commit_error:
-                    self._rollback()
-                    raise _storage_refusal(commit_error) from commit_error
-            self._rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise _storage_refusal(exc) from exc
-            return False
+            try:
+                if exc_type is None:
+                    try:
+                        self.db.execute("COMMIT")
+                        return False
+                    except sqlite3.Error as commit_error:
+                        self._rollback()
+                        raise _storage_refusal(commit_error) from commit_error
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise _storage_refusal(exc) from exc
+                return False
+            finally:
+                self._durable_again()
+
+        def _durable_again(self) -> None:
+            if not self.fsync:
+                self.db.execute("PRAGMA synchronous = FULL")
 
         def _rollback(self) -> None:
             if self.db.in_transaction:

@@ -8,7 +8,8 @@ waits for at most the one job already running, not for the drain's commits
 queued before it. Nothing is lost by the wait: the results are recorded in
 their own transactions, in the order sync asked for them (one queue for
 them, first in first out), and until they are, the entries count as unsent
-and are answered `duplicate` if they go again after a crash.
+and are answered `duplicate` if they go again after a crash. (For the same
+reason those transactions do not wait for an fsync: outbox.py.)
 """
 
 from __future__ import annotations
