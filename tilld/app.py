@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -58,6 +59,11 @@ log = logging.getLogger("tilld")
 
 # Requests in flight when SIGTERM comes get this long to be answered.
 API_DRAIN_S = 2.0
+# How long a thread holding the GIL keeps the event loop waiting for it. The
+# journal's threads run Python too (a sync batch's 200 entries encoded on the
+# bulk reader); at Python's default 5 ms, a gate's answer could wait that long
+# several times over during a drain, for the handover alone.
+GIL_SWITCH_S = 0.001
 JOURNAL = "the journal"
 
 
@@ -160,12 +166,12 @@ class Daemon:
             catalog_refresh_s=settings.sync.catalog_refresh_s,
             server_up=lambda: self.monitor.server.up,
         )
-        scans = TicketScans(
+        self.scans = scans = TicketScans(
             catalog, self.journal, self.events, connectivity, self.outbox, self.sync.register_now
         )
         self.devices = Devices(
             self.events,
-            scans.scan,
+            scans.gate_scan,
             scanner=settings.devices.scanner,
             printer=settings.devices.printer,
             terminal=settings.devices.terminal,
@@ -317,6 +323,7 @@ class Daemon:
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         started = time.monotonic()
+        sys.setswitchinterval(GIL_SWITCH_S)
         check_state_dir(self.settings)
         lock = lock_state_dir(self.settings)
         try:
@@ -375,6 +382,9 @@ class Daemon:
             Part("the back-end client", self.backend.start, self.backend.stop, 0.5),
             Part("connectivity probes", self.monitor.start, self.monitor.stop, 0.5),
             Part("sync", self.sync.start, self.sync.stop, 0.25),
+            # A scanner's scans are registered live until the devices have
+            # stopped; those left are journaled, and sync replays them.
+            Part("live scan registrations", _started(lambda: None), self.scans.stop, 0.25),
             Part("Swish", self.swish.start, self.swish.stop, 0.25),
             Part("the devices", self.devices.start, self.devices.stop, 1.25),
             Part("printing", self.printing.start, self._stop_printing, 1.0),

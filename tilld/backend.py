@@ -23,9 +23,12 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+if TYPE_CHECKING:
+    # Imported when a back-end is configured (start): a till without one, and
+    # every test daemon without one, starts without loading aiohttp's client.
+    import aiohttp
 
 log = logging.getLogger("tilld.backend")
 
@@ -74,6 +77,10 @@ class BackendClient:
         return bool(self.base_url)
 
     async def start(self) -> None:
+        if not self.configured:
+            return  # every request says so (_request); backend.url is not reloaded
+        import aiohttp
+
         self._token = self._read_token()
         # Each request sets its own deadlines (_request); none is left to a default.
         self._session = aiohttp.ClientSession(headers={"User-Agent": "tilld"})
@@ -207,6 +214,8 @@ class BackendClient:
         """
         if not self.configured or self._session is None:
             raise BackendError("no back-end is configured (backend.url)", transient=True)
+        import aiohttp  # loaded by start() with the session
+
         what = f"{method} {path}"
         quiet_s = timeout_s or self.timeout_s
         total_s = max(total_s or quiet_s, quiet_s)

@@ -16,14 +16,16 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from drivers.backoff import backoff_delay
 
 from .journal import now_with_offset
 from .rules import Connectivity
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("tilld.connectivity")
 
@@ -112,7 +114,7 @@ class ConnectivityMonitor:
 
     async def start(self) -> None:
         if self._internet_targets:
-            self._session = aiohttp.ClientSession()
+            self._session = _http_session()
         if self._server_probe is not None:
             self._tasks["server"] = asyncio.create_task(
                 self._watch(self.server, self._probe_server)
@@ -155,7 +157,7 @@ class ConnectivityMonitor:
                 self.internet.up = before.internet
                 self.internet.failures = 0
                 if self._session is None:
-                    self._session = aiohttp.ClientSession()
+                    self._session = _http_session()
                 self._tasks["internet"] = asyncio.create_task(
                     self._watch(self.internet, self._probe_internet)
                 )
@@ -253,3 +255,10 @@ class ConnectivityMonitor:
         assert self._session is not None
         async with self._session.get(target, allow_redirects=False) as response:
             await response.read()
+
+
+def _http_session() -> aiohttp.ClientSession:
+    # Imported here: a till that probes no internet target never loads aiohttp's client.
+    import aiohttp
+
+    return aiohttp.ClientSession()

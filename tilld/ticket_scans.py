@@ -3,11 +3,22 @@
 A scan is an article barcode (shown to the cashier), a ticket code of this
 venue (journaled with a local check read in the same transaction, then
 registered live or replayed by sync later), or unknown.
+
+The gate's answer is the `scanned` event with the local check: it goes out
+as soon as the scan is committed, and waits for nothing else. A scanner's
+scans are registered after it, one at a time in the order they were made,
+by a task of their own (``_registrations``), so the next guest's scan is
+journaled while the back-end still answers about the one before. A
+``scan.submit`` call answers with the registration (its caller waits for
+it); its `scanned` event has gone out before that too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,15 +60,53 @@ class TicketScans:
         self.connectivity = connectivity
         self.outbox = outbox
         self.register_now = register_now
+        # A scanner's scans journaled but not yet offered for live registration.
+        self._unregistered: deque[Entry] = deque()
+        self._registrations: asyncio.Task[None] | None = None
 
     async def scan(self, code: str, source: str) -> dict[str, Any]:
-        """Route a scanned code: an article barcode, a ticket to register, or unknown."""
+        """Route a scanned code: an article barcode, a ticket to register, or unknown.
+
+        The answer of a ticket's scan carries its live registration, if any."""
         code = code.strip()
-        article = self.catalog.find(barcode=code)
-        if self.catalog.is_ticket_code(code) and article is None:
+        if self._is_ticket(code):
             # The ticket's scan is told when it is journaled, before its
             # registration: `scanned` always comes before `registered`.
-            return await self._ticket_scan(code, source)
+            entry, result = await self._ticket_scan(code, source)
+            return await self._register(entry, result)
+        return self._other_scan(code, source)
+
+    async def gate_scan(self, code: str, source: str) -> dict[str, Any]:
+        """Route a device's scan: answered once it is journaled and told (`scanned`).
+
+        The live registration follows on its own task, in scan order, so the
+        device's next scan does not wait for the back-end."""
+        code = code.strip()
+        if self._is_ticket(code):
+            entry, result = await self._ticket_scan(code, source)
+            self._unregistered.append(entry)
+            if self._registrations is None or self._registrations.done():
+                self._registrations = asyncio.create_task(
+                    self._register_in_order(), name="live scan registrations"
+                )
+            return result
+        return self._other_scan(code, source)
+
+    async def stop(self) -> None:
+        """Stop registering live: what is left is journaled, and sync replays it."""
+        task, self._registrations = self._registrations, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._unregistered.clear()
+
+    def _is_ticket(self, code: str) -> bool:
+        # An article's barcode wins over a ticket code's pattern.
+        return self.catalog.is_ticket_code(code) and self.catalog.find(barcode=code) is None
+
+    def _other_scan(self, code: str, source: str) -> dict[str, Any]:
+        article = self.catalog.find(barcode=code)
         if article is not None:
             result: dict[str, Any] = {"code": code, "kind": "article", "article": article.summary()}
         else:
@@ -69,7 +118,7 @@ class TicketScans:
         self.events.publish("scan", event="scanned", source=source, **result)
         return result
 
-    async def _ticket_scan(self, code: str, source: str) -> dict[str, Any]:
+    async def _ticket_scan(self, code: str, source: str) -> tuple[Entry, dict[str, Any]]:
         # One trip to the writer: the local check is read in the transaction
         # that journals the scan, so two scans of one code cannot both pass.
         entry = await self.journal.append(
@@ -93,7 +142,10 @@ class TicketScans:
             "detail": LOCAL_CHECK_WORDS[local_check],
         }
         self.events.publish("scan", event="scanned", source=source, **result)
-        result = dict(result)
+        return entry, dict(result)
+
+    async def _register(self, entry: Entry, result: dict[str, Any]) -> dict[str, Any]:
+        """Register a journaled scan live; the answer with the back-end's word, if it came."""
         registered = None
         try:
             registered = await self.register_now(entry)
@@ -103,6 +155,17 @@ class TicketScans:
             status = registered["status"]
             result.update(status=status, detail=gate_words(status, registered.get("detail")))
         return result
+
+    async def _register_in_order(self) -> None:
+        while self._unregistered:
+            entry = self._unregistered.popleft()
+            try:
+                await self.register_now(entry)
+            except BackendError as exc:
+                log.info("live scan kept for later: %s", exc.message)
+            except Exception:
+                # Sync replays it; the next scans still get their chance.
+                log.exception("live registration of scan %d failed", entry.seq)
 
     async def scans_list(self, state: str | None, limit: int) -> dict[str, Any]:
         scans = await self.journal.scans(state, limit)

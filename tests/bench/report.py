@@ -22,7 +22,8 @@ import re
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -164,6 +165,29 @@ def finish(path: Path) -> None:
     with open(path, "a", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n\n" + reading)
     stash.unlink(missing_ok=True)
+
+
+def fsync_samples(directory: Path, rounds: int) -> list[float]:
+    """Seconds to write 4 KiB and fsync it in ``directory``: the least one WAL commit costs."""
+    path = directory / "fsync-probe"
+    samples = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        block = os.urandom(4096)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            os.write(fd, block)
+            os.fsync(fd)
+            samples.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return samples
+
+
+def spread(values: Sequence[float], show: Callable[[float], str]) -> str:
+    """The median of rounds with their spread: "median (min-max)"."""
+    return f"{show(median(values))} ({show(min(values))}-{show(max(values))})"
 
 
 def main() -> int:

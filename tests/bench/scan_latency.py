@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import tty
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,13 +33,27 @@ from conftest import Client
 from dbus_fast import Message, MessageType
 from dbussims import Bus, wait_for_name
 from dbussims import Client as DBusClient
-from report import append_section, median, ms, percentile, section, table, verdict
+from report import (
+    append_section,
+    fsync_samples,
+    median,
+    ms,
+    percentile,
+    section,
+    spread,
+    table,
+    verdict,
+)
 from sims import wait_for
 from workload import sell_offline, start_site
 
 ARTICLE_CODES = ("7310000000001", "7310000000018", "7310000000025", "7310000000032")
 DRAIN_ENTRIES = 10_000
 KINDS = ("article", "ticket")
+FSYNC_PROBES = 300
+# What the gate's answer may take beyond two fsyncs (its own and one it may
+# find under way): the socket's and D-Bus's share of the goal.
+GOAL_ALLOWANCE_S = {"socket": 0.002, "dbus": 0.003}
 
 
 class PtyScanner:
@@ -69,8 +84,8 @@ class ScanClock:
         self.tickets = itertools.count()
         self.articles = itertools.cycle(ARTICLE_CODES)
 
-    def one(self, kind: str) -> tuple[float, float, float]:
-        """When the code was written, seen on the socket, and seen on D-Bus."""
+    def one(self, kind: str) -> tuple[float, float, float | None]:
+        """When the code was written, seen on the socket, and seen on D-Bus (None: lost)."""
         code = next(self.articles) if kind == "article" else f"TKLAT{next(self.tickets):08d}"
         self.dbus.arrived.pop(code, None)
         written = self.scanner.write(code)
@@ -112,19 +127,36 @@ class DrainWindow:
         return self.ended is None
 
 
+def _samples() -> dict[str, list[float]]:
+    return {f"{kind} {where}": [] for kind in KINDS for where in ("socket", "dbus")}
+
+
+# D-Bus signals the subscriber never saw. dbus-fast 2.46 drops its connection
+# when the bus's socket is full (EAGAIN on send: python-dbus-next issue 153);
+# tilld reconnects, and the signals sent meanwhile are lost. Counted, not timed.
+LOST: list[float] = []
+
+
+def _add_dbus(samples: list[float], written: float, on_dbus: float | None) -> None:
+    if on_dbus is None:
+        LOST.append(written)
+    else:
+        samples.append(on_dbus - written)
+
+
 def idle_samples(clock: ScanClock, n: int) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {k: [] for k in (*KINDS, "dbus")}
+    samples = _samples()
     for i in range(n):
         kind = KINDS[i % 2]
         written, seen, on_dbus = clock.one(kind)
-        samples[kind].append(seen - written)
-        samples["dbus"].append(on_dbus - written)
+        samples[f"{kind} socket"].append(seen - written)
+        _add_dbus(samples[f"{kind} dbus"], written, on_dbus)
         time.sleep(0.002)
     return samples
 
 
 def draining_samples(site, clock: ScanClock, drains: int) -> tuple[dict[str, list[float]], float]:
-    samples: dict[str, list[float]] = {k: [] for k in (*KINDS, "dbus")}
+    samples = _samples()
     drain_seconds = 0.0
     for _ in range(drains):
         site.server.set_mode("refuse")
@@ -146,8 +178,8 @@ def draining_samples(site, clock: ScanClock, drains: int) -> tuple[dict[str, lis
         drain_seconds += window.ended - window.began
         for kind, written, seen, on_dbus in taken:
             if window.began <= written and seen <= window.ended:
-                samples[kind].append(seen - written)
-                samples["dbus"].append(on_dbus - written)
+                samples[f"{kind} socket"].append(seen - written)
+                _add_dbus(samples[f"{kind} dbus"], written, on_dbus)
     return samples, drain_seconds
 
 
@@ -167,33 +199,91 @@ class DBusScans(DBusClient):
             self.arrived[msg.body[0]] = time.perf_counter()
         return super()._on_message(msg)
 
-    def seen(self, code: str, timeout_s: float = 10) -> float:
+    def seen(self, code: str, timeout_s: float = 3) -> float | None:
         deadline = time.monotonic() + timeout_s
         while code not in self.arrived:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no Scanned signal for {code}")
+                return None
             time.sleep(0.0005)
         return self.arrived.pop(code)
 
 
-def row(name: str, samples: list[float], baseline: list[float] | None) -> tuple[str, ...]:
-    p50, p99 = median(samples), percentile(samples, 99)
-    versus = f"p99 {p99 / percentile(baseline, 99):.2f}x idle" if baseline else ""
-    return (
-        name,
-        str(len(samples)),
-        ms(p50),
-        ms(p99),
-        ms(max(samples)),
-        versus,
-        verdict(p99 < 0.010, "p99 < 10 ms"),
-    )
+@dataclass
+class Round:
+    """One round's figures: the fsync baseline, then each kind of scan idle and draining."""
+
+    fsync: list[float]
+    idle: dict[str, list[float]]
+    busy: dict[str, list[float]]
+
+    @property
+    def fsync_p99(self) -> float:
+        return percentile(self.fsync, 99)
+
+    def goal(self, where: str) -> float:
+        """A ticket's `scanned` p99 goal: 2x the fsync p99 + 2 ms (socket), + 3 ms (D-Bus)."""
+        return 2 * self.fsync_p99 + GOAL_ALLOWANCE_S[where]
+
+
+def one_round(site, clock: ScanClock, scans: int, drains: int) -> tuple[Round, float]:
+    fsync = fsync_samples(site.till.state_dir, FSYNC_PROBES)
+    idle = idle_samples(clock, scans)
+    busy, drain_seconds = draining_samples(site, clock, drains)
+    return Round(fsync, idle, busy), drain_seconds
+
+
+def rows(rounds: list[Round]) -> list[tuple[str, ...]]:
+    fsync_p99 = [r.fsync_p99 for r in rounds]
+    out = [
+        (
+            "one fsync of 4 KiB (baseline)",
+            str(sum(len(r.fsync) for r in rounds)),
+            spread([median(r.fsync) for r in rounds], ms),
+            spread(fsync_p99, ms),
+            "",
+            "",
+        )
+    ]
+    for key, what in (
+        ("ticket socket", "ticket code, `scanned` on the socket"),
+        ("ticket dbus", "ticket code, D-Bus `Scanned` signal"),
+        ("article socket", "article barcode, `scanned` on the socket"),
+        ("article dbus", "article barcode, D-Bus `Scanned` signal"),
+    ):
+        kind, where = key.split()
+        for state, label in (("idle", "idle"), ("busy", f"during a {DRAIN_ENTRIES:,}-entry drain")):
+            per_round = [getattr(r, state)[key] for r in rounds]
+            p99 = [percentile(s, 99) for s in per_round]
+            goal_cell = ""
+            if kind == "ticket":
+                ratios = [
+                    percentile(s, 99) / r.goal(where)
+                    for s, r in zip(per_round, rounds, strict=True)
+                ]
+                extra = GOAL_ALLOWANCE_S[where] * 1000
+                goal_cell = (
+                    f"{spread(ratios, lambda x: f'{x:.2f}x')} of "
+                    f"{ms(median([r.goal(where) for r in rounds]))}, "
+                    + verdict(median(ratios) <= 1, f"p99 <= 2x fsync p99 + {extra:.0f} ms")
+                )
+            out.append(
+                (
+                    f"{what}, {label}",
+                    str(sum(len(s) for s in per_round)),
+                    spread([median(s) for s in per_round], ms),
+                    spread(p99, ms),
+                    ms(max(max(s) for s in per_round)),
+                    goal_cell,
+                )
+            )
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scans", type=int, default=600, help="idle scans (half of each kind)")
-    parser.add_argument("--drains", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scans", type=int, default=300, help="idle scans a round")
+    parser.add_argument("--drains", type=int, default=1, help="10,000-entry drains per round")
     parser.add_argument("--append", help="append the results as Markdown to this file")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="tilld-bench-"))
@@ -207,6 +297,8 @@ def main() -> int:
         },
     )
     dbus = DBusScans(bus.address)
+    rounds: list[Round] = []
+    drain_seconds = 0.0
     try:
         wait_for_name(dbus)
         wait_for(
@@ -218,39 +310,33 @@ def main() -> int:
         subscriber.call("events.subscribe", topics=["scan"])
         clock = ScanClock(scanner, subscriber, dbus)
         idle_samples(clock, 20)  # warm-up, not counted
-        idle = idle_samples(clock, args.scans)
-        busy, drain_seconds = draining_samples(site, clock, args.drains)
+        for _ in range(args.rounds):
+            one, seconds = one_round(site, clock, args.scans, args.drains)
+            rounds.append(one)
+            drain_seconds += seconds
         subscriber.close()
     finally:
         dbus.close()
         site.stop()
         bus.stop()
         scanner.close()
-    rows = []
-    for kind, what in (
-        ("article", "article barcode"),
-        ("ticket", "ticket code (journal + live registration)"),
-    ):
-        rows.append(row(f"{what}, idle (baseline)", idle[kind], None))
-        rows.append(row(f"{what}, during a sync drain", busy[kind], idle[kind]))
-    rows.append(row("D-Bus `Scanned` signal, both kinds, idle (baseline)", idle["dbus"], None))
-    rows.append(
-        row("D-Bus `Scanned` signal, both kinds, during a drain", busy["dbus"], idle["dbus"])
-    )
     intro = [
         "Produced by `make bench` (`.venv/bin/python tests/bench/scan_latency.py`): the",
         "script writes each code (CR-terminated) to the master of a real pty; the daemon",
-        "reads the slave as its serial scanner; the clock stops at the `scan` event on a",
-        "socket subscriber. Article and ticket codes alternate, 2 ms apart. Drain: "
-        f"{args.drains} x {DRAIN_ENTRIES:,} offline sales synced to the reference back-end",
-        f"({drain_seconds:.1f} s of draining in all); only scans wholly inside a drain count.",
+        "reads the slave as its serial scanner; the clock stops at the `scanned` event on a",
+        "socket subscriber and at the `Scanned` signal at a dbus-fast subscriber on a private",
+        "dbus-daemon with the shipped policy. Article and ticket codes alternate, 2 ms apart;",
+        "a ticket's scan is journaled (one commit with fsync) and told, then registered live",
+        f"at the reference back-end on its own. {args.rounds} rounds, each: the fsync baseline",
+        f"({FSYNC_PROBES} writes of 4 KiB with fsync in the till's state folder), "
+        f"{args.scans} scans idle,",
+        f"then scans during {args.drains} x {DRAIN_ENTRIES:,} offline sales synced to the "
+        f"back-end ({drain_seconds:.1f} s of",
+        "draining in all; only scans wholly inside a drain count). Cells: the median of the",
+        "rounds (min-max); the goal column is p99 / goal per round.",
+        f"D-Bus signals lost (not seen within 3 s, not counted above): {len(LOST)}.",
     ]
-    body = table(("scan", "samples", "p50", "p99", "worst", "vs baseline", "goal"), rows)
-    body += [
-        "",
-        "The D-Bus rows time the same scans to the `Scanned` signal at a dbus-fast",
-        "subscriber on a private dbus-daemon with the shipped policy (one more hop).",
-    ]
+    body = table(("scan", "samples", "p50", "p99", "worst", "p99 / goal"), rows(rounds))
     append_section(args.append, section("Scan to event", intro, body))
     return 0
 

@@ -29,7 +29,10 @@ LEFTOVER_TASKS_S = 0.25
 log = logging.getLogger("tilld")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_simulators: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``with_simulators=False`` leaves out the `sim` commands' own
+    arguments, whose modules (aiohttp's web server, the terminal simulators)
+    the daemon never needs: `tilld run` starts without importing them."""
     parser = argparse.ArgumentParser(
         prog="tilld", description="tilld: a till daemon that keeps selling when the network fails."
     )
@@ -51,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the card terminal simulator's protocol (default zvt)",
     )
     sim = commands.add_parser("sim", help="simulators for tests and technicians")
+    if not with_simulators:
+        return parser
     sims = sim.add_subparsers(dest="sim_command", required=True)
     from ..sim.backend import add_backend_command
     from ..sim.faultproxy import add_proxy_command
@@ -78,7 +83,8 @@ def add_device_simulators(sims: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(with_simulators="sim" in words).parse_args(argv)
     config_file = getattr(args, "run_config", None) or getattr(args, "check_config", None)
     config_file = config_file or args.config
     if args.command == "config":

@@ -13,6 +13,8 @@ Where things live:
   ``SideTables``, their reads and writes outside one.
 - ``control.py``: each receipt's registration with the control unit (its
   request, its state and its code), beside the receipt's entry.
+- ``writer.py``: ``WriterThread``, the one thread that writes, and the rule
+  that sync's bookkeeping waits while scans and sales are queued.
 - ``outbox.py``: ``OutboxBatch`` and ``Outbox``, what sync reads and records.
 - ``queries.py``: ``Queries``, the reads a cashier, a report or tillctl waits for.
 

@@ -12,8 +12,8 @@ Guarantees, and how they are kept:
   the same write transaction that stores the entry, so a failed commit never
   burns a number.
 
-One thread owns the write connection; the asyncio loop never blocks on
-fsync. Two more threads, each with its own read-only connection, serve the
+One thread owns the write connection (writer.py); the asyncio loop never
+blocks on fsync. Two more threads, each with its own read-only connection, serve the
 reads: one the lookups a cashier waits for (a receipt, a sale), the other
 long reads (sync batches, verify, export, reports), so neither holds up a
 sale and a long read never holds up a lookup.
@@ -40,6 +40,7 @@ from ..errors import Reason, Refused, StartupError
 from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
 from .entry import Entry, Fill, SideEffect, now_with_offset
 from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION
+from .writer import WriterThread
 
 log = logging.getLogger("tilld.journal")
 
@@ -54,7 +55,7 @@ class JournalStore:
     def __init__(self, path: Path, till_id: str) -> None:
         self.path = path
         self.till_id = till_id
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
+        self._writer = WriterThread("journal-writer")
         # Two readers: lookups a cashier waits for (a receipt, a sale) never
         # queue behind a sync batch, a report or an export on the bulk one.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-reader")
@@ -97,7 +98,8 @@ class JournalStore:
         await self._on_bulk(close_reader)
         # Each thread has finished its last job (awaited above); joining them
         # here would block the event loop for nothing.
-        for pool in (self._writer, self._reader, self._bulk):
+        self._writer.shutdown()
+        for pool in (self._reader, self._bulk):
             pool.shutdown(wait=False)
 
     def _connect(self) -> sqlite3.Connection:
@@ -123,7 +125,8 @@ class JournalStore:
             )
         try:
             db.execute("PRAGMA foreign_keys = ON")
-            db.executescript(SCHEMA)
+            # One transaction: a new journal's schema costs one fsync, not ~25.
+            db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
             self._db = db
             self._check_owner(db)
             row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
@@ -207,8 +210,9 @@ class JournalStore:
         db.execute("PRAGMA query_only = ON")
         self._readers.db = db
 
-    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+    async def _on_writer(self, fn: Callable[..., T], *args: Any, last: bool = False) -> T:
+        """Run ``fn`` on the writer thread; ``last``: after whatever else is queued (writer.py)."""
+        return await asyncio.wrap_future(self._writer.submit(fn, *args, last=last))
 
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
@@ -396,30 +400,46 @@ class JournalStore:
         return verdict
 
     class _transaction:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; storage errors become refusals."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; storage errors become refusals.
 
-        def __init__(self, db: sqlite3.Connection) -> None:
+        ``fsync=False`` does not wait for the disk: a kill -9 keeps the commit,
+        a power cut may lose it. Only for what the back-end's answers rebuild
+        (sync's results: the entries go again, answered `duplicate`).
+        """
+
+        def __init__(self, db: sqlite3.Connection, *, fsync: bool = True) -> None:
             self.db = db
+            self.fsync = fsync
 
         def __enter__(self) -> sqlite3.Connection:
             try:
+                if not self.fsync:
+                    self.db.execute("PRAGMA synchronous = NORMAL")
                 self.db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
+                self._durable_again()
                 raise _storage_refusal(exc) from exc
             return self.db
 
         def __exit__(self, exc_type, exc, _tb) -> bool:
-            if exc_type is None:
-                try:
-                    self.db.execute("COMMIT")
-                    return False
-                except sqlite3.Error as commit_error:
-                    self._rollback()
-                    raise _storage_refusal(commit_error) from commit_error
-            self._rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise _storage_refusal(exc) from exc
-            return False
+            try:
+                if exc_type is None:
+                    try:
+                        self.db.execute("COMMIT")
+                        return False
+                    except sqlite3.Error as commit_error:
+                        self._rollback()
+                        raise _storage_refusal(commit_error) from commit_error
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise _storage_refusal(exc) from exc
+                return False
+            finally:
+                self._durable_again()
+
+        def _durable_again(self) -> None:
+            if not self.fsync:
+                self.db.execute("PRAGMA synchronous = FULL")
 
         def _rollback(self) -> None:
             if self.db.in_transaction:
