@@ -7,6 +7,7 @@ The journal is tests/golden/journal-schema1.sql, made by the tilld of before sch
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -165,4 +166,24 @@ def test_a_start_that_dies_while_moving_the_journal_loses_nothing(short_tmp):
     verified = client.call("admin.journal_verify")
     client.close()
     assert verified == {"ok": True, "entries": OLD_ENTRIES, "integrity": {"state": "ok"}}
+    assert till.stop() == 0
+
+
+def test_systemd_is_asked_for_more_time_while_the_journal_moves(short_tmp):
+    """A big journal can take longer to move than the unit's TimeoutStartSec."""
+    till = TillProcess(short_tmp)
+    install(till.state_dir)
+    path = short_tmp / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(path))
+    notify.settimeout(60)
+    try:
+        till.start(wait=False, env={"NOTIFY_SOCKET": str(path)})
+        messages = []
+        while not any(b"READY=1" in m.split(b"\n") for m in messages):
+            messages.append(notify.recv(4096))
+    finally:
+        notify.close()
+    extend = [i for i, m in enumerate(messages) if b"EXTEND_TIMEOUT_USEC=" in m]
+    assert extend and extend[0] < len(messages) - 1, messages
     assert till.stop() == 0

@@ -16,6 +16,7 @@ import sqlite3
 import time
 
 from ..errors import StartupError
+from ..sdnotify import Notifier
 from .rows import LOOKUP_FIELDS, pack_uuid
 from .schema import ENTRIES_INDEXES, ENTRIES_TABLE, SCHEMA_VERSION, STORED_COLUMNS
 
@@ -31,8 +32,10 @@ def stored_version(db: sqlite3.Connection) -> int | None:
     return int(row[0]) if row else 1
 
 
-def migrate(db: sqlite3.Connection, path: object) -> None:
-    """Bring the journal to SCHEMA_VERSION; call with foreign keys off (a table is swapped)."""
+def migrate(db: sqlite3.Connection, path: object, systemd: Notifier) -> None:
+    """Bring the journal to SCHEMA_VERSION; call with foreign keys off (a table is swapped).
+
+    ``systemd`` is asked for more start-up time while the move runs."""
     version = stored_version(db)
     if version is None or version == SCHEMA_VERSION:
         return
@@ -43,6 +46,8 @@ def migrate(db: sqlite3.Connection, path: object) -> None:
         )
     started = time.monotonic()
     db.create_function("tilld_uuid_key", 1, pack_uuid, deterministic=True)
+    log.warning("journal %s: moving it from schema %d to %d", path, version, SCHEMA_VERSION)
+    db.set_progress_handler(_keep_systemd_waiting(systemd), 1_000_000)
     db.execute("BEGIN IMMEDIATE")
     try:
         count = db.execute("SELECT count(*) FROM entries").fetchone()[0]
@@ -66,6 +71,8 @@ def migrate(db: sqlite3.Connection, path: object) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    finally:
+        db.set_progress_handler(None, 0)
     log.warning(
         "journal %s moved from schema %d to %d (%d entries kept as they were) in %.1f s",
         path,
@@ -74,6 +81,23 @@ def migrate(db: sqlite3.Connection, path: object) -> None:
         count,
         time.monotonic() - started,
     )
+
+
+def _keep_systemd_waiting(systemd: Notifier):
+    """A progress handler: a journal of millions of entries takes longer to move than
+    the unit's start timeout, so systemd is asked for more time while it moves."""
+    last = time.monotonic()
+    systemd.notify("EXTEND_TIMEOUT_USEC=30000000", "STATUS=moving the journal to schema 2")
+
+    def handler() -> int:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 5:
+            last = now
+            systemd.notify("EXTEND_TIMEOUT_USEC=30000000", "STATUS=moving the journal to schema 2")
+        return 0  # go on
+
+    return handler
 
 
 def _lookups() -> str:

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from ..chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
 from ..errors import Reason, Refused, StartupError
 from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
+from ..sdnotify import Notifier
 from .entry import Entry, Fill, SideEffect, now_with_offset
 from .migrate import migrate
 from .rows import chain_view, hash_text, row_values
@@ -53,9 +54,11 @@ SQLITE_IOERR = 10
 
 
 class JournalStore:
-    def __init__(self, path: Path, till_id: str) -> None:
+    def __init__(self, path: Path, till_id: str, notifier: Notifier | None = None) -> None:
         self.path = path
         self.till_id = till_id
+        # systemd, asked for more start-up time while an older journal is moved.
+        self.notifier = notifier or Notifier(None)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
         # Two readers: lookups a cashier waits for (a receipt, a sale) never
         # queue behind a sync batch, a report or an export on the bulk one.
@@ -125,7 +128,7 @@ class JournalStore:
             )
         try:
             # Before foreign keys are on: moving an older journal swaps a table.
-            migrate(db, self.path)
+            migrate(db, self.path, self.notifier)
             db.execute("PRAGMA foreign_keys = ON")
             db.executescript(SCHEMA)
             self._db = db
