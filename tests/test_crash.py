@@ -32,7 +32,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import journal_rows
 import pytest
 from conftest import REPO, Client, RpcError, TillProcess
 
@@ -357,7 +357,7 @@ def spec_hash(entry: dict[str, Any]) -> str:
 
 
 def read_database(path: Path) -> dict[str, Any]:
-    db = sqlite3.connect(path)
+    db = journal_rows.connect(path)
     try:
         entries = [
             {
@@ -370,8 +370,7 @@ def read_database(path: Path) -> dict[str, Any]:
                 "hash": hash_,
             }
             for seq, uuid, type_, created_at, body, prev_hash, hash_ in db.execute(
-                "SELECT seq, uuid, type, created_at, body, prev_hash, hash FROM entries"
-                " ORDER BY seq"
+                f"SELECT {journal_rows.TEXT_COLUMNS} FROM entries ORDER BY seq"
             )
         ]
         tickets = {

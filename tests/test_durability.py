@@ -9,6 +9,7 @@ import sqlite3
 import time
 from typing import ClassVar
 
+import journal_rows
 import pytest
 from conftest import DEMO_CATALOG, RpcError, TillProcess, to_toml
 
@@ -87,9 +88,11 @@ def test_partial_payment_survives_sigkill_and_completes_after_restart(short_tmp)
     client.close()
     assert till.stop() == 0
 
-    db = sqlite3.connect(till.state_dir / "journal.sqlite")
+    db = journal_rows.connect(till.state_dir / "journal.sqlite")
     body = db.execute(
-        "SELECT body FROM entries WHERE json_extract(body, '$.sale_id') = ?", (sale_id,)
+        "SELECT body_text(body) FROM entries WHERE type = 'sale'"
+        " AND json_extract(body_text(body), '$.sale_id') = ?",
+        (sale_id,),
     ).fetchone()[0]
     assert db.execute("SELECT count(*) FROM open_sales").fetchone()[0] == 0
     db.close()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import journal_rows
 import pytest
 from conftest import REPO, Client, RpcError, TillProcess
 from sims import Backend, wait_for
@@ -255,10 +255,11 @@ def test_the_back_end_notices_a_rollback_the_till_could_not_see(short_tmp, backe
 
 def rewrite_history(path: Path, seq: int) -> None:
     """Whoever owns the till edits a sale and recomputes every hash after it."""
-    db = sqlite3.connect(path, isolation_level=None)
+    db = journal_rows.connect(path, isolation_level=None)
     db.execute("DROP TRIGGER entries_no_update")
     rows = db.execute(
-        "SELECT seq, uuid, type, created_at, body, prev_hash FROM entries ORDER BY seq"
+        "SELECT seq, uuid_text(uuid), type, created_at, body_text(body), hash_text(prev_hash)"
+        " FROM entries ORDER BY seq"
     ).fetchall()
     prev = None
     for row_seq, uuid, type_, created_at, body, prev_hash in rows:
@@ -334,9 +335,9 @@ def test_a_broken_chain_among_the_last_entries_is_named_at_start(short_tmp, reli
     sell_cash(client, SOLD)
     client.close()
     assert till.stop() == 0
-    db = sqlite3.connect(till.state_dir / "journal.sqlite", isolation_level=None)
+    db = journal_rows.connect(till.state_dir / "journal.sqlite", isolation_level=None)
     db.execute("DROP TRIGGER entries_no_update")
-    db.execute("UPDATE entries SET body = json_set(body, '$.total', 1) WHERE seq = 3")
+    db.execute("UPDATE entries SET body = json_set(body_text(body), '$.total', 1) WHERE seq = 3")
     db.close()
 
     till.start()

@@ -6,6 +6,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
+import journal_rows
 import pytest
 from conftest import Client, RpcError, TillProcess
 from sims import Backend, Proxy, online_config, wait_for
@@ -331,9 +332,9 @@ def test_rejected_entry_stays_visible_and_does_not_block_later_ones(site):
         sell(site.client)
     site.client.close()
     site.till.kill()
-    db = sqlite3.connect(site.till.state_dir / "journal.sqlite")
+    db = journal_rows.connect(site.till.state_dir / "journal.sqlite")
     db.execute("DROP TRIGGER entries_no_update")
-    db.execute("UPDATE entries SET body = replace(body, '3500', '1') WHERE seq = 2")
+    db.execute("UPDATE entries SET body = replace(body_text(body), '3500', '1') WHERE seq = 2")
     db.commit()
     db.close()
     site.till = TillProcess(site.till.base, site.till.config).start()

@@ -15,8 +15,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import journal_rows
 import pytest
 from conftest import REPO, TillProcess
+
+from tilld.journal.rows import body_text, pack_body
 
 VERIFY = ("journal", "verify")
 SALES = 6
@@ -68,8 +71,8 @@ def spec_hash(row: dict) -> str:
 def change_amount(db: sqlite3.Connection) -> None:
     db.execute("DROP TRIGGER entries_no_update")
     db.execute(
-        "UPDATE entries SET body = json_set(body, '$.total', json_extract(body, '$.total') + 100)"
-        " WHERE seq = ?",
+        "UPDATE entries SET body = json_set(body_text(body), '$.total',"
+        " json_extract(body_text(body), '$.total') + 100) WHERE seq = ?",
         (MIDDLE,),
     )
 
@@ -78,7 +81,8 @@ def change_amount_and_rehash(db: sqlite3.Connection) -> None:
     """A careful forger fixes the entry's own hash: the next entry's link still breaks."""
     db.execute("DROP TRIGGER entries_no_update")
     seq, uuid, type_, created_at, body, prev_hash = db.execute(
-        "SELECT seq, uuid, type, created_at, body, prev_hash FROM entries WHERE seq = ?",
+        "SELECT seq, uuid_text(uuid), type, created_at, body_text(body), hash_text(prev_hash)"
+        " FROM entries WHERE seq = ?",
         (MIDDLE,),
     ).fetchone()
     forged = json.loads(body)
@@ -89,6 +93,26 @@ def change_amount_and_rehash(db: sqlite3.Connection) -> None:
         "UPDATE entries SET body = ?, hash = ? WHERE seq = ?",
         (json.dumps(forged, sort_keys=True, separators=(",", ":")), new_hash, seq),
     )
+
+
+def edit_compressed_body(db: sqlite3.Connection) -> None:
+    """Bytes of a stored (compressed) body changed in place, readable or not."""
+    db.execute("DROP TRIGGER entries_no_update")
+    (body,) = db.execute("SELECT body FROM entries WHERE seq = ?", (MIDDLE,)).fetchone()
+    assert isinstance(body, bytes), "entries are stored compressed"
+    middle = len(body) // 2
+    edited = body[:middle] + bytes([body[middle] ^ 0x55]) + body[middle + 1 :]
+    db.execute("UPDATE entries SET body = ? WHERE seq = ?", (edited, MIDDLE))
+
+
+def recompress_changed_body(db: sqlite3.Connection) -> None:
+    """A forger who knows the storage format writes a changed body in it."""
+    db.execute("DROP TRIGGER entries_no_update")
+    (body,) = db.execute("SELECT body FROM entries WHERE seq = ?", (MIDDLE,)).fetchone()
+    forged = json.loads(body_text(body))
+    forged["total"] -= 100
+    canonical = json.dumps(forged, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    db.execute("UPDATE entries SET body = ? WHERE seq = ?", (pack_body(canonical), MIDDLE))
 
 
 def delete_entry(db: sqlite3.Connection) -> None:
@@ -108,6 +132,8 @@ CASES: dict[str, tuple[Callable[[sqlite3.Connection], None], int]] = {
     "amount-changed-and-rehashed": (change_amount_and_rehash, MIDDLE + 1),
     "entry-deleted": (delete_entry, MIDDLE + 1),
     "hash-changed": (change_hash, MIDDLE),
+    "compressed-body-edited": (edit_compressed_body, MIDDLE),
+    "compressed-body-rewritten": (recompress_changed_body, MIDDLE),
 }
 
 
@@ -120,7 +146,7 @@ def test_tampered_journal_names_the_first_bad_seq(make_till, case):
     assert ok.returncode == 0 and f"ok: {SALES} entries" in ok.stdout, ok
     assert till.stop() == 0
 
-    db = sqlite3.connect(till.state_dir / "journal.sqlite", isolation_level=None)
+    db = journal_rows.connect(till.state_dir / "journal.sqlite", isolation_level=None)
     tamper(db)
     db.close()
 
@@ -188,7 +214,7 @@ def test_verify_of_a_broken_journal_counts_all_its_entries(make_till):
     till = make_till().start()
     sell_cash_sales(till)
     assert till.stop() == 0
-    db = sqlite3.connect(till.state_dir / "journal.sqlite", isolation_level=None)
+    db = journal_rows.connect(till.state_dir / "journal.sqlite", isolation_level=None)
     change_amount(db)
     db.close()
     till.start()

@@ -129,7 +129,7 @@ class Daemon:
         self.settings = settings
         self.notifier = notifier or Notifier(None)
         self.events = EventBus()
-        self.journal = Journal(settings.journal_path, settings.till.id)
+        self.journal = Journal(settings.journal_path, settings.till.id, self.notifier)
         # The back-end client and the monitor report to each other (a failed
         # request counts as a probe; a probe is a request): they meet here.
         self.backend = BackendClient(

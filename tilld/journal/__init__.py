@@ -5,6 +5,9 @@ Where things live:
   types, now_with_offset). No database and no threads: pure modules such as
   reports.py import entries from here.
 - ``schema.py``: the tables, indexes and triggers, and the column lists.
+- ``rows.py``: how an entry is stored in its row (compact) and read back
+  (compact or as an older tilld wrote it). No database.
+- ``migrate.py``: an older journal moved to the current schema at open.
 - ``store.py``: ``JournalStore``, the core and its guarantees: open and
   close, the head and chain checks at open, the writer thread and its
   transaction, append, the rollback acknowledgement, the two reader threads.

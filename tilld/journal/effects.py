@@ -18,6 +18,7 @@ from typing import Any
 
 from ..chain import canonical_json
 from .entry import Entry, Fill, SideEffect, TicketRecord, now_with_offset
+from .rows import body_text
 from .schema import COLUMNS
 from .store import JournalStore
 
@@ -60,8 +61,7 @@ def local_ticket_check(code: str) -> Fill:
 
     def fill(db: sqlite3.Connection) -> dict[str, Any]:
         scanned = db.execute(
-            "SELECT 1 FROM entries WHERE json_extract(body, '$.code') = ? AND type = 'scan'"
-            " LIMIT 1",
+            "SELECT 1 FROM entries WHERE code = ? LIMIT 1",
             (code,),
         ).fetchone()
         if scanned:
@@ -100,10 +100,9 @@ def float_change(amount: int) -> Fill:
 
     def fill(db: sqlite3.Connection) -> dict[str, Any]:
         row = db.execute(
-            "SELECT json_extract(body, '$.amount') FROM entries WHERE type = 'float'"
-            " ORDER BY seq DESC LIMIT 1"
+            "SELECT body FROM entries WHERE type = 'float' ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-        previous = row[0] if row else 0
+        previous = json.loads(body_text(row[0])).get("amount") if row else 0
         return {"previous": previous, "change": amount - previous}
 
     return fill

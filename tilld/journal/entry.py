@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .rows import decoded_row
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -44,7 +46,8 @@ class Entry:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | tuple) -> Entry:
-        seq, uuid, type_, created_at, body, prev_hash, hash_ = row
+        """An entry from its row (schema.COLUMNS), stored in either format (rows.py)."""
+        seq, uuid, type_, created_at, body, prev_hash, hash_ = decoded_row(row)
         return cls(seq, uuid, type_, created_at, json.loads(body), prev_hash, hash_)
 
 

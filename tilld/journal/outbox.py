@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .entry import Entry, now_with_offset
+from .rows import decoded_row
 from .schema import COLUMNS
 from .store import JournalStore
 
@@ -21,7 +22,7 @@ from .store import JournalStore
 class OutboxBatch:
     """Entries on their way to the back-end, encoded as JSON where they were read.
 
-    The stored body is already canonical JSON, so an entry is sent without
+    The stored body inflates to canonical JSON, so an entry is sent without
     parsing it and encoding it again, and none of that work is done on the
     event loop that answers cashiers while a backlog drains.
     """
@@ -45,8 +46,9 @@ class OutboxBatch:
         )
 
 
-def _encode_row(row: tuple[Any, ...]) -> str:
-    seq, uuid, type_, created_at, body, prev_hash, hash_ = row
+def _encode_row(decoded: tuple[Any, ...]) -> str:
+    """An entry as the back-end receives it, from its row decoded (rows.decoded_row)."""
+    seq, uuid, type_, created_at, body, prev_hash, hash_ = decoded
     head = json.dumps({"seq": seq, "uuid": uuid, "type": type_, "created_at": created_at})
     tail = json.dumps({"prev_hash": prev_hash, "hash": hash_})
     return f'{head[:-1]},"body":{body},{tail[1:]}'
@@ -92,14 +94,13 @@ class Outbox(JournalStore):
         """The next entries after ``after_seq`` to send, in seq order, ready to post."""
 
         def read() -> OutboxBatch:
-            rows = (
-                self._read()
-                .execute(
+            rows = [
+                decoded_row(row)
+                for row in self._read().execute(
                     f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
                     (after_seq, limit),
                 )
-                .fetchall()
-            )
+            ]
             return OutboxBatch(
                 [r[0] for r in rows],
                 [r[1] for r in rows],

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..chain import first_broken_seq
 from .entry import Entry, Fill
+from .rows import body_text, chain_view, lookup_key, uuid_text
 from .schema import COLUMNS, TICKET_COLUMNS
 from .store import JournalStore
 
@@ -58,11 +59,11 @@ class Queries(JournalStore):
             )
             scans = []
             for seq, uuid, body, status, detail, at in rows:
-                data = json.loads(body)
+                data = json.loads(body_text(body))
                 scans.append(
                     {
                         "seq": seq,
-                        "scan_id": uuid,
+                        "scan_id": uuid_text(uuid),
                         "code": data["code"],
                         "scanned_at": data["scanned_at"],
                         "local_check": data.get("local_check"),
@@ -107,8 +108,7 @@ class Queries(JournalStore):
             row = (
                 self._read()
                 .execute(
-                    f"SELECT {COLUMNS} FROM entries WHERE type IN ('sale', 'refund')"
-                    " AND json_extract(body, '$.receipt_no') = ?",
+                    f"SELECT {COLUMNS} FROM entries WHERE receipt_no = ?",
                     (receipt_no,),
                 )
                 .fetchone()
@@ -124,9 +124,8 @@ class Queries(JournalStore):
             row = (
                 self._read()
                 .execute(
-                    f"SELECT {COLUMNS} FROM entries WHERE type IN ('sale', 'void')"
-                    " AND json_extract(body, '$.sale_id') = ?",
-                    (sale_id,),
+                    f"SELECT {COLUMNS} FROM entries WHERE sale_id = ?",
+                    (lookup_key("sale_id", sale_id),),
                 )
                 .fetchone()
             )
@@ -157,8 +156,7 @@ class Queries(JournalStore):
                 code
                 for code in codes
                 if db.execute(
-                    "SELECT 1 FROM entries WHERE json_extract(body, '$.code') = ?"
-                    " AND type = 'scan' LIMIT 1",
+                    "SELECT 1 FROM entries WHERE code = ? LIMIT 1",
                     (code,),
                 ).fetchone()
             ]
@@ -168,8 +166,7 @@ class Queries(JournalStore):
     async def refunds_of(self, receipt_no: int) -> list[Entry]:
         def read() -> list[Entry]:
             rows = self._read().execute(
-                f"SELECT {COLUMNS} FROM entries WHERE type = 'refund'"
-                " AND json_extract(body, '$.original_receipt_no') = ? ORDER BY seq",
+                f"SELECT {COLUMNS} FROM entries WHERE original_receipt_no = ? ORDER BY seq",
                 (receipt_no,),
             )
             return [Entry.from_row(row) for row in rows]
@@ -193,7 +190,7 @@ class Queries(JournalStore):
         def run() -> dict[str, Any]:
             def walk() -> Iterator[dict[str, Any]]:
                 for row in self._read().execute(f"SELECT {COLUMNS} FROM entries ORDER BY seq"):
-                    yield Entry.from_row(row).as_dict()
+                    yield chain_view(row)
 
             bad = first_broken_seq(walk())
             # The walk stops at the first bad entry; the count covers them all.

@@ -1,7 +1,5 @@
 """The journal database's tables, indexes and triggers, and the column lists read from them."""
 
-SCHEMA_VERSION = 1
-
 # Numbered series and the entry types that draw from them. Sales and refunds
 # share the receipt series (a refund is a receipt too); Z reports count apart.
 NUMBER_SERIES: dict[str, tuple[str, ...]] = {
@@ -9,30 +7,53 @@ NUMBER_SERIES: dict[str, tuple[str, ...]] = {
     "z_no": ("z-report",),
 }
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+# Schema 2 stores entries compactly (rows.py) and keeps their looked-up fields
+# in columns of their own; schema 1 (tilld up to 2026-11) kept canonical JSON
+# text and hex hashes and indexed the fields inside the JSON. migrate.py moves
+# a schema-1 journal to schema 2 in one transaction, its rows as they are.
+SCHEMA_VERSION = 2
+
+# uuid has no index: it is a fresh uuid4 per entry and nothing looks it up
+# (the back-end recognises repeats by it). Column types say what a new row
+# holds; an old row keeps its TEXT values (rows.py reads both).
+ENTRIES_TABLE = """
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY,
-    uuid TEXT NOT NULL UNIQUE,
+    uuid BLOB NOT NULL,
     type TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    body BLOB NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    receipt_no INTEGER,
+    sale_id BLOB,
+    code TEXT,
+    z_no INTEGER,
+    original_receipt_no INTEGER
 );
+"""
+ENTRIES_INDEXES = """
 CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
 BEGIN SELECT RAISE(ABORT, 'journal entries are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
 BEGIN SELECT RAISE(ABORT, 'journal entries are append-only'); END;
-CREATE INDEX IF NOT EXISTS entries_receipt_no ON entries (json_extract(body, '$.receipt_no'))
-    WHERE type IN ('sale', 'refund');
-CREATE INDEX IF NOT EXISTS entries_z_no ON entries (json_extract(body, '$.z_no'))
-    WHERE type IN ('z-report');
-CREATE INDEX IF NOT EXISTS entries_refund_of
-    ON entries (json_extract(body, '$.original_receipt_no')) WHERE type = 'refund';
-CREATE INDEX IF NOT EXISTS entries_sale_id ON entries (json_extract(body, '$.sale_id'))
-    WHERE type IN ('sale', 'void');
+CREATE INDEX IF NOT EXISTS entries_receipt_no ON entries (receipt_no)
+    WHERE receipt_no IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_z_no ON entries (z_no) WHERE z_no IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_refund_of ON entries (original_receipt_no)
+    WHERE original_receipt_no IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_sale_id ON entries (sale_id) WHERE sale_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS entries_type ON entries (type, seq);
+CREATE INDEX IF NOT EXISTS entries_scan_code ON entries (code) WHERE code IS NOT NULL;
+"""
+
+META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+
+SCHEMA = (
+    META_TABLE
+    + ENTRIES_TABLE
+    + ENTRIES_INDEXES
+    + """
 CREATE TABLE IF NOT EXISTS sync_results (
     seq INTEGER PRIMARY KEY REFERENCES entries (seq),
     status TEXT NOT NULL,
@@ -48,8 +69,6 @@ CREATE TABLE IF NOT EXISTS scan_results (
     detail TEXT,
     at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_scan_code ON entries (json_extract(body, '$.code'))
-    WHERE type = 'scan';
 CREATE TABLE IF NOT EXISTS tickets (
     code TEXT PRIMARY KEY,
     seq INTEGER NOT NULL REFERENCES entries (seq),
@@ -110,7 +129,10 @@ CREATE TABLE IF NOT EXISTS catalog_cache (
     stored_at TEXT NOT NULL
 );
 """
+)
 
-# The entries table's columns in the order Entry.from_row takes them.
+# The entries table's columns in the order Entry.from_row takes them, and
+# those rows.stored_row fills (the lookup columns follow).
 COLUMNS = "seq, uuid, type, created_at, body, prev_hash, hash"
+STORED_COLUMNS = COLUMNS + ", receipt_no, sale_id, code, z_no, original_receipt_no"
 TICKET_COLUMNS = ("code", "receipt_no", "plu", "name", "state", "created_at")

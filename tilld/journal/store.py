@@ -38,8 +38,11 @@ from typing import Any, TypeVar
 from ..chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
 from ..errors import Reason, Refused, StartupError
 from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
+from ..sdnotify import Notifier
 from .entry import Entry, Fill, SideEffect, now_with_offset
-from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION
+from .migrate import migrate
+from .rows import chain_view, hash_text, row_values
+from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION, STORED_COLUMNS
 from .writer import WriterThread
 
 log = logging.getLogger("tilld.journal")
@@ -52,9 +55,11 @@ SQLITE_IOERR = 10
 
 
 class JournalStore:
-    def __init__(self, path: Path, till_id: str) -> None:
+    def __init__(self, path: Path, till_id: str, notifier: Notifier | None = None) -> None:
         self.path = path
         self.till_id = till_id
+        # systemd, asked for more start-up time while an older journal is moved.
+        self.notifier = notifier or Notifier(None)
         self._writer = WriterThread("journal-writer")
         # Two readers: lookups a cashier waits for (a receipt, a sale) never
         # queue behind a sync batch, a report or an export on the bulk one.
@@ -124,18 +129,24 @@ class JournalStore:
                 "a local filesystem that supports SQLite WAL."
             )
         try:
+            # Before foreign keys are on: moving an older journal swaps a table.
+            migrate(db, self.path, self.notifier)
             db.execute("PRAGMA foreign_keys = ON")
             # One transaction: a new journal's schema costs one fsync, not ~25.
             db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
             self._db = db
             self._check_owner(db)
             row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        except StartupError:
+            db.close()
+            self._db = None
+            raise
         except sqlite3.Error as exc:
             db.close()
             self._db = None
             raise self._cannot_open(exc) from exc
         if row:
-            self.head_seq, self.head_hash = row
+            self.head_seq, self.head_hash = row[0], hash_text(row[1])
         for series in NUMBER_SERIES:
             self.numbers[series] = self._next_number(db, series) - 1
         self._check_head(db)
@@ -268,17 +279,19 @@ class JournalStore:
 
     @staticmethod
     def _insert(db: sqlite3.Connection, entry: Entry) -> None:
+        values = row_values(
+            entry.seq,
+            entry.uuid,
+            entry.type,
+            entry.created_at,
+            canonical_json(entry.body),
+            entry.prev_hash,
+            entry.hash,
+            entry.body,
+        )
         db.execute(
-            f"INSERT INTO entries ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.seq,
-                entry.uuid,
-                entry.type,
-                entry.created_at,
-                canonical_json(entry.body),
-                entry.prev_hash,
-                entry.hash,
-            ),
+            f"INSERT INTO entries ({STORED_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
+            values,
         )
 
     def _committed(self, entry: Entry, number: str | None) -> None:
@@ -308,14 +321,11 @@ class JournalStore:
 
     @staticmethod
     def _next_number(db: sqlite3.Connection, series: str) -> int:
-        # The types are inlined, not bound: SQLite only uses a partial index
-        # when it can see that the query's WHERE implies the index's.
-        types = ", ".join(f"'{t}'" for t in NUMBER_SERIES[series])
-        # INDEXED BY: the planner would otherwise walk every sale through the
-        # type index; the expression index makes this one step at any size.
+        # A series' column is filled for its entry types only (rows.LOOKUP_FIELDS);
+        # INDEXED BY keeps this one step at any size.
         row = db.execute(
-            f"SELECT json_extract(body, '$.{series}') FROM entries INDEXED BY entries_{series}"
-            f" WHERE type IN ({types}) ORDER BY json_extract(body, '$.{series}') DESC LIMIT 1"
+            f"SELECT {series} FROM entries INDEXED BY entries_{series}"
+            f" WHERE {series} IS NOT NULL ORDER BY {series} DESC LIMIT 1"
         ).fetchone()
         # After an acknowledged rollback, numbers go on after the lost ones.
         floor = db.execute("SELECT value FROM meta WHERE key = ?", (f"floor:{series}",)).fetchone()
@@ -459,7 +469,7 @@ class JournalStore:
 
 def _hash_at(db: sqlite3.Connection, seq: int) -> str | None:
     row = db.execute("SELECT hash FROM entries WHERE seq = ?", (seq,)).fetchone()
-    return row[0] if row else None
+    return hash_text(row[0]) if row else None
 
 
 # How many of the last entries a start re-checks (a few ms; the whole chain is
@@ -477,9 +487,9 @@ def _broken_tail(db: sqlite3.Connection, head_seq: int) -> int | None:
     before = db.execute(
         "SELECT seq, hash FROM entries WHERE seq < ? ORDER BY seq DESC LIMIT 1", (rows[0][0],)
     ).fetchone()
-    after_seq, after_hash = before if before else (0, GENESIS_HASH)
+    after_seq, after_hash = (before[0], hash_text(before[1])) if before else (0, GENESIS_HASH)
     return first_broken_seq(
-        (Entry.from_row(r).as_dict() for r in rows), after_seq=after_seq, after_hash=after_hash
+        (chain_view(r) for r in rows), after_seq=after_seq, after_hash=after_hash
     )
 
 
