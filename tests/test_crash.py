@@ -561,5 +561,10 @@ def test_the_crash_test_catches_a_daemon_that_answers_before_committing(short_tm
     broken = short_tmp / "broken"
     broken.mkdir()
     ledger = run_crash_stream(broken, 12, seed=1, launcher=ANSWERS_BEFORE_COMMIT)
+    # ...and sees acknowledged sales vanish: at the end, as LOST, or while it
+    # runs, when tilld itself refuses because its journal went backwards (the
+    # head file knows entries the journal lost). Which of the two shows first
+    # depends on where the kills land.
     lost = [p for p in ledger.problems if p.startswith("LOST")]
-    assert lost, ledger.problems  # ...and sees acknowledged sales vanish
+    went_back = [p for p in ledger.problems if "The journal went backwards" in p]
+    assert lost or went_back, ledger.problems[:20]

@@ -55,8 +55,14 @@ class Site:
         self.client = self.till.client()
 
     def journal(self) -> list[dict[str, Any]]:
-        content = self.client.call("admin.journal_export", format="jsonl")["content"]
-        return [json.loads(line) for line in content.splitlines() if line.strip()]
+        # Page by page: the kill test's stream of sales outgrows one page (1,000 entries).
+        entries: list[dict[str, Any]] = []
+        since: int | None = 0
+        while since is not None:
+            page = self.client.call("admin.journal_export", format="jsonl", since_seq=since)
+            entries += [json.loads(line) for line in page["content"].splitlines() if line.strip()]
+            since = page["next_since_seq"]
+        return entries
 
     def codes(self) -> list[dict[str, Any]]:
         return [e["body"] for e in self.journal() if e["type"] == "control-code"]
