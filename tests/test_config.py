@@ -104,7 +104,8 @@ def test_a_missing_default_file_means_the_contracts_defaults():
     assert settings.backend.url == "" and settings.backend.token_file == ""
     assert settings.backend.timeout_s == 5
     assert settings.connectivity.internet_probes == []
-    assert settings.connectivity.probe_interval_s == 2
+    assert settings.connectivity.probe_interval_s == 0.5
+    assert settings.connectivity.probe_timeout_s == 1.3
     assert settings.connectivity.backoff_cap_s == 10
     assert settings.sync.batch_size == 200
     assert settings.card.offline_limit == 250

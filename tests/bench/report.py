@@ -166,6 +166,18 @@ def finish(path: Path) -> None:
     stash.unlink(missing_ok=True)
 
 
+# -- a real network's round trips (the fault proxy's latency mode) -----------------
+
+# A 50 ms round trip with 5 ms jitter each way, as a till on a shop's DSL or 4G link sees.
+LONG_LINK = {"up_s": 0.025, "down_s": 0.025, "jitter_s": 0.005}
+LINKS = {"loopback": ("pass", {}), "50 ms round trip": ("latency", LONG_LINK)}
+
+
+def spread(samples: Sequence[float], show) -> str:
+    """``median (min-max)`` of rounds, each shown through ``show``."""
+    return f"{show(median(samples))} ({show(min(samples))}-{show(max(samples))})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="close a benchmarks file written by make bench")
     parser.add_argument("action", choices=["finish"])
