@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -45,16 +46,29 @@ def time_to_mode(listener, proxy: Proxy, mode: str, proxy_mode: str, **options) 
             return time.monotonic() - started
 
 
+def read_until_marker(listener, events: list[dict], marker: list[str]) -> None:
+    while True:
+        event = listener.next_event()
+        events.append(event)
+        if event["topic"] == "sale" and marker and event.get("sale_id") == marker[0]:
+            return
+
+
 def run_setting(base: Path, interval_s: float, timeout_s: float, minutes: float, rounds: int):
     """Mode changes in ``minutes`` of a slow back-end, then black-hole detection times."""
     backend = Backend(base, None, "--answer-delay", *SLOW)
     server = Proxy(base, "server", backend.address)
     server.set_mode("latency", **LONG_LINK)
+    internet = Proxy(base, "internet", None)  # stays up: only the server is slow, then silent
     till = TillProcess(
         base,
         {
             "backend": {"url": f"http://{server.address}", "token_file": str(backend.token_file)},
-            "connectivity": {"probe_interval_s": interval_s, "probe_timeout_s": timeout_s},
+            "connectivity": {
+                "internet_probes": [f"tcp://{internet.address}"],
+                "probe_interval_s": interval_s,
+                "probe_timeout_s": timeout_s,
+            },
         },
     ).start()
     try:
@@ -62,6 +76,11 @@ def run_setting(base: Path, interval_s: float, timeout_s: float, minutes: float,
         wait_for(lambda: client.call("status.get")["mode"] == "online", 60, what="online")
         listener = till.client()
         listener.call("events.subscribe", topics=["mode", "sale"])
+        # Read all the while: a subscriber that falls behind is dropped by the till.
+        events: list[dict] = []
+        marker: list[str] = []
+        reader = threading.Thread(target=read_until_marker, args=(listener, events, marker))
+        reader.start()
         before = backend.request("GET", "/control/slow")["answered"].get("/v1/health", 0)
         started = time.monotonic()
         sales = 0
@@ -72,14 +91,11 @@ def run_setting(base: Path, interval_s: float, timeout_s: float, minutes: float,
             sales += 1
             time.sleep(1)  # pacing: a sale a second, as at a busy till
         elapsed = time.monotonic() - started
-        marker = client.call("sale.open")["sale_id"]
-        changes = 0
-        while True:  # every event up to the marker sale, so none is missed
-            event = listener.next_event()
-            changes += event["topic"] == "mode"
-            if event["topic"] == "sale" and event.get("sale_id") == marker:
-                break
-        client.call("sale.void", sale_id=marker, reason="end of the run")
+        # A last sale marks the end: its void's event comes after every event before it.
+        marker.append(client.call("sale.open")["sale_id"])
+        client.call("sale.void", sale_id=marker[0], reason="end of the run")
+        reader.join()
+        changes = sum(event["topic"] == "mode" for event in events)
         slow = backend.request("GET", "/control/slow")
         probes = slow["answered"].get("/v1/health", 0) - before
         holed = []
@@ -88,6 +104,7 @@ def run_setting(base: Path, interval_s: float, timeout_s: float, minutes: float,
             time_to_mode(listener, server, "online", "latency", **LONG_LINK)
     finally:
         till.stop()
+        internet.stop()
         server.stop()
         backend.stop()
     return changes, elapsed, sales, probes / elapsed, holed, slow
