@@ -28,11 +28,11 @@ _tilld() {
             if [ "$prev" = --seed ]; then COMPREPLY=($(compgen -W demo -- "$cur")); return; fi
             if [ "$prev" = --swish-auto ]; then COMPREPLY=($(compgen -W 'PAID DECLINED ERROR CANCELLED' -- "$cur")); return; fi
             if [ "$prev" = --log-level ]; then COMPREPLY=($(compgen -W 'debug info warning' -- "$cur")); return; fi
-            words='-h --help --listen --db --token-file --seed --catalog --swish-auto --swish-delay --event-capacity --reservation-hold --log-level' ;;
+            words='-h --help --listen --db --token-file --seed --catalog --swish-auto --swish-delay --event-capacity --reservation-hold --answer-delay --log-level' ;;
         'sim proxy')
-            if [ "$prev" = --mode ]; then COMPREPLY=($(compgen -W 'pass refuse blackhole halfdead reset slow http500 http401' -- "$cur")); return; fi
+            if [ "$prev" = --mode ]; then COMPREPLY=($(compgen -W 'pass refuse blackhole halfdead reset slow latency http500 http401' -- "$cur")); return; fi
             if [ "$prev" = --log-level ]; then COMPREPLY=($(compgen -W 'debug info warning' -- "$cur")); return; fi
-            words='-h --help --listen --target --control --mode --delay-s --after-bytes --log-level' ;;
+            words='-h --help --listen --target --control --mode --delay-s --up-s --down-s --jitter-s --after-bytes --log-level' ;;
         'sim printer')
             words='-h --help --listen --out --control' ;;
         'sim scanner')

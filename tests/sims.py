@@ -49,7 +49,8 @@ class Announcing:
 
 
 class Backend(Announcing):
-    def __init__(self, base: Path, db: Path | None = None) -> None:
+    def __init__(self, base: Path, db: Path | None = None, *options: str) -> None:
+        """``options`` are more command-line options, e.g. ``--answer-delay 0.2 0.9``."""
         self.token_file = base / "backend.token"
         self.token_file.write_text(TOKEN + "\n")
         super().__init__(
@@ -64,6 +65,7 @@ class Backend(Announcing):
                 str(self.token_file),
                 "--seed",
                 "demo",
+                *options,
             ],
             base / "backend.log",
             ("listening",),

@@ -85,7 +85,7 @@ def test_keys_absent_from_the_file_keep_their_defaults(tmp_path):
     settings, _ = load_settings(str(write(tmp_path, GOOD)))
     assert settings.api.socket_path == Path("/run/tilld/tilld.sock")
     assert settings.paths.state_dir == Path("/var/lib/tilld")
-    assert settings.sync.batch_size == 200
+    assert settings.sync.batch_size == 1000
 
 
 def test_offline_brands_are_compared_in_lower_case(tmp_path):
@@ -104,9 +104,10 @@ def test_a_missing_default_file_means_the_contracts_defaults():
     assert settings.backend.url == "" and settings.backend.token_file == ""
     assert settings.backend.timeout_s == 5
     assert settings.connectivity.internet_probes == []
-    assert settings.connectivity.probe_interval_s == 2
+    assert settings.connectivity.probe_interval_s == 0.5
+    assert settings.connectivity.probe_timeout_s == 1.3
     assert settings.connectivity.backoff_cap_s == 10
-    assert settings.sync.batch_size == 200
+    assert settings.sync.batch_size == 1000
     assert settings.card.offline_limit == 250
     assert settings.card.offline_brands == ["visa", "mastercard"]
     assert settings.devices.scanner.kind == "none"

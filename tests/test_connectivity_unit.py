@@ -76,3 +76,81 @@ def test_no_mode_is_told_before_every_fact_answered_once():
         return told
 
     assert asyncio.run(scenario()) == ["online"]
+
+
+def test_a_result_older_than_the_newest_counted_one_is_ignored():
+    """Overlapping probes answer out of order: the newest evidence wins."""
+    fact = Fact("server")
+    assert fact.record(True, probe_no=1) is True and fact.up
+    assert fact.record(True, probe_no=3) is False  # probe 3 answered before probe 2 timed out
+    assert fact.record(False, "timed out", probe_no=2) is False
+    assert fact.failures == 0 and fact.up
+    fact.record(False, "timed out", probe_no=4)
+    assert fact.record(False, "timed out", probe_no=5) is True and not fact.up
+    assert fact.record(False, "refused") is False  # a real request (no number) always counts
+    assert fact.failures == FAILURES_TO_FLIP + 1
+
+
+def test_while_up_the_next_probe_starts_before_a_slow_one_has_answered():
+    """A real HTTP back-end holding its health answers: probes overlap; a slow answer is fine."""
+    import asyncio
+
+    from aiohttp import web
+
+    from tilld.backend import BackendClient
+    from tilld.connectivity import ConnectivityMonitor
+
+    async def scenario() -> tuple[int, list[str], bool]:
+        hold = asyncio.Event()
+        release = asyncio.Event()
+        held: list[int] = []
+        most_held = 0
+
+        async def health(request: web.Request) -> web.Response:
+            nonlocal most_held
+            if hold.is_set():
+                held.append(1)
+                most_held = max(most_held, len(held))
+                await release.wait()
+                held.pop()
+            return web.json_response({"status": "ok"})
+
+        app = web.Application()
+        app.router.add_get("/v1/health", health)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        backend = BackendClient(f"http://127.0.0.1:{port}", "t1", token_file="", timeout_s=30)
+        told: list[str] = []
+        monitor = ConnectivityMonitor(
+            server_probe=lambda: backend.health(30),
+            internet_probes=[],
+            interval_s=0.05,
+            backoff_cap_s=0.1,
+            probe_timeout_s=30,
+            on_change=lambda state: told.append(state.mode.value),
+        )
+        await backend.start()
+        await monitor.start()
+        try:
+            async with asyncio.timeout(20):
+                while not monitor.server.up:
+                    await asyncio.sleep(0.01)
+                hold.set()
+                while most_held < 2:  # a second probe went out while the first was unanswered
+                    await asyncio.sleep(0.01)
+                hold.clear()
+                release.set()
+                while held:
+                    await asyncio.sleep(0.01)
+            up = monitor.server.up
+        finally:
+            await monitor.stop()
+            await backend.stop()
+            await runner.cleanup()
+        return most_held, told, up
+
+    most_held, told, up = asyncio.run(scenario())
+    assert most_held >= 2
+    assert told == ["online"] and up  # slow answers within the timeout: no mode change

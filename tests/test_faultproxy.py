@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from tilld.sim.faultproxy import InvalidMode, Mode
+from tilld.sim.faultproxy.delay import due_time
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = b"0123456789" * 400  # long enough that a reset after a few bytes visibly cuts it
@@ -475,6 +476,92 @@ def test_slow_delays_an_exchange_compared_with_pass(proxy):
     slowed = timed_exchange(proxy)
     # The request and the response each wait delay_s at least once.
     assert slowed >= passing + delay_s
+
+
+# -- latency -----------------------------------------------------------------------
+
+
+def test_latency_options_default_to_a_50_ms_round_trip_and_bad_ones_are_refused():
+    assert Mode.parse("latency").describe() == {
+        "mode": "latency",
+        "up_s": 0.025,
+        "down_s": 0.025,
+        "jitter_s": 0.005,
+    }
+    for bad in ({"up_s": -0.01}, {"down_s": "1"}, {"jitter_s": float("inf")}, {"delay_s": 1}):
+        with pytest.raises(InvalidMode):
+            Mode.parse("latency", **bad)
+
+
+def test_a_delay_line_due_time_is_late_by_the_delay_and_never_overtakes():
+    previous = 0.0
+    for now, draw in [(1.0, 0.9), (1.001, 0.0), (1.002, 0.5), (2.0, 0.1)]:
+        due = due_time(now, 0.05, 0.02, previous, draw)
+        assert due >= now + 0.05 + 0.02 * draw and due >= previous
+        previous = due
+
+
+def test_latency_delays_each_direction_on_an_open_connection(proxy):
+    conn = HttpConnection(proxy.address)
+    conn.exchange("/warm")  # connected before the mode: no handshake cost below
+    proxy.set_mode("latency", up_s=0.1, down_s=0.15, jitter_s=0)
+    began = time.monotonic()
+    assert conn.exchange("/late").body == BODY
+    assert time.monotonic() - began >= 0.25  # the request's way up and the answer's way down
+    conn.close()
+
+
+def test_latency_costs_a_new_connection_a_round_trip_more(proxy):
+    proxy.set_mode("latency", up_s=0.1, down_s=0.1, jitter_s=0)
+    conn = HttpConnection(proxy.address)
+    began = time.monotonic()
+    assert conn.exchange("/first").body == BODY
+    assert time.monotonic() - began >= 0.4  # handshake round trip, then the exchange's
+    conn.close()
+
+
+def test_latency_delivers_the_bytes_unchanged_and_in_order_under_jitter(proxy, target):
+    # Jitter ten times the delay: chunks would overtake each other if the line let them.
+    proxy.set_mode("latency", up_s=0.002, down_s=0.002, jitter_s=0.02)
+    body = b"".join(b"%06d:" % i + os.urandom(57) for i in range(3000))  # 192 kB, numbered
+    conn = HttpConnection(proxy.address)
+    head = f"POST /order HTTP/1.1\r\nHost: target\r\nContent-Length: {len(body)}\r\n\r\n"
+    conn.sock.sendall(head.encode())
+    for start in range(0, len(body), 4096):
+        conn.sock.sendall(body[start : start + 4096])
+        time.sleep(0.001)  # separate chunks at the proxy, each with its own jitter
+    answer = conn.response()
+    assert (answer.status, answer.body) == (200, b"echo:" + body)
+    assert conn.exchange("/after").body == BODY  # the connection carries on
+    assert target.paths == ["/order", "/after"]
+    conn.close()
+
+
+def test_leaving_latency_delivers_the_bytes_in_flight_first(proxy):
+    conn = HttpConnection(proxy.address)
+    conn.exchange("/warm")
+    proxy.set_mode("latency", up_s=1.0, down_s=0, jitter_s=0)
+    body = b"first half|second half"
+    head = f"POST /mixed HTTP/1.1\r\nHost: target\r\nContent-Length: {len(body)}\r\n\r\n"
+    conn.sock.sendall(head.encode() + body[:11])
+    wait_for(lambda: proxy.stats()["in_flight"] > 0, "the request to be in flight")
+    proxy.set_mode("pass")
+    conn.sock.sendall(body[11:])  # must not overtake the first half, still in flight
+    assert conn.response().body == b"echo:" + body
+    conn.close()
+
+
+def test_stats_count_the_bytes_moved_under_latency(proxy):
+    proxy.set_mode("latency", up_s=0.01, down_s=0.01, jitter_s=0.01)
+    conn = HttpConnection(proxy.address)
+    conn.exchange("/echo", b"12345")
+    latency = proxy.stats()["by_mode"]["latency"]
+    assert latency == {
+        "connections": 1,
+        "to_target": len(request_bytes("/echo", b"12345")),
+        "to_client": conn.received,
+    }
+    conn.close()
 
 
 # -- http500 / http401 -----------------------------------------------------------

@@ -6,6 +6,13 @@ offline. While a fact is down it is probed with exponential backoff and full
 jitter (a random wait between 0 and the capped exponential), so a fleet of
 tills does not stampede a server that is coming back. A failed real request
 counts as a probe: selling notices an outage before the next probe does.
+
+While a fact is up, a probe starts every ``interval_s`` whether or not the
+one before has answered: a server that has gone silent is noticed one
+interval after the first unanswered probe, not after that probe's whole
+timeout, so the timeout can stay long enough for a slow but working back-end
+(docs/benchmarks.md weighs the two). Results may then come out of order; the
+rule for that is ``Fact.record``'s.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ log = logging.getLogger("tilld.connectivity")
 
 FAILURES_TO_FLIP = 2  # hysteresis: a single lost probe does not flip the mode
 CONFIRM_DELAY_S = 0.2  # how soon a first failure is re-probed
+# Probes in flight at once while a fact is up: enough for FAILURES_TO_FLIP of
+# them to be waiting out their timeouts while the next one starts.
+MAX_PROBES_IN_FLIGHT = FAILURES_TO_FLIP + 1
 
 
 @dataclass
@@ -41,9 +51,20 @@ class Fact:
     last_error: str | None = None
     failures: int = 0
     answered: bool = False  # a first probe has answered, one way or the other
+    newest_counted: int = -1  # the number of the newest probe whose result counted
 
-    def record(self, ok: bool, error: str | None = None) -> bool:
-        """Take one probe result; True if the fact flipped."""
+    def record(self, ok: bool, error: str | None = None, probe_no: int | None = None) -> bool:
+        """Take one probe result; True if the fact flipped.
+
+        Probes overlap, so their results can come out of order: the result of
+        a probe started before the newest one already counted says nothing
+        newer about the server and is ignored. ``probe_no`` None (a real
+        request) always counts.
+        """
+        if probe_no is not None:
+            if probe_no < self.newest_counted:
+                return False
+            self.newest_counted = probe_no
         self.answered = True
         if ok:
             self.failures = 0
@@ -86,6 +107,7 @@ class ConnectivityMonitor:
         self._on_change = on_change
         self._rng = rng or random.Random()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._probes: dict[str, set[asyncio.Task[None]]] = {}  # in flight, per fact
         self._wake = {"server": asyncio.Event(), "internet": asyncio.Event()}
         self._session: aiohttp.ClientSession | None = None
         if server_probe is None:
@@ -125,10 +147,12 @@ class ConnectivityMonitor:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks.values():
+        tasks = [*self._tasks.values(), *(t for probes in self._probes.values() for t in probes)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._probes.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -147,10 +171,11 @@ class ConnectivityMonitor:
         self.probe_timeout_s = probe_timeout_s
         if list(internet_probes) != self._internet_targets:
             before = self.state
-            old = self._tasks.pop("internet", None)
-            if old is not None:
-                old.cancel()
-                await asyncio.gather(old, return_exceptions=True)
+            old = [self._tasks.pop("internet", None), *self._probes.pop("internet", set())]
+            stopping = [task for task in old if task is not None]
+            for task in stopping:
+                task.cancel()
+            await asyncio.gather(*stopping, return_exceptions=True)
             self._internet_targets = list(internet_probes)
             if self._internet_targets:
                 # Start from what the mode said so far; the first probe corrects it.
@@ -181,9 +206,9 @@ class ConnectivityMonitor:
         if not ok:
             self._wake["server"].set()  # confirm soon rather than at the next interval
 
-    def _record(self, fact: Fact, ok: bool, error: str | None) -> None:
+    def _record(self, fact: Fact, ok: bool, error: str | None, probe_no: int | None = None) -> None:
         before = self.state
-        if fact.record(ok, error) and fact.up is False:
+        if fact.record(ok, error, probe_no) and fact.up is False:
             log.warning("%s unreachable: %s", fact.name, error)
         elif not ok and fact.failures == 1 and fact.up:
             log.info("%s probe failed once (%s); confirming", fact.name, error)
@@ -202,34 +227,62 @@ class ConnectivityMonitor:
             log.warning("mode %s -> %s", before.mode.value, after.mode.value)
             self._on_change(after)
 
-    async def _watch(self, fact: Fact, probe: Callable[[], Awaitable[None]]) -> None:
+    async def _watch(self, fact: Fact, probe: Probe) -> None:
+        """Probe ``fact``: one probe at a time with backoff while down, on a beat while up."""
+        loop = asyncio.get_running_loop()
+        fact.newest_counted = -1  # this watch numbers its probes from 1
+        in_flight = self._probes.setdefault(fact.name, set())
+        wake = self._wake[fact.name]
         attempt = 0
+        number = 0
         while True:
-            try:
-                # Not wait_for: on Python 3.11 it can swallow the cancellation
-                # that stops the monitor (tilld/shutdown.py).
-                async with asyncio.timeout(self.probe_timeout_s):
-                    await probe()
-                ok, error = True, None
-            except TimeoutError:
-                ok, error = False, f"timed out (no answer within {self.probe_timeout_s:g} s)"
-            except Exception as exc:  # any failure of a probe is an unreachable fact
-                ok, error = False, str(exc) or type(exc).__name__
-            self._record(fact, ok, error)
-            if fact.up and fact.failures == 0:
+            if fact.up and len(in_flight) >= MAX_PROBES_IN_FLIGHT:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            was_up = fact.up
+            number += 1
+            started = loop.time()
+            wake.clear()
+            task = asyncio.create_task(self._probe_once(fact, probe, number))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            if was_up:
+                # Up: the next probe starts on the beat, answered or not; a
+                # failure (this probe's, an older one's, a real request's)
+                # wakes the loop to confirm it sooner.
+                attempt = 0
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval_s):
+                        await wake.wait()
+                if wake.is_set():
+                    await asyncio.sleep(max(0.0, started + CONFIRM_DELAY_S - loop.time()))
+                continue
+            await asyncio.wait({task})
+            if fact.up:
                 attempt, delay = 0, self.interval_s
-            elif fact.up:
-                delay = CONFIRM_DELAY_S
             else:
                 delay = backoff_delay(
                     attempt, self.interval_s, self.backoff_cap_s, self._rng.random
                 )
                 attempt += 1
-            wake = self._wake[fact.name]
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await wake.wait()
+
+    async def _probe_once(self, fact: Fact, probe: Probe, number: int) -> None:
+        try:
+            # Not wait_for: on Python 3.11 it can swallow the cancellation
+            # that stops the monitor (tilld/shutdown.py).
+            async with asyncio.timeout(self.probe_timeout_s):
+                await probe()
+            ok, error = True, None
+        except TimeoutError:
+            ok, error = False, f"timed out (no answer within {self.probe_timeout_s:g} s)"
+        except Exception as exc:  # any failure of a probe is an unreachable fact
+            ok, error = False, str(exc) or type(exc).__name__
+        self._record(fact, ok, error, number)
+        if not ok:
+            self._wake[fact.name].set()
 
     async def _probe_server(self) -> None:
         assert self._server_probe is not None

@@ -222,10 +222,46 @@ class SyncEngine:
     # -- entries -----------------------------------------------------------
 
     async def _send_entries(self) -> bool:
+        """Send the unsent entries, batch after batch, while they come in full batches.
+
+        Over a long link the round trip is most of a batch's time, so the
+        till's own work overlaps it: the next batch is read while this one is
+        on its way, and this one's results are recorded while the next is. A
+        batch still goes out only once the one before is answered: the
+        back-end judges entries against its chain head, so a batch that
+        overtook the one before would be rejected. A crash between posting a
+        batch and recording the one before sends both again, which the
+        back-end answers ``duplicate``. Returns False: nothing is left that
+        was there when it began.
+        """
         batch = await self.journal.outbox_batch(self.outbox.entry_mark, self.batch_size)
-        if not batch:
-            return False
-        results = await self._post_entries(batch)
+        recording: asyncio.Task[None] | None = None
+        try:
+            while batch:
+                reading = (
+                    asyncio.create_task(self.journal.outbox_batch(batch.seqs[-1], self.batch_size))
+                    if len(batch) == self.batch_size
+                    else None
+                )
+                try:
+                    results = await self._post_entries(batch)
+                    if recording is not None:
+                        await recording  # the batch before's, recorded meanwhile
+                        recording = None
+                except BaseException:
+                    if reading is not None:
+                        reading.cancel()
+                        await asyncio.gather(reading, return_exceptions=True)
+                    raise
+                recording = asyncio.create_task(self._record_entries(batch, results))
+                batch = await reading if reading is not None else None
+        finally:
+            if recording is not None:
+                # Whatever stopped the loop, the answers already had are kept.
+                await recording
+        return False
+
+    async def _record_entries(self, batch: OutboxBatch, results: list[dict[str, Any]]) -> None:
         recorded: list[tuple[int, str, str | None]] = []
         accepted_sales: list[int] = []
         for seq, type_, result in zip(batch.seqs, batch.types, results, strict=True):
@@ -242,7 +278,6 @@ class SyncEngine:
         self.outbox.entries_synced(
             done, made_valid, batch.seqs[-1], self.last_success if done else None
         )
-        return len(batch) == self.batch_size
 
     async def _post_entries(self, batch: OutboxBatch) -> list[dict[str, Any]]:
         try:

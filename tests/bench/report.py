@@ -190,6 +190,13 @@ def spread(values: Sequence[float], show: Callable[[float], str]) -> str:
     return f"{show(median(values))} ({show(min(values))}-{show(max(values))})"
 
 
+# -- a real network's round trips (the fault proxy's latency mode) -----------------
+
+# A 50 ms round trip with 5 ms jitter each way, as a till on a shop's DSL or 4G link sees.
+LONG_LINK = {"up_s": 0.025, "down_s": 0.025, "jitter_s": 0.005}
+LINKS = {"loopback": ("pass", {}), "50 ms round trip": ("latency", LONG_LINK)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="close a benchmarks file written by make bench")
     parser.add_argument("action", choices=["finish"])

@@ -378,3 +378,32 @@ def verify(till: TillProcess) -> dict[str, Any]:
         return client.call("admin.journal_verify")
     finally:
         client.close()
+
+
+# -- the one-request-per-entry client ----------------------------------------------
+
+
+def post_one_by_one(address: str, path: str, key: str, items: list[Any]) -> float:
+    """Items per second, each posted alone as ``{key: [item]}`` on one kept-alive connection.
+
+    The baseline a till without batching would be: one request and one round
+    trip per entry or scan, but not a new connection for each.
+    """
+    import http.client
+
+    from sims import TOKEN
+
+    host, _, port = address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    started = time.perf_counter()
+    try:
+        for item in items:
+            conn.request("POST", path, json.dumps({key: [item]}), headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"POST {path} answered {response.status}")
+    finally:
+        conn.close()
+    return len(items) / (time.perf_counter() - started)

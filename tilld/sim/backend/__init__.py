@@ -11,6 +11,11 @@ The package: ``protocol`` (pure: request bodies, judging entries and scans),
 ``schema`` and ``store`` (the SQLite file), ``routes`` (the aiohttp adapter)
 and ``command`` (the command line and start-up).
 
+``--answer-delay MIN MAX`` makes it a slow back-end: every ``/v1/`` request
+waits a random MIN to MAX seconds before it is answered (the control
+endpoints answer at once); ``GET /control/slow`` counts the answers delayed,
+by path, with the quickest and slowest delay.
+
 It prints ``listening=http://HOST:PORT`` on stdout once it accepts connections
 (``--listen 127.0.0.1:0`` picks a free port) and stops on SIGTERM or SIGINT.
 
@@ -122,6 +127,8 @@ Control endpoints (reference back-end only; same token)
     POST /control/events/{event_id}  {"capacity": N} -> {"event_id", "capacity", "taken"}
     GET  /control/stats              counts per till (entries, rejections,
                                      duplicates, scans, repeated scans) and totals
+    GET  /control/slow               with --answer-delay: answers delayed, by path,
+                                     and the quickest and slowest delay
 """
 
 from .command import add_backend_arguments, add_backend_command, main, run_backend, serve

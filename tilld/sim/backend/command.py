@@ -41,6 +41,7 @@ class BackendSettings:
     token: str | None
     catalog: Catalog | None
     store: StoreSettings
+    answer_delay: tuple[float, float] | None = None  # seconds, lowest and highest
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -86,6 +87,12 @@ def settings_from_args(args: argparse.Namespace) -> BackendSettings:
     for name in ("swish_delay", "reservation_hold"):
         if getattr(args, name) < 0:
             raise StartupError(f"--{name.replace('_', '-')} must not be negative")
+    answer_delay = tuple(args.answer_delay) if args.answer_delay else None
+    if answer_delay is not None and not 0 <= answer_delay[0] <= answer_delay[1]:
+        raise StartupError(
+            f"--answer-delay {answer_delay[0]:g} {answer_delay[1]:g}: expected MIN MAX, "
+            "0 <= MIN <= MAX, e.g. --answer-delay 0.2 0.9"
+        )
     return BackendSettings(
         host=host,
         port=port,
@@ -98,6 +105,7 @@ def settings_from_args(args: argparse.Namespace) -> BackendSettings:
             swish_auto=args.swish_auto,
             swish_delay_s=args.swish_delay,
         ),
+        answer_delay=answer_delay,
     )
 
 
@@ -110,7 +118,9 @@ async def serve(settings: BackendSettings) -> None:
         if settings.catalog is not None:
             await db.run(store.set_catalog, settings.catalog)
         runner = web.AppRunner(
-            ReferenceBackend(store, db, settings.token).app(), access_log=None, handle_signals=False
+            ReferenceBackend(store, db, settings.token, settings.answer_delay).app(),
+            access_log=None,
+            handle_signals=False,
         )
         await runner.setup()
         try:
@@ -161,6 +171,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_RESERVATION_HOLD_S,
         metavar="S",
         help="seconds a reservation holds its seats unless a sale names it",
+    )
+    parser.add_argument(
+        "--answer-delay",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="a slow back-end: every /v1/ request waits a random MIN to MAX seconds",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
 

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -64,15 +65,25 @@ async def read_json(request: web.Request) -> Any:
 class ReferenceBackend:
     """The HTTP adapter: parses requests, asks the store, answers JSON. It decides nothing."""
 
-    def __init__(self, store: BackendStore, db: DatabaseThread, token: str | None) -> None:
+    def __init__(
+        self,
+        store: BackendStore,
+        db: DatabaseThread,
+        token: str | None,
+        answer_delay: tuple[float, float] | None = None,
+    ) -> None:
         self.store = store
         self.db = db
         self.token = token
+        self.answer_delay = answer_delay
+        self.slow_answered: dict[str, int] = {}  # delayed answers sent, by path
+        self.delays: list[float] = []  # the quickest and slowest delay so far
 
     def app(self) -> web.Application:
-        app = web.Application(
-            client_max_size=MAX_BODY_BYTES, middlewares=[json_errors, self.require_token]
-        )
+        middlewares = [json_errors, self.require_token]
+        if self.answer_delay is not None:
+            middlewares.insert(0, self.slow_answers)
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
         app.add_routes(
             [
                 web.get(HEALTH_PATH, self.health),
@@ -90,9 +101,27 @@ class ReferenceBackend:
                 web.post("/control/swish/{swish_id}", self.control_swish),
                 web.post("/control/events/{event_id}", self.control_event),
                 web.get("/control/stats", self.control_stats),
+                web.get("/control/slow", self.control_slow),
             ]
         )
         return app
+
+    @web.middleware
+    async def slow_answers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """``--answer-delay``: every protocol request waits a random while before its answer.
+
+        A back-end that works, but slowly: the till must not take it for one
+        that is gone. The control endpoints answer at once, for the tests.
+        """
+        assert self.answer_delay is not None
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        delay = random.uniform(*self.answer_delay)
+        await asyncio.sleep(delay)
+        response = await handler(request)
+        self.slow_answered[request.path] = self.slow_answered.get(request.path, 0) + 1
+        self.delays = [min([delay, *self.delays]), max([delay, *self.delays])]
+        return response
 
     @web.middleware
     async def require_token(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -219,6 +248,18 @@ class ReferenceBackend:
             raise bad_request("capacity must be a non-negative integer")
         event_id = request.match_info["event_id"]
         return web.json_response(await self.db.run(self.store.set_capacity, event_id, capacity))
+
+    async def control_slow(self, request: web.Request) -> web.Response:
+        """What ``--answer-delay`` did: answers delayed, by path, and the delays' range."""
+        quickest, slowest = self.delays or (None, None)
+        return web.json_response(
+            {
+                "answer_delay": self.answer_delay,
+                "answered": self.slow_answered,
+                "quickest_s": quickest,
+                "slowest_s": slowest,
+            }
+        )
 
     async def control_stats(self, request: web.Request) -> web.Response:
         return web.json_response(await self.db.run(self.store.stats))

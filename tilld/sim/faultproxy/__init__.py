@@ -31,6 +31,14 @@ Modes (``FaultProxy.set_mode(name, **options)`` or ``POST /mode``)
                so RST) once ``after_bytes`` (default 10) bytes of the response
                have reached the client. A response no longer than that passes.
     slow       Forward, holding every chunk either way for ``delay_s`` (1.0).
+    latency    A long link: forward, each chunk to the target arriving ``up_s``
+               (0.025) late and each to the client ``down_s`` (0.025) late,
+               plus a random 0..``jitter_s`` (0.005), never overtaking the
+               chunk before it; the reader goes on reading meanwhile, so the
+               link still carries a full stream. A new connection's first
+               request waits a round trip more (``up_s + down_s``), the cost
+               of TCP's handshake. Chunks already in flight when the mode
+               changes arrive first, in order, then the new mode applies.
     http500    Answer each request with ``500 Internal Server Error``, a JSON
     http401    body and ``Connection: close`` (401 adds ``WWW-Authenticate``),
                without contacting the target.
@@ -38,10 +46,10 @@ Modes (``FaultProxy.set_mode(name, **options)`` or ``POST /mode``)
 Which connections a change reaches
     Every connection looks at the current mode for each chunk it moves, so a
     change reaches open keep-alive connections too, not only new ones: refuse
-    resets them at once, blackhole stalls them, slow delays their next chunk,
-    http500/http401 answer their next request, reset cuts the response to
-    their next request. Only halfdead leaves them be, which is its point: it
-    holds the connections accepted after it began, and those alone. The
+    resets them at once, blackhole stalls them, slow and latency delay their
+    next chunk, http500/http401 answer their next request, reset cuts the
+    response to their next request. Only halfdead leaves them be, which is its
+    point: it holds the connections accepted after it began, and those alone. The
     proxy does not parse HTTP while forwarding, so "next request" means the
     next bytes the client sends; with pipelined requests an error answer can
     follow a half-sent response.
@@ -52,12 +60,14 @@ Control API (HTTP/1.1 on its own port, JSON, ``Connection: close``)
                  mode as GET /mode shows it; 400 ``{"error": "invalid-mode", ...}``
                  for an unknown mode or option; 503 ``cannot-listen`` if the port
                  cannot be listened on again after refuse (the mode stays refuse)
-    GET  /stats  the mode, open connections and, per mode, connections
-                 accepted and bytes moved to the target and to the client
+    GET  /stats  the mode, open connections, bytes in flight on latency's
+                 delay lines and, per mode, connections accepted and bytes
+                 moved to the target and to the client
 
 The package, one seam per module
     modes.py    the modes, their options (``Mode.parse``) and the traffic counters
     link.py     one proxied connection and how it ends (closed, or reset with RST)
+    delay.py    latency's delay line: chunks in flight, in order, each on its due time
     proxy.py    ``FaultProxy``: listening, accepting, forwarding, switching modes
     answers.py  the little HTTP the ``http500``/``http401`` answers need
     control.py  the control API, served by drivers/sim/control.py

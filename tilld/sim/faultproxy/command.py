@@ -11,7 +11,16 @@ from typing import Any
 from ...logs import setup_logging
 from .. import stop_requested
 from .control import ControlApi
-from .modes import DEFAULT_AFTER_BYTES, DEFAULT_DELAY_S, MODES, InvalidMode, Mode
+from .modes import (
+    DEFAULT_AFTER_BYTES,
+    DEFAULT_DELAY_S,
+    DEFAULT_DOWN_S,
+    DEFAULT_JITTER_S,
+    DEFAULT_UP_S,
+    MODES,
+    InvalidMode,
+    Mode,
+)
 from .proxy import FaultProxy, host_port
 
 log = logging.getLogger("tilld.sim.faultproxy")
@@ -71,6 +80,24 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
         "--delay-s", type=float, default=DEFAULT_DELAY_S, help="slow: seconds each chunk waits"
     )
     parser.add_argument(
+        "--up-s",
+        type=float,
+        default=DEFAULT_UP_S,
+        help="latency: seconds each chunk to the target waits",
+    )
+    parser.add_argument(
+        "--down-s",
+        type=float,
+        default=DEFAULT_DOWN_S,
+        help="latency: seconds each chunk to the client waits",
+    )
+    parser.add_argument(
+        "--jitter-s",
+        type=float,
+        default=DEFAULT_JITTER_S,
+        help="latency: up to this many seconds more, at random (bytes never overtake)",
+    )
+    parser.add_argument(
         "--after-bytes",
         type=int,
         default=DEFAULT_AFTER_BYTES,
@@ -85,7 +112,8 @@ def add_proxy_command(subparsers: Any) -> argparse.ArgumentParser:
         "proxy",
         help="run the fault-injecting TCP proxy",
         description="A TCP proxy that refuses, black-holes (all connections or only new "
-        "ones), resets, slows or answers HTTP errors on command, for outage tests and the demo.",
+        "ones), resets, slows, delays like a long link or answers HTTP errors on command, for "
+        "outage tests, benchmarks and the demo.",
     )
     add_proxy_arguments(parser)
     parser.set_defaults(run=run_proxy)
@@ -97,6 +125,7 @@ def run_proxy(args: argparse.Namespace) -> int:
     options = {
         "slow": {"delay_s": args.delay_s},
         "reset": {"after_bytes": args.after_bytes},
+        "latency": {"up_s": args.up_s, "down_s": args.down_s, "jitter_s": args.jitter_s},
     }.get(args.mode, {})
     try:
         Mode.parse(args.mode, **options)

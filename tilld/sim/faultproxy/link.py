@@ -26,6 +26,7 @@ class Link:
         self.new_in_halfdead = False  # accepted under halfdead: held while it lasts
         self.task: asyncio.Task[None] | None = None
         self.pumps: list[asyncio.Task[None]] = []
+        self.lines: list[Any] = []  # latency's delay lines (delay.DelayLine), one per direction
 
     def end(self, *, reset: bool) -> None:
         """Close both sides, with RST if ``reset``, and stop the link's other tasks.
@@ -57,7 +58,8 @@ class Link:
     def cancel_tasks(self, *, pumps_only: bool) -> None:
         """Cancel the link's tasks but the calling one (the handler too unless pumps_only)."""
         current = asyncio.current_task()
-        for task in self.pumps if pumps_only else (self.task, *self.pumps):
+        tasks = [*self.pumps, *(line.task for line in self.lines)]
+        for task in tasks if pumps_only else (self.task, *tasks):
             if task is not None and task is not current:
                 task.cancel()
 

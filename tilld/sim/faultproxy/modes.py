@@ -10,10 +10,24 @@ HTTP_ERRORS = {
     "http500": (500, "Internal Server Error", "internal-error"),
     "http401": (401, "Unauthorized", "unauthorized"),
 }
-MODES = ("pass", "refuse", "blackhole", "halfdead", "reset", "slow", *HTTP_ERRORS)
-MODE_OPTIONS = {"slow": ("delay_s",), "reset": ("after_bytes",)}
+MODES = ("pass", "refuse", "blackhole", "halfdead", "reset", "slow", "latency", *HTTP_ERRORS)
+MODE_OPTIONS = {
+    "slow": ("delay_s",),
+    "reset": ("after_bytes",),
+    "latency": ("up_s", "down_s", "jitter_s"),
+}
 DEFAULT_DELAY_S = 1.0
 DEFAULT_AFTER_BYTES = 10
+# A 50 ms round trip with a little jitter: a till on a shop's DSL or 4G link.
+DEFAULT_UP_S = 0.025
+DEFAULT_DOWN_S = 0.025
+DEFAULT_JITTER_S = 0.005
+SECONDS_OPTIONS = {
+    "delay_s": DEFAULT_DELAY_S,
+    "up_s": DEFAULT_UP_S,
+    "down_s": DEFAULT_DOWN_S,
+    "jitter_s": DEFAULT_JITTER_S,
+}
 
 
 class InvalidMode(ValueError):
@@ -22,11 +36,14 @@ class InvalidMode(ValueError):
 
 @dataclass(frozen=True)
 class Mode:
-    """A mode and its options; only ``slow`` and ``reset`` take any."""
+    """A mode and its options; only ``slow``, ``reset`` and ``latency`` take any."""
 
     name: str
     delay_s: float = DEFAULT_DELAY_S
     after_bytes: int = DEFAULT_AFTER_BYTES
+    up_s: float = DEFAULT_UP_S  # latency: each chunk to the target waits this long
+    down_s: float = DEFAULT_DOWN_S  # latency: each chunk to the client waits this long
+    jitter_s: float = DEFAULT_JITTER_S  # latency: plus a random 0..jitter_s, never overtaking
 
     @classmethod
     def parse(cls, name: object, **options: object) -> Mode:
@@ -38,18 +55,21 @@ class Mode:
             raise InvalidMode(
                 f"mode {name} does not take {', '.join(unknown)} (it takes {allowed})"
             )
-        delay_s = options.get("delay_s", DEFAULT_DELAY_S)
-        if (
-            isinstance(delay_s, bool)
-            or not isinstance(delay_s, int | float)
-            or not math.isfinite(delay_s)
-            or delay_s < 0
-        ):
-            raise InvalidMode(f"delay_s must be a number of seconds, 0 or more, not {delay_s!r}")
+        seconds = {}
+        for option, default in SECONDS_OPTIONS.items():
+            value = options.get(option, default)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise InvalidMode(f"{option} must be a number of seconds, 0 or more, not {value!r}")
+            seconds[option] = float(value)
         after_bytes = options.get("after_bytes", DEFAULT_AFTER_BYTES)
         if isinstance(after_bytes, bool) or not isinstance(after_bytes, int) or after_bytes < 0:
             raise InvalidMode(f"after_bytes must be a whole number, 0 or more, not {after_bytes!r}")
-        return cls(name, float(delay_s), after_bytes)
+        return cls(name, after_bytes=after_bytes, **seconds)
 
     def describe(self) -> dict[str, Any]:
         """The mode as ``POST /mode`` takes it, so an answer can be posted back."""

@@ -13,6 +13,7 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from .answers import CHUNK, fault_response, read_request
+from .delay import DelayLine
 from .link import Link
 from .modes import HTTP_ERRORS, MODES, Mode, Traffic
 
@@ -119,6 +120,7 @@ class FaultProxy:
         return {
             **self.mode.describe(),
             "open_connections": len(self._links),
+            "in_flight": sum(line.pending_bytes for link in self._links for line in link.lines),
             "total": total,
             "by_mode": {name: asdict(traffic) for name, traffic in self.traffic.items()},
         }
@@ -196,7 +198,7 @@ class FaultProxy:
                 if mode.name == "slow":
                     await self._changes_within(self._mode_changed, mode.delay_s)
                 link.end(reset=mode.name == "reset")
-            elif await self._connect_target(link):
+            elif await self._handshake(link, mode) and await self._connect_target(link):
                 link.pumps = [
                     asyncio.create_task(self._pump(link, upstream=True)),
                     asyncio.create_task(self._pump(link, upstream=False)),
@@ -209,6 +211,18 @@ class FaultProxy:
         finally:
             link.end(reset=False)
             self._links.discard(link)
+
+    async def _handshake(self, link: Link, mode: Mode) -> bool:
+        """Over a long link a new connection costs a round trip before its first request.
+
+        The kernel has already completed the client's connect to the proxy, so
+        the round trip is spent here instead: the first request reaches the
+        target, and its answer the client, as late as through a real
+        handshake. A mode change cuts the wait short.
+        """
+        if mode.name == "latency":
+            await self._changes_within(self._mode_changed, mode.up_s + mode.down_s)
+        return True
 
     async def _connect_target(self, link: Link) -> bool:
         assert self.target is not None
@@ -228,9 +242,25 @@ class FaultProxy:
         reader = link.client_reader if upstream else link.target_reader
         writer = link.target_writer if upstream else link.client_writer
         assert reader is not None and writer is not None
+        line: DelayLine | None = None  # made on the first chunk read in latency
         try:
             while data := await reader.read(CHUNK):
-                if not await self._deliver(link, data, upstream=upstream):
+                mode = self.mode
+                if mode.name == "latency" or (line is not None and line.in_flight):
+                    # Once chunks are in flight, later ones queue behind them
+                    # whatever the mode, so a change never reorders the stream.
+                    if line is None:
+                        line = self._delay_line(link, upstream=upstream)
+                    delay_s = (mode.up_s if upstream else mode.down_s) * (mode.name == "latency")
+                    jitter_s = mode.jitter_s * (mode.name == "latency")
+                    await line.put(data, delay_s, jitter_s)
+                    if line.finished:
+                        return
+                elif not await self._deliver(link, data, upstream=upstream):
+                    return
+            if line is not None:
+                await line.drained()  # the end of the stream arrives after its last bytes
+                if line.finished:
                     return
             # Pass the half-close on: a client may end its request with EOF.
             await self._moving(link)
@@ -243,6 +273,19 @@ class FaultProxy:
         except Exception:
             log.exception("connection from %s, %s failed", link.peer, _side(upstream))
             link.end(reset=True)
+
+    def _delay_line(self, link: Link, *, upstream: bool) -> DelayLine:
+        async def deliver(data: bytes) -> bool:
+            try:
+                return await self._deliver(link, data, upstream=upstream)
+            except OSError as exc:
+                log.debug("connection from %s, %s: %s", link.peer, _side(upstream), exc)
+                link.end(reset=True)
+                return False
+
+        line = DelayLine(deliver)
+        link.lines.append(line)
+        return line
 
     async def _deliver(self, link: Link, data: bytes, *, upstream: bool) -> bool:
         """Move one chunk as the mode says; False once the link is finished."""
