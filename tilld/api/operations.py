@@ -2,7 +2,9 @@
 
 Adapters look operations up here and never add behaviour of their own, so
 the socket and D-Bus can never disagree about what an operation does or who
-may call it.
+may call it. It is one file, a little over 500 lines, on purpose: the table
+read top to bottom is the whole API, with each operation's parameters beside
+it.
 """
 
 from __future__ import annotations
