@@ -261,12 +261,34 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.serial)
 
 
+def pytest_runtest_setup(item):
+    item.first_daemon = len(TillProcess.started)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.when == "call":
         item.passed_call = report.passed
+        if report.failed:
+            # CI keeps no state folders: a failure shows what its daemons logged.
+            for process in TillProcess.started[getattr(item, "first_daemon", 0) :]:
+                report.sections.append((f"tilld errors in {process.base}", errors_in(process)))
     return report
+
+
+def errors_in(process: TillProcess) -> str:
+    """The log from five lines before the first warning or error, 60 lines of it."""
+    try:
+        lines = process.log().splitlines()
+    except OSError as exc:
+        return f"(no log: {exc})"
+    first = next((n for n, line in enumerate(lines) if line.startswith(("<3>", "<4>"))), None)
+    return (
+        "(no warning or error logged)"
+        if first is None
+        else "\n".join(lines[max(0, first - 5) : first + 60])
+    )
 
 
 @pytest.fixture
