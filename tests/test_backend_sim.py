@@ -10,12 +10,10 @@ import copy
 import hashlib
 import http.client
 import json
-import os
 import select
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -740,14 +738,11 @@ def test_swish_auto_outcome_applies_after_the_delay(lenient, till):
 # -- throughput -------------------------------------------------------------------------
 
 
-def test_ten_thousand_entries_in_batches_of_200_store_at_over_2000_per_second(fresh, till):
+def test_ten_thousand_entries_in_batches_of_200_are_all_stored(fresh, till):
+    # Its speed is make bench's (tests/bench/outage_figures.py: the drain and
+    # the one-request-per-entry baseline), never a timed assertion here.
     chain = TillChain()
     batches = [chain.many(200) for _ in range(50)]
-    started = time.perf_counter()
     for batch in batches:
         assert statuses(fresh.post_entries(till, batch)) == ["accepted"] * 200
-    rate = 10_000 / (time.perf_counter() - started)
-    print(f"\n10,000 entries in batches of 200: {rate:.0f} entries/s")
     assert fresh.stats(till)["entries"] == 10_000
-    if not os.environ.get("TILLD_SKIP_PERF"):
-        assert rate > 2000
