@@ -270,13 +270,15 @@ def test_a_usb_printer_that_is_not_there_is_offline_with_a_reason() -> None:
 
 
 PROFILES_IMPORT = """
-import json, sys
+import json, os, sys
 from pathlib import Path
-from drivers.escpos.render import cache_capabilities
-cache_capabilities(Path(sys.argv[1]))
+from drivers.escpos import profiles
+profiles.cache(Path(sys.argv[1]))
+profiles.import_escpos_printer()
 import escpos.capabilities as c
-profiles = len(c.CAPABILITIES["profiles"])
-print(json.dumps({"dir": c.pickle_dir, "parsed": c.full_load, "profiles": profiles}))
+count = len(c.CAPABILITIES["profiles"])
+print(json.dumps({"dir": c.pickle_dir, "parsed": c.full_load, "profiles": count,
+                  "left_in_environment": os.environ.get("ESCPOS_CAPABILITIES_PICKLE_DIR")}))
 """
 
 
@@ -305,7 +307,16 @@ def test_python_escpos_reads_its_profiles_from_tilld_s_cache_and_writes_nothing_
     pickle_file = next(cache.iterdir())
     written = pickle_file.stat().st_mtime_ns
     second = _import_profiles(cache, tmp_root)
-    assert first == second == {"dir": str(cache), "parsed": False, "profiles": first["profiles"]}
+    assert (
+        first
+        == second
+        == {
+            "dir": str(cache),
+            "parsed": False,
+            "profiles": first["profiles"],
+            "left_in_environment": None,  # a child process must not inherit a folder
+        }
+    )
     assert first["profiles"] > 10
     assert pickle_file.stat().st_mtime_ns == written  # the second start only read it
     # python-escpos still makes an empty directory (it evaluates mkdtemp() as
@@ -323,3 +334,33 @@ def test_a_truncated_profile_cache_is_written_again(tmp_path: Path) -> None:
     pickle_file.write_bytes(b"")  # as a power cut could leave a file never synced
     assert _import_profiles(cache, tmp_root) == expected
     assert pickle_file.stat().st_size > 0
+
+
+def test_a_profile_folder_inherited_from_the_environment_that_is_gone_does_not_break_receipts(
+    tmp_path: Path,
+) -> None:
+    # A daemon started by a process that had imported python-escpos with its
+    # own cache folder once inherited that folder's name, and every receipt
+    # then failed to render once the folder was gone.
+    tmp_root = tmp_path / "tmp"
+    tmp_root.mkdir()
+    env = {**os.environ, "ESCPOS_CAPABILITIES_PICKLE_DIR": str(tmp_path / "gone")}
+    done = subprocess.run(
+        [sys.executable, "-c", RENDER_WITH_CACHE, str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env={**env, "TMPDIR": str(tmp_root)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ÅÄÖ".encode("cp858").hex() in done.stdout
+
+
+RENDER_WITH_CACHE = """
+import sys
+from pathlib import Path
+from drivers.escpos import profiles
+from drivers.escpos.document import Text
+from drivers.escpos.render import render
+profiles.cache(Path(sys.argv[1]))
+print(render((Text("ÅÄÖ"),)).hex())
+"""

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drivers.escpos import profiles
 from drivers.escpos.document import Document
 from drivers.escpos.interpret import Interpreter
 from drivers.escpos.printer import PrinterNotReady, PrintOutcome, ReceiptPrinter
-from drivers.escpos.render import cache_capabilities, preload, render
+from drivers.escpos.render import preload, render
 
 from .errors import Reason, Refused
 from .fiscal import COPY, receipt_kind
@@ -103,7 +104,7 @@ class Printing:
                 "print them again with receipt.print if the customer needs them",
                 stale,
             )
-        await asyncio.to_thread(cache_capabilities, self.cache_dir)
+        await asyncio.to_thread(profiles.cache, self.cache_dir)
         if self.printer is not None:
             self._worker = asyncio.create_task(self._work(), name="print jobs")
             self._preload = asyncio.create_task(asyncio.to_thread(preload), name="escpos import")

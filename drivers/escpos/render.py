@@ -13,16 +13,10 @@ page by someone else still prints our receipts right.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import io
-import json
-import os
-import pickle
-import platform
-from pathlib import Path
 
 from .document import Barcode, Columns, Cut, Document, Feed, QrCode, Rule, Text, layout_columns
+from .profiles import import_escpos_printer
 
 # Typography that article names bring in from the back-end but that no
 # ESC/POS code page has; the plain equivalent reads the same on paper.
@@ -42,49 +36,10 @@ def printable(text: str, code_page: str) -> str:
     return text.encode(code_page, "replace").decode(code_page)
 
 
-PICKLE_DIR_ENV = "ESCPOS_CAPABILITIES_PICKLE_DIR"
-
-
-def cache_capabilities(directory: Path) -> None:
-    """Give python-escpos its printer profiles already parsed, from ``directory``.
-
-    On import python-escpos parses its capabilities.json with a pure-Python
-    YAML parser (about a second of a busy till's CPU, half a second alone)
-    and caches the result as a pickle in $ESCPOS_CAPABILITIES_PICKLE_DIR,
-    which defaults to a new temporary directory on every import: each start
-    parsed it again and left one more directory behind in /tmp. The file is
-    JSON, so it is parsed here with json (a millisecond), and the pickle is
-    written once, atomically and synced, where python-escpos will look. The
-    directory must be one only tilld writes: a pickle is code. Call before
-    python-escpos is imported; a directory the environment names already wins.
-    """
-    if PICKLE_DIR_ENV in os.environ:
-        return
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target = directory / f"{platform.python_version()}.capabilities.pickle"
-    spec = importlib.util.find_spec("escpos")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    source = Path(spec.submodule_search_locations[0]) / "capabilities.json"
-    with contextlib.suppress(OSError):
-        current = target.stat()
-        if current.st_size > 0 and current.st_mtime >= source.stat().st_mtime:
-            os.environ[PICKLE_DIR_ENV] = str(directory)
-            return
-    capabilities = json.loads(source.read_text(encoding="utf-8"))
-    partial = target.with_suffix(".partial")
-    with open(partial, "wb") as out:
-        pickle.dump(capabilities, out, protocol=2)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, target)
-    os.environ[PICKLE_DIR_ENV] = str(directory)
-
-
 def _dummy():
     # python-escpos is imported when first needed, not at start-up: even with
-    # its profiles cached (cache_capabilities) it costs a tenth of a second.
-    return importlib.import_module("escpos.printer").Dummy()
+    # its profiles cached (profiles.py) it costs a tenth of a second.
+    return import_escpos_printer().Dummy()
 
 
 def preload() -> None:
