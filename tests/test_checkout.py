@@ -193,6 +193,49 @@ def test_a_checkout_names_what_is_missing_and_leaves_nothing(short_tmp: Path) ->
     run(scenario())
 
 
+def test_a_payment_after_the_total_is_covered_is_refused_as_step_by_step_would(
+    short_tmp: Path,
+) -> None:
+    async def scenario() -> None:
+        async with running_till(short_tmp) as till:
+            t = till.till
+            lines = [BasketLine("300", None, 1)]  # 3500 öre
+            before = t.journal.head_seq
+            with pytest.raises(Refused) as extra:
+                await t.checkout(lines, [Tender("swish-manual", 3500), Tender("cash", 500)])
+            assert extra.value.reason == Reason.CHECKOUT_OVERPAID
+            assert extra.value.details == {"payment": 2, "total": 3500}
+            assert t.journal.head_seq == before and not t.settlement.open
+
+    run(scenario())
+
+
+def test_a_checkout_sent_again_with_its_id_returns_the_recorded_sale(short_tmp: Path) -> None:
+    async def scenario() -> None:
+        async with running_till(short_tmp) as till:
+            t = till.till
+            lines = [BasketLine("300", None, 2)]
+            checkout_id = "5b7f7f4e-3f0c-4c4e-9a55-3b1d2f6c8a10"
+            first = await t.checkout(lines, [Tender("cash", 10000)], checkout_id=checkout_id)
+            head = t.journal.head_seq
+            again = await t.checkout(lines, [Tender("cash", 10000)], checkout_id=checkout_id)
+            assert first["sale_id"] == again["sale_id"] == checkout_id
+            assert again["receipt_no"] == first["receipt_no"] and again["change"] == 3000
+            assert again["repeated"] is True and "repeated" not in first
+            assert t.journal.head_seq == head  # no second sale, no second receipt
+            # After a restart, from the journal rather than the recent sales.
+            t.settlement.recent.clear()
+            assert (await t.checkout(lines, [], checkout_id=checkout_id))["receipt_no"] == (
+                first["receipt_no"]
+            )
+            opened = t.open_sale()
+            with pytest.raises(Refused) as in_use:
+                await t.checkout(lines, [Tender("cash", 7000)], checkout_id=opened["sale_id"])
+            assert in_use.value.reason == Reason.CHECKOUT_ID_IN_USE
+
+    run(scenario())
+
+
 # -- online: card and integrated Swish, event tickets, sync ------------------------------------
 
 

@@ -178,6 +178,15 @@ class Reason(StrEnum):
         "`sale.checkout` whose payments come to less than its total (`data.total`, "
         "`data.paid`, `data.due`); nothing was journaled",
     )
+    CHECKOUT_OVERPAID = (
+        "checkout-overpaid",
+        "`sale.checkout` with a payment after the ones before it already covered the total "
+        "(`data.payment`: its place in the list, from 1); nothing was journaled",
+    )
+    CHECKOUT_ID_IN_USE = (
+        "checkout-id-in-use",
+        "`sale.checkout` whose `checkout_id` is the id of an open or voided sale; send a new id",
+    )
     CHECKOUT_NEEDS_STEPS = (
         "checkout-needs-steps",
         "`sale.checkout` with a `card` or integrated `swish` payment, which waits for the "

@@ -122,8 +122,8 @@ class Sale:
     training: bool = False
 
     @classmethod
-    def new(cls, opened_at: str, training: bool = False) -> Sale:
-        return cls(sale_id=str(uuidlib.uuid4()), opened_at=opened_at, training=training)
+    def new(cls, opened_at: str, training: bool = False, sale_id: str | None = None) -> Sale:
+        return cls(sale_id=sale_id or str(uuidlib.uuid4()), opened_at=opened_at, training=training)
 
     @property
     def total(self) -> int:

@@ -81,6 +81,7 @@ class Selling:
         self.catalog = catalog
         self.connectivity = connectivity
         self.settlement = settlement
+        self._checkout_ids = asyncio.Lock()
         self.policy = policy
         self.backend = backend  # seats for event tickets are reserved at the server
         self.card = card
@@ -345,23 +346,91 @@ class Selling:
         return payment
 
     async def checkout(
-        self, lines: Sequence[BasketLine], payments: Sequence[Tender], training: bool = False
+        self,
+        lines: Sequence[BasketLine],
+        payments: Sequence[Tender],
+        training: bool = False,
+        checkout_id: str | None = None,
     ) -> dict[str, Any]:
         """A whole basket, paid, in one journal entry; refused as a whole, leaving nothing.
 
         The sale never becomes an open sale: it is checked line by line and
         payment by payment with the step-by-step rules, then journaled
         complete. Card and integrated Swish wait for the customer, so they
-        are refused here with a pointer to the step-by-step calls."""
+        are refused here with a pointer to the step-by-step calls. A
+        ``checkout_id`` sent again (the answer was lost) gets the sale it
+        already recorded, never a second one."""
+        if checkout_id is None:
+            return await self._checkout(lines, payments, training, None)
+        # One lock for all checkouts with an id (they take milliseconds): two
+        # sends of one id must not both find nothing and both record a sale.
+        async with self._checkout_ids:
+            earlier = await self._recorded_checkout(checkout_id)
+            if earlier is not None:
+                return earlier
+            return await self._checkout(lines, payments, training, checkout_id)
+
+    async def _recorded_checkout(self, sale_id: str) -> dict[str, Any] | None:
+        if sale_id in self.settlement.open:
+            raise Refused(
+                Reason.CHECKOUT_ID_IN_USE,
+                "This checkout_id is an open sale's id; send a new id for a new checkout.",
+                sale_id=sale_id,
+            )
+        view = self.settlement.recent.get(sale_id)
+        if view is None:
+            entry = await self.journal.find_sale(sale_id)
+            if entry is None:
+                return None
+            view = view_of_entry(entry)
+        if view["state"] != "completed":
+            raise Refused(
+                Reason.CHECKOUT_ID_IN_USE,
+                f"This checkout_id is a sale that was {view['state']}; send a new id for a "
+                "new checkout.",
+                sale_id=sale_id,
+            )
+        change = sum(p.get("change", 0) for p in view["payments"])
+        outcome = {
+            "sale_id": sale_id,
+            "change": change,
+            "status": "completed",
+            "receipt_no": view["receipt_no"],
+            "sale": view,
+            "repeated": True,
+        }
+        control = await self.settlement.registering.code_of(view["receipt_no"], "sale")
+        if control is not None:
+            outcome["control"] = control
+        return outcome
+
+    async def _checkout(
+        self,
+        lines: Sequence[BasketLine],
+        payments: Sequence[Tender],
+        training: bool,
+        checkout_id: str | None,
+    ) -> dict[str, Any]:
         self.settlement.require_accepting()
-        sale = Sale.new(now_with_offset(), training=training)
+        sale = Sale.new(now_with_offset(), training=training, sale_id=checkout_id)
         seats: dict[int, tuple[Line, Article]] = {}
         for item in lines:
             article = self._sellable(item.plu, item.barcode)
             line = sale.add(article, item.quantity)
             if article.kind == "event-ticket":
                 seats[line.line_id] = (line, article)
-        for tender in payments:
+        for place, tender in enumerate(payments, start=1):
+            if sale.payments and sale.due <= 0:
+                # Step by step the sale completes at its first covering
+                # payment and takes no more; a checkout records the same.
+                raise Refused(
+                    Reason.CHECKOUT_OVERPAID,
+                    f"The payments before payment {place} already cover the total of "
+                    f"{sale.total} öre. Nothing was recorded: send only the payments the sale "
+                    "needs (a cash payment may be larger than what is due; its change is given).",
+                    payment=place,
+                    total=sale.total,
+                )
             self._require_method(tender.method, training)
             if tender.method not in RECORDED_METHODS:
                 raise Refused(

@@ -301,9 +301,13 @@ class Till:
         return await self.selling.pay(sale_id, method, amount, reference)
 
     async def checkout(
-        self, lines: Sequence[BasketLine], payments: Sequence[Tender], training: bool = False
+        self,
+        lines: Sequence[BasketLine],
+        payments: Sequence[Tender],
+        training: bool = False,
+        checkout_id: str | None = None,
     ) -> dict[str, Any]:
-        return await self.selling.checkout(lines, payments, training)
+        return await self.selling.checkout(lines, payments, training, checkout_id)
 
     async def cancel_payment(self, sale_id: str, payment_id: str) -> dict[str, Any]:
         return await self.selling.cancel_payment(sale_id, payment_id)

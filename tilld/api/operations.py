@@ -107,6 +107,11 @@ class CheckoutParams(Params):
     lines: list[ArticleLine] = Field(min_length=1, max_length=MAX_CHECKOUT_LINES)
     payments: list[TenderParams] = Field(min_length=1, max_length=MAX_CHECKOUT_PAYMENTS)
     training: bool = False
+    # The client's own id for this checkout (it becomes the sale id): sent
+    # again after a lost answer, it returns the sale already recorded.
+    checkout_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )
 
 
 class RefundLineParams(Params):
@@ -258,7 +263,7 @@ def _pay(till: Till, p: PayParams) -> Awaitable[dict[str, Any]]:
 def _checkout(till: Till, p: CheckoutParams) -> Awaitable[dict[str, Any]]:
     lines = [BasketLine(line.plu, line.barcode, line.quantity) for line in p.lines]
     payments = [Tender(t.method, t.amount, t.reference) for t in p.payments]
-    return till.checkout(lines, payments, p.training)
+    return till.checkout(lines, payments, p.training, p.checkout_id)
 
 
 def _refund(till: Till, p: RefundParams) -> Awaitable[dict[str, Any]]:
