@@ -65,9 +65,13 @@ class ControlServer:
         self._connections.add(task)
         try:
             try:
-                status, body = await asyncio.wait_for(self._answer(reader), READ_TIMEOUT_S)
+                request = await asyncio.wait_for(self._read(reader), READ_TIMEOUT_S)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
+            try:
+                status, body = request if isinstance(request, tuple) else await request()
+            except Exception as exc:  # a simulator's bug answers 500, not a closed socket
+                status, body = error(500, "internal-error", f"{type(exc).__name__}: {exc}")
             payload = json.dumps(body, ensure_ascii=False).encode()
             head = (
                 f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
@@ -84,7 +88,10 @@ class ControlServer:
                 await writer.wait_closed()
             self._connections.discard(task)
 
-    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, Any]:
+    async def _read(
+        self, reader: asyncio.StreamReader
+    ) -> tuple[int, Any] | Callable[[], Awaitable[tuple[int, Any]]]:
+        """The request read: an answer already (an error), or the handler to run."""
         request_line = (await reader.readline()).decode("latin-1").split()
         if len(request_line) != 3 or not request_line[2].startswith("HTTP/"):
             return error(400, "bad-request", "not an HTTP request")
@@ -109,7 +116,7 @@ class ControlServer:
         path = target.partition("?")[0]
         handler = self.routes.get((method, path))
         if handler is not None:
-            return await handler(body)
+            return lambda: handler(body)
         if any(p == path for _m, p in self.routes):
             return error(405, "method-not-allowed", f"{method} {path}")
         return error(404, "not-found", f"no {path}; try {self.hint}")

@@ -100,7 +100,9 @@ class JournalStore:
                 db.close()
                 self._readers.db = None
 
-        await self._on_writer(close_writer)
+        # Last: sync's bookkeeping already asked for is recorded before the
+        # connection closes, not refused with "journal is not open".
+        await self._on_writer(close_writer, last=True)
         await self._on_reader(close_reader)
         await self._on_bulk(close_reader)
         # Each thread has finished its last job (awaited above); joining them

@@ -32,11 +32,16 @@ class WriterThread:
         self._order = itertools.count()  # first in, first out within a priority
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._started = False
+        self._closed = False
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., T], *args: Any, last: bool = False) -> Future[T]:
         future: Future[T] = Future()
         with self._lock:
+            if self._closed:
+                # After shutdown() nothing would ever run the job: its caller
+                # would wait for ever, so it is told at once instead.
+                raise RuntimeError("the journal is closed: tilld is stopping")
             if not self._started:
                 self._started = True
                 self._thread.start()
@@ -46,6 +51,7 @@ class WriterThread:
     def shutdown(self) -> None:
         """Let the thread end after the jobs already asked for."""
         with self._lock:
+            self._closed = True
             if self._started:
                 self._jobs.put((LAST + 1, next(self._order), None))
 
