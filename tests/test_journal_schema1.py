@@ -187,3 +187,15 @@ def test_systemd_is_asked_for_more_time_while_the_journal_moves(short_tmp):
     extend = [i for i, m in enumerate(messages) if b"EXTEND_TIMEOUT_USEC=" in m]
     assert extend and extend[0] < len(messages) - 1, messages
     assert till.stop() == 0
+
+
+def test_another_tills_old_journal_is_refused_before_it_is_moved(short_tmp):
+    """A typo in till.id must not move an older journal for good (there is no way back)."""
+    till = TillProcess(short_tmp, {"till": {"id": "till-someone-else"}})
+    path = install(till.state_dir)
+    till.start(wait=False)
+    assert till.proc.wait(timeout=60) != 0
+    assert "belongs to till" in till.log()
+    db = sqlite3.connect(path, isolation_level=None)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    db.close()

@@ -133,6 +133,8 @@ class JournalStore:
                 "a local filesystem that supports SQLite WAL."
             )
         try:
+            # Another till's journal is refused before an older one is moved.
+            self._refuse_another_tills(db)
             # Before foreign keys are on: moving an older journal swaps a table.
             migrate(db, self.path, self.notifier)
             db.execute("PRAGMA foreign_keys = ON")
@@ -212,7 +214,17 @@ class JournalStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        owner = rows.get("till_id", self.till_id)
+        self._refuse_owner(rows.get("till_id", self.till_id))
+
+    def _refuse_another_tills(self, db: sqlite3.Connection) -> None:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'till_id'").fetchone()
+        except sqlite3.OperationalError:
+            return  # a new journal: no meta table yet
+        if row is not None:
+            self._refuse_owner(row[0])
+
+    def _refuse_owner(self, owner: str) -> None:
         if owner != self.till_id:
             raise StartupError(
                 f"the journal {self.path} belongs to till '{owner}', but this configuration "
