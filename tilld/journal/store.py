@@ -439,8 +439,10 @@ class JournalStore:
 
         def __enter__(self) -> sqlite3.Connection:
             try:
-                if not self.fsync:
-                    self.db.execute("PRAGMA synchronous = NORMAL")
+                # Set every time: a bookkeeping transaction whose end failed
+                # must not leave the next sale's commit without its fsync.
+                level = "FULL" if self.fsync else "NORMAL"
+                self.db.execute(f"PRAGMA synchronous = {level}")
                 self.db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 self._durable_again()
