@@ -364,3 +364,21 @@ from drivers.escpos.render import render
 profiles.cache(Path(sys.argv[1]))
 print(render((Text("ÅÄÖ"),)).hex())
 """
+
+
+def test_a_profile_cache_removed_before_the_first_receipt_does_not_break_it(
+    tmp_path: Path,
+) -> None:
+    # An in-process till's state folder (and its cache) goes with its test;
+    # a later render in the same process must not look for it.
+    script = RENDER_WITH_CACHE.replace(
+        "print(render(", "import shutil; shutil.rmtree(sys.argv[1]); print(render("
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ÅÄÖ".encode("cp858").hex() in done.stdout

@@ -62,7 +62,7 @@ def _write_once(folder: Path) -> None:
         raise ValueError("python-escpos is not installed")
     source = Path(spec.submodule_search_locations[0]) / "capabilities.json"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target = folder / f"{platform.python_version()}.capabilities.pickle"
+    target = _pickle(folder)
     with contextlib.suppress(OSError):
         current = target.stat()
         if current.st_size > 0 and current.st_mtime >= source.stat().st_mtime:
@@ -83,10 +83,21 @@ def _write_once(folder: Path) -> None:
 def import_escpos_printer() -> ModuleType:
     """``escpos.printer``, imported with the cached profiles if ``cache`` made them."""
     with _lock:
-        if "escpos.capabilities" in sys.modules or _folder is None:
+        if (
+            "escpos.capabilities" in sys.modules
+            or _folder is None
+            or not _pickle(_folder).is_file()
+        ):
+            # Without the cache (or with a folder removed since, as a test's
+            # state folder is) python-escpos parses the profiles itself.
             return importlib.import_module("escpos.printer")
         with _environment(PICKLE_DIR_ENV, str(_folder)):
             return importlib.import_module("escpos.printer")
+
+
+def _pickle(folder: Path) -> Path:
+    # The name python-escpos looks for in the folder.
+    return folder / f"{platform.python_version()}.capabilities.pickle"
 
 
 @contextlib.contextmanager
