@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +63,18 @@ class Rig:
     def stop(self) -> None:
         for sim in (self.printer, self.terminal, self.internet, self.server, self.backend):
             sim.stop()
+
+    @classmethod
+    @contextlib.contextmanager
+    def in_temporary_folder(cls) -> Iterator[Rig]:
+        """A rig for a module's tests (a module-scoped fixture), removed after them."""
+        base = Path(tempfile.mkdtemp(prefix="tilld-rig-"))
+        rig = cls.start(base)
+        try:
+            yield rig
+        finally:
+            rig.stop()
+            shutil.rmtree(base, ignore_errors=True)
 
     def reset(self) -> None:
         """Back to an online site with an approving terminal, for the next test."""

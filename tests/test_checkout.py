@@ -11,8 +11,6 @@ tests/test_checkout_apis.py.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,11 +239,8 @@ def test_a_checkout_sent_again_with_its_id_returns_the_recorded_sale(short_tmp: 
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    base = Path(tempfile.mkdtemp(prefix="tilld-rig-"))
-    rig = Rig.start(base)
-    yield rig
-    rig.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with Rig.in_temporary_folder() as rig:
+        yield rig
 
 
 def test_online_card_and_swish_are_refused_naming_the_steps_and_the_sale_syncs(

@@ -11,8 +11,6 @@ printer's paper.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,8 @@ from tilld.errors import Reason, Refused
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    base = Path(tempfile.mkdtemp(prefix="tilld-rig-"))
-    rig = Rig.start(base)
-    yield rig
-    rig.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with Rig.in_temporary_folder() as rig:
+        yield rig
 
 
 @pytest.fixture
