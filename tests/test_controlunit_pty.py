@@ -19,7 +19,6 @@ import pytest
 from controlunit_sim import ControlUnitSim
 
 from drivers.controlunit import (
-    CcspTimeouts,
     ControlUnitUnavailable,
     MainStatus,
     ReceiptKind,
@@ -30,7 +29,7 @@ from drivers.controlunit import (
     UnitRefused,
     open_control_unit,
 )
-from drivers.controlunit.cleancash import CleanCashUnit, naks
+from drivers.controlunit.cleancash import CcspTimeouts, CleanCashUnit, naks
 from drivers.device import Backoff, DeviceState, DeviceStatus
 
 # Generous: the machine is shared, and a late answer would be a false "in doubt".

@@ -20,8 +20,8 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from .api.dbus import DBusService
 from .api.jsonrpc import Dispatcher
 from .api.roles import RoleMap
 from .api.socket import ClientLimits, SocketServer
@@ -56,6 +56,9 @@ from .sync import SyncEngine
 from .testhooks import install as install_test_hooks
 from .ticket_scans import TicketScans
 from .till import DemoControls, Till
+
+if TYPE_CHECKING:
+    from .api.dbus import DBusService
 
 log = logging.getLogger("tilld")
 
@@ -287,11 +290,7 @@ class Daemon:
                 line_timeout_s=settings.api.line_timeout_s,
             ),
         )
-        self.dbus = (
-            DBusService(settings.api.dbus, self.till, self.events, roles)
-            if settings.api.dbus != "none"
-            else None
-        )
+        self.dbus = self._dbus_service(settings, roles)
         self.status_reporter = StatusReporter(self.notifier, self.events, self.describe)
         self.watchdog = WatchdogPinger(self.notifier, watchdog_s)
         self.lifecycle = Lifecycle()
@@ -357,6 +356,16 @@ class Daemon:
         """Start the stop's clock, once: at SIGTERM, or when start-up fails."""
         if self.exit_deadline == math.inf:
             self.exit_deadline = time.monotonic() + STOP_BUDGET_S
+
+    def _dbus_service(self, settings: Settings, roles: RoleMap) -> DBusService | None:
+        if settings.api.dbus == "none":
+            return None
+        # Imported only when a bus is configured: dbus-fast and the D-Bus
+        # adapter are a twentieth of a start's imports, and a till (or a
+        # test) without a bus has no use for them.
+        from .api.dbus import DBusService
+
+        return DBusService(settings.api.dbus, self.till, self.events, roles)
 
     def _parts(self) -> list[Part]:
         """Every part in the order it starts; the stop is the reverse (tilld/lifecycle.py).

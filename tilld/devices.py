@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.controlunit import open_control_unit
-from drivers.controlunit.cleancash import CleanCashUnit
 from drivers.device import DeviceStatus, SupervisedDevice
 from drivers.escpos.links import PrinterLink, SerialLink, TcpLink, UsbLink
 from drivers.escpos.printer import ReceiptPrinter
@@ -27,6 +26,9 @@ from drivers.terminal import CardTerminal
 
 from .config import ControlUnitSection, PrinterSection, ScannerSection, TerminalSection
 from .events import EventBus
+
+if TYPE_CHECKING:
+    from drivers.controlunit.cleancash import CleanCashUnit
 
 log = logging.getLogger("tilld.devices")
 

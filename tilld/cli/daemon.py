@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     if args.command == "demo":
         setup_logging("info")
-        from ..demo import run_demo
+        from ..demo.run import run_demo
 
         try:
             return run_demo(Path(args.state_dir), args.terminal)
