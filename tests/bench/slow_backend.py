@@ -153,7 +153,8 @@ def main() -> int:
         f"second. Mode changes counted over {args.minutes:g} minutes (each one a false",
         f"alarm); then the proxy black-holes the back-end, {args.rounds} rounds, median",
         "(min-max) from the switch to the `server-unreachable` event. Probes: health",
-        "requests answered per second.",
+        "requests answered per second. In `make bench` this runs alongside the other",
+        "scripts (the Makefile says why), so the machine is busier than it would be.",
     ]
     body = table(
         (
