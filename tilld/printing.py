@@ -91,6 +91,7 @@ class Printing:
         # the job instead of printing the receipt twice.
         self._active: dict[tuple[int, bool], PrintJob] = {}
         self._worker: asyncio.Task[None] | None = None
+        self._preload: asyncio.Task[None] | None = None
 
     @property
     def configured(self) -> bool:
@@ -114,6 +115,13 @@ class Printing:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        if self._preload is not None:
+            # A thread cannot be cancelled; this waits at most for one import,
+            # and a failed one is told here rather than lost with its task.
+            (failed,) = await asyncio.gather(self._preload, return_exceptions=True)
+            if isinstance(failed, Exception):
+                log.warning("python-escpos could not be imported ahead: %s", failed)
+            self._preload = None
 
     # -- requests -------------------------------------------------------------
 
