@@ -15,7 +15,13 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tilld.chain import GENESIS_HASH, entry_hash, first_broken_seq
+from tilld.chain import (
+    GENESIS_HASH,
+    canonical_json,
+    entry_hash,
+    entry_hash_with_body,
+    first_broken_seq,
+)
 
 ZEROS = "0" * 64
 
@@ -130,6 +136,8 @@ json_values = st.recursive(
 def test_entry_hash_equals_the_protocol_hash_for_any_json_body(body, seq):
     entry = dict(ENTRY, seq=seq, body=body)
     assert entry_hash(entry) == protocol_hash(entry)
+    # The journal's append hashes with the body's text it stores, made once.
+    assert entry_hash_with_body(entry, canonical_json(body)) == protocol_hash(entry)
 
 
 # -- verification ----------------------------------------------------------

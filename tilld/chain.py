@@ -28,6 +28,18 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def entry_hash_with_body(entry: Mapping[str, Any], body_text: str) -> str:
+    """``entry_hash(entry)``, given the canonical JSON of its body already made.
+
+    "body" sorts before every other chained field, so the canonical entry is
+    the body's text put first into the canonical object of the others: an
+    append, which stores that text as well, encodes the body once less.
+    """
+    others = canonical_json({key: entry[key] for key in CHAINED_FIELDS if key != "body"})
+    payload = entry["prev_hash"] + "\n" + '{"body":' + body_text + "," + others[1:]
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
 def first_broken_seq(
     entries: Iterable[Mapping[str, Any]], *, after_seq: int = 0, after_hash: str = GENESIS_HASH
 ) -> int | None:

@@ -19,7 +19,7 @@ long reads (sync batches, verify, export, reports), so neither holds up a
 sale and a long read never holds up a lookup.
 
 This module is the core every part of the journal stands on (the package
-docstring lists the parts). It stays one file, a little over 500 lines,
+docstring lists the parts). It stays one file, about 550 lines,
 because opening, the write transaction and append keep one set of
 invariants on one connection; split, each half would need the other's.
 """
@@ -37,7 +37,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
+from ..chain import (
+    GENESIS_HASH,
+    canonical_json,
+    entry_hash,
+    entry_hash_with_body,
+    first_broken_seq,
+)
 from ..errors import Reason, Refused, StartupError
 from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
 from ..sdnotify import Notifier
@@ -45,7 +51,7 @@ from .entry import Entry, Fill, SideEffect, now_with_offset
 from .migrate import migrate
 from .rows import chain_view, hash_text, row_values
 from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION, STORED_COLUMNS
-from .writer import WriterThread
+from .writer import WriterConnection, WriterThread, mark_synchronous_full
 
 log = logging.getLogger("tilld.journal")
 
@@ -111,20 +117,23 @@ class JournalStore:
         for pool in (self._reader, self._bulk):
             pool.shutdown(wait=False)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+    def _connect(
+        self, factory: type[sqlite3.Connection] = sqlite3.Connection
+    ) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=10, factory=factory)
         db.execute("PRAGMA busy_timeout = 10000")
         return db
 
     def _open_writer(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = self._connect()
+            db = self._connect(WriterConnection)
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             db.execute("PRAGMA synchronous = FULL")
             synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
         except sqlite3.Error as exc:
             raise self._cannot_open(exc) from exc
+        db.synchronous_full = synchronous == 2
         if mode.lower() != "wal" or synchronous != 2:
             db.close()
             raise StartupError(
@@ -239,7 +248,7 @@ class JournalStore:
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any, last: bool = False) -> T:
         """Run ``fn`` on the writer thread; ``last``: after whatever else is queued (writer.py)."""
-        return await asyncio.wrap_future(self._writer.submit(fn, *args, last=last))
+        return await self._writer.run(fn, *args, last=last)
 
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
@@ -286,21 +295,22 @@ class JournalStore:
                 body = {**body, number: self._next_number(db, number)}
             if fill is not None:
                 body = {**body, **fill(db)}
-            entry = self._build_entry(type_, body)
-            self._insert(db, entry)
+            entry, body_text = self._build_entry(type_, body)
+            self._insert(db, entry, body_text)
             for effect in effects:
                 effect(db, entry)
         self._committed(entry, number)
         return entry
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, entry: Entry) -> None:
+    def _insert(db: sqlite3.Connection, entry: Entry, body_text: str | None = None) -> None:
+        """Store ``entry``; ``body_text``: its body's canonical JSON, if already made."""
         values = row_values(
             entry.seq,
             entry.uuid,
             entry.type,
             entry.created_at,
-            canonical_json(entry.body),
+            canonical_json(entry.body) if body_text is None else body_text,
             entry.prev_hash,
             entry.hash,
             entry.body,
@@ -323,17 +333,20 @@ class JournalStore:
         # was: the evidence stays, and a restart cannot make it look whole.
         return self.integrity.state not in ("rolled-back", "diverged")
 
-    def _build_entry(self, type_: str, body: dict[str, Any]) -> Entry:
+    def _build_entry(self, type_: str, body: dict[str, Any]) -> tuple[Entry, str]:
+        """The next entry, and its body's canonical JSON (hashed, and stored as it is)."""
+        # Round-trip through JSON so the hashed body is exactly what is stored.
+        body = json.loads(canonical_json(body))
+        body_text = canonical_json(body)
         fields = {
             "uuid": str(uuidlib.uuid4()),
             "seq": self.head_seq + 1,
             "type": type_,
             "created_at": now_with_offset(),
             "prev_hash": self.head_hash,
-            # Round-trip through JSON so the hashed body is exactly what is stored.
-            "body": json.loads(canonical_json(body)),
+            "body": body,
         }
-        return Entry(hash=entry_hash(fields), **fields)
+        return Entry(hash=entry_hash_with_body(fields, body_text), **fields), body_text
 
     @staticmethod
     def _next_number(db: sqlite3.Connection, series: str) -> int:
@@ -439,10 +452,15 @@ class JournalStore:
 
         def __enter__(self) -> sqlite3.Connection:
             try:
-                # Set every time: a bookkeeping transaction whose end failed
-                # must not leave the next sale's commit without its fsync.
-                level = "FULL" if self.fsync else "NORMAL"
-                self.db.execute(f"PRAGMA synchronous = {level}")
+                # FULL unless known to be: a bookkeeping transaction whose end
+                # failed must not leave the next sale's commit without its fsync.
+                # (Set only when it changes: a statement less in every commit.)
+                if not self.fsync:
+                    mark_synchronous_full(self.db, False)
+                    self.db.execute("PRAGMA synchronous = NORMAL")
+                elif not getattr(self.db, "synchronous_full", False):
+                    self.db.execute("PRAGMA synchronous = FULL")
+                    mark_synchronous_full(self.db, True)
                 self.db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 self._durable_again()
@@ -468,6 +486,7 @@ class JournalStore:
         def _durable_again(self) -> None:
             if not self.fsync:
                 self.db.execute("PRAGMA synchronous = FULL")
+                mark_synchronous_full(self.db, True)
 
         def _rollback(self) -> None:
             if self.db.in_transaction:
