@@ -193,7 +193,8 @@ FOUND_KEPT = 4096
 
 
 class Catalog:
-    """The catalog the till sells from, kept in its own SQLite file, not in memory.
+    """The catalog the till sells from, kept in its own SQLite file, not in memory
+    (but for the articles found since it was loaded: ``find``).
 
     A venue's catalog can hold tens of thousands of articles; as Python
     objects they cost more memory than the rest of the daemon and take most

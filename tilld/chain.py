@@ -13,12 +13,37 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 GENESIS_HASH = "0" * 64
 CHAINED_FIELDS = ("uuid", "seq", "type", "created_at", "prev_hash", "body")
 
 
+# json.dumps with these arguments builds this encoder anew on every call;
+# every append encodes a body twice, so it is built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
+
+
+def canonical_body(body: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """``body`` through JSON and back, and its canonical JSON: what the journal
+    stores and hashes, the same as ``canonical_json(json.loads(canonical_json(body)))``.
+
+    That is the first encoding already, unless a key is not text: an int key
+    sorts as a number before the round trip and as text after it. orjson
+    refuses such a key (and an integer past 64 bits) and says so at once, so
+    only then is the body encoded a second time.
+    """
+    text = canonical_json(body)
+    parsed = json.loads(text)
+    try:
+        orjson.dumps(body)
+    except TypeError:
+        text = canonical_json(parsed)
+    return parsed, text
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:

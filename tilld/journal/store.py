@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 from ..chain import (
     GENESIS_HASH,
+    canonical_body,
     canonical_json,
     entry_hash,
     entry_hash_with_body,
@@ -79,6 +80,9 @@ class JournalStore:
         self.head_hash = GENESIS_HASH
         self.head_file = HeadFile(path.with_name(path.stem + ".head"))
         self.numbers = dict.fromkeys(NUMBER_SERIES, 0)  # the last number issued per series
+        self._floors: dict[
+            str, int
+        ] = {}  # meta's floor:<series>, raised by a rollback's acknowledgement
         # Whether this journal is still the one the till wrote (integrity.py);
         # rolled back, it takes no entries but a technician's acknowledgement.
         self.integrity: Verdict = OK
@@ -162,6 +166,7 @@ class JournalStore:
             raise self._cannot_open(exc) from exc
         if row:
             self.head_seq, self.head_hash = row[0], hash_text(row[1])
+        self._floors = self._read_floors(db)
         for series in NUMBER_SERIES:
             self.numbers[series] = self._next_number(db, series) - 1
         self._check_head(db)
@@ -335,9 +340,8 @@ class JournalStore:
 
     def _build_entry(self, type_: str, body: dict[str, Any]) -> tuple[Entry, str]:
         """The next entry, and its body's canonical JSON (hashed, and stored as it is)."""
-        # Round-trip through JSON so the hashed body is exactly what is stored.
-        body = json.loads(canonical_json(body))
-        body_text = canonical_json(body)
+        # Through JSON and back, so the hashed body is exactly what is stored.
+        body, body_text = canonical_body(body)
         fields = {
             "uuid": str(uuidlib.uuid4()),
             "seq": self.head_seq + 1,
@@ -348,8 +352,7 @@ class JournalStore:
         }
         return Entry(hash=entry_hash_with_body(fields, body_text), **fields), body_text
 
-    @staticmethod
-    def _next_number(db: sqlite3.Connection, series: str) -> int:
+    def _next_number(self, db: sqlite3.Connection, series: str) -> int:
         # A series' column is filled for its entry types only (rows.LOOKUP_FIELDS);
         # INDEXED BY keeps this one step at any size.
         row = db.execute(
@@ -357,8 +360,14 @@ class JournalStore:
             f" WHERE {series} IS NOT NULL ORDER BY {series} DESC LIMIT 1"
         ).fetchone()
         # After an acknowledged rollback, numbers go on after the lost ones.
-        floor = db.execute("SELECT value FROM meta WHERE key = ?", (f"floor:{series}",)).fetchone()
-        return max(row[0] if row else 0, int(floor[0]) if floor else 0) + 1
+        return max(row[0] if row else 0, self._floors.get(series, 0)) + 1
+
+    @staticmethod
+    def _read_floors(db: sqlite3.Connection) -> dict[str, int]:
+        """The floors in meta (``floor:<series>``): read at open, and only
+        acknowledge_rollback writes them, so a commit need not read them again."""
+        rows = db.execute("SELECT key, value FROM meta WHERE key LIKE 'floor:%'").fetchall()
+        return {key.removeprefix("floor:"): int(value) for key, value in rows}
 
     async def acknowledge_rollback(self, continue_from: Head | None, by: str) -> Entry:
         """A technician accepts that the journal lost its last entries; it takes entries again.
@@ -408,6 +417,7 @@ class JournalStore:
                     [(f"floor:{series}", str(floor)) for series, floor in floors.items()],
                 )
             self.numbers.update(floors)
+            self._floors.update(floors)
             self.integrity = OK
             self._committed(entry, None)
             log.warning(
