@@ -204,6 +204,17 @@ def test_find_by_plu_and_by_barcode():
     assert cat.find() is None
 
 
+def test_an_article_found_before_a_new_catalog_is_found_as_the_new_catalog_has_it():
+    cat = stored(json.dumps(document()))
+    assert cat.find(plu="300").price == 1000
+    assert cat.find(barcode="7310000000001").price == 1000
+    dearer = [dict(a, price=2500) if a["plu"] == "300" else a for a in ARTICLES]
+    raw = json.dumps(document(version="v2", articles=dearer))
+    cat.use(cat.replace(parse_catalog(raw, "v2"), source="v2", etag=None, digest=None))
+    assert cat.find(plu="300").price == 2500
+    assert cat.find(barcode="7310000000001").price == 2500
+
+
 # -- fallback --------------------------------------------------------------
 
 

@@ -15,7 +15,14 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tilld.chain import GENESIS_HASH, entry_hash, first_broken_seq
+from tilld.chain import (
+    GENESIS_HASH,
+    canonical_body,
+    canonical_json,
+    entry_hash,
+    entry_hash_with_body,
+    first_broken_seq,
+)
 
 ZEROS = "0" * 64
 
@@ -130,6 +137,34 @@ json_values = st.recursive(
 def test_entry_hash_equals_the_protocol_hash_for_any_json_body(body, seq):
     entry = dict(ENTRY, seq=seq, body=body)
     assert entry_hash(entry) == protocol_hash(entry)
+    # The journal's append hashes with the body's text it stores, made once.
+    assert entry_hash_with_body(entry, canonical_json(body)) == protocol_hash(entry)
+
+
+keyed_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        st.dictionaries(st.integers(-20, 20), inner, max_size=4),
+    ),
+    max_leaves=15,
+)
+
+
+@given(body=st.dictionaries(st.text(max_size=8), keyed_values, max_size=5))
+def test_the_stored_body_and_its_text_are_those_of_one_round_trip_through_json(body):
+    parsed, text = canonical_body(body)
+    round_trip = json.loads(canonical_json(body))
+    assert parsed == round_trip
+    assert text == canonical_json(round_trip)
+
+
+def test_a_body_with_number_keys_is_sorted_as_it_is_stored():
+    # 2 < 10 as numbers, "10" < "2" as text: the stored body has text keys.
+    parsed, text = canonical_body({"refunded": {2: 1, 10: 1}})
+    assert parsed == {"refunded": {"2": 1, "10": 1}}
+    assert text == '{"refunded":{"10":1,"2":1}}'
 
 
 # -- verification ----------------------------------------------------------

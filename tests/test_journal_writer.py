@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -46,3 +47,40 @@ def test_an_error_in_a_job_reaches_its_caller_and_the_thread_goes_on() -> None:
         writer.submit(fails).result(10)
     assert writer.submit(lambda: "still writing").result(10) == "still writing"
     writer.shutdown()
+
+
+def test_a_job_from_the_event_loop_answers_into_its_future_errors_too() -> None:
+    writer = WriterThread("test-writer")
+
+    async def main() -> None:
+        assert await writer.run(lambda: "committed") == "committed"
+        with pytest.raises(OSError, match="disk full"):
+            await writer.run(_raise, OSError("disk full"))
+        # An asyncio future cannot carry StopIteration: it still reaches the caller.
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await writer.run(_raise, StopIteration())
+
+    asyncio.run(main())
+    writer.shutdown()
+
+
+def test_a_job_cancelled_before_the_thread_reaches_it_is_not_run() -> None:
+    writer = WriterThread("test-writer")
+    ran: list[str] = []
+    gate = threading.Event()
+
+    async def main() -> None:
+        holding = writer.run(gate.wait, 10)  # holds the thread while the next one queues
+        cancelled = writer.run(ran.append, "cancelled")
+        cancelled.cancel()
+        gate.set()
+        assert await holding is True
+        assert await writer.run(ran.append, "after") is None
+
+    asyncio.run(main())
+    assert ran == ["after"]
+    writer.shutdown()
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc

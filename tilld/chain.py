@@ -13,18 +13,55 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 GENESIS_HASH = "0" * 64
 CHAINED_FIELDS = ("uuid", "seq", "type", "created_at", "prev_hash", "body")
 
 
+# json.dumps with these arguments builds this encoder anew on every call;
+# every append encodes a body twice, so it is built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
+
+
+def canonical_body(body: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """``body`` through JSON and back, and its canonical JSON: what the journal
+    stores and hashes, the same as ``canonical_json(json.loads(canonical_json(body)))``.
+
+    That is the first encoding already, unless a key is not text: an int key
+    sorts as a number before the round trip and as text after it. orjson
+    refuses such a key (and an integer past 64 bits) and says so at once, so
+    only then is the body encoded a second time.
+    """
+    text = canonical_json(body)
+    parsed = json.loads(text)
+    try:
+        orjson.dumps(body)
+    except TypeError:
+        text = canonical_json(parsed)
+    return parsed, text
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
     """The hash of an entry (a mapping holding at least CHAINED_FIELDS; ``hash`` is ignored)."""
     unhashed = {key: entry[key] for key in CHAINED_FIELDS}
     payload = entry["prev_hash"] + "\n" + canonical_json(unhashed)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def entry_hash_with_body(entry: Mapping[str, Any], body_text: str) -> str:
+    """``entry_hash(entry)``, given the canonical JSON of its body already made.
+
+    "body" sorts before every other chained field, so the canonical entry is
+    the body's text put first into the canonical object of the others: an
+    append, which stores that text as well, encodes the body once less.
+    """
+    others = canonical_json({key: entry[key] for key in CHAINED_FIELDS if key != "body"})
+    payload = entry["prev_hash"] + "\n" + '{"body":' + body_text + "," + others[1:]
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -40,6 +40,8 @@ async def profile(sales: int, with_cprofile: bool) -> None:
     async with running_till(base) as running:
         till = running.till
         journal = till.journal
+        # It stays OFF: a transaction sets FULL again only after one that
+        # ran without fsync (sync's bookkeeping, none here).
         await journal._on_writer(
             lambda: journal._require_writer().execute("PRAGMA synchronous=OFF")
         )

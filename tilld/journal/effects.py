@@ -25,6 +25,8 @@ from .store import JournalStore
 
 def store_tickets(tickets: list[TicketRecord], state: str = "pending") -> SideEffect:
     def effect(db: sqlite3.Connection, entry: Entry) -> None:
+        if not tickets:
+            return  # a basket of goods: no statement at all
         db.executemany(
             "INSERT INTO tickets (code, seq, receipt_no, plu, name, state, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",

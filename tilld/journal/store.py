@@ -19,7 +19,7 @@ long reads (sync batches, verify, export, reports), so neither holds up a
 sale and a long read never holds up a lookup.
 
 This module is the core every part of the journal stands on (the package
-docstring lists the parts). It stays one file, a little over 500 lines,
+docstring lists the parts). It stays one file, about 550 lines,
 because opening, the write transaction and append keep one set of
 invariants on one connection; split, each half would need the other's.
 """
@@ -37,7 +37,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..chain import GENESIS_HASH, canonical_json, entry_hash, first_broken_seq
+from ..chain import (
+    GENESIS_HASH,
+    canonical_body,
+    canonical_json,
+    entry_hash,
+    entry_hash_with_body,
+    first_broken_seq,
+)
 from ..errors import Reason, Refused, StartupError
 from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
 from ..sdnotify import Notifier
@@ -45,7 +52,7 @@ from .entry import Entry, Fill, SideEffect, now_with_offset
 from .migrate import migrate
 from .rows import chain_view, hash_text, row_values
 from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION, STORED_COLUMNS
-from .writer import WriterThread
+from .writer import WriterConnection, WriterThread, mark_synchronous_full
 
 log = logging.getLogger("tilld.journal")
 
@@ -73,6 +80,9 @@ class JournalStore:
         self.head_hash = GENESIS_HASH
         self.head_file = HeadFile(path.with_name(path.stem + ".head"))
         self.numbers = dict.fromkeys(NUMBER_SERIES, 0)  # the last number issued per series
+        self._floors: dict[
+            str, int
+        ] = {}  # meta's floor:<series>, raised by a rollback's acknowledgement
         # Whether this journal is still the one the till wrote (integrity.py);
         # rolled back, it takes no entries but a technician's acknowledgement.
         self.integrity: Verdict = OK
@@ -111,20 +121,23 @@ class JournalStore:
         for pool in (self._reader, self._bulk):
             pool.shutdown(wait=False)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+    def _connect(
+        self, factory: type[sqlite3.Connection] = sqlite3.Connection
+    ) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=10, factory=factory)
         db.execute("PRAGMA busy_timeout = 10000")
         return db
 
     def _open_writer(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = self._connect()
+            db = self._connect(WriterConnection)
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             db.execute("PRAGMA synchronous = FULL")
             synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
         except sqlite3.Error as exc:
             raise self._cannot_open(exc) from exc
+        db.synchronous_full = synchronous == 2
         if mode.lower() != "wal" or synchronous != 2:
             db.close()
             raise StartupError(
@@ -153,6 +166,7 @@ class JournalStore:
             raise self._cannot_open(exc) from exc
         if row:
             self.head_seq, self.head_hash = row[0], hash_text(row[1])
+        self._floors = self._read_floors(db)
         for series in NUMBER_SERIES:
             self.numbers[series] = self._next_number(db, series) - 1
         self._check_head(db)
@@ -239,7 +253,7 @@ class JournalStore:
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any, last: bool = False) -> T:
         """Run ``fn`` on the writer thread; ``last``: after whatever else is queued (writer.py)."""
-        return await asyncio.wrap_future(self._writer.submit(fn, *args, last=last))
+        return await self._writer.run(fn, *args, last=last)
 
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
@@ -286,21 +300,22 @@ class JournalStore:
                 body = {**body, number: self._next_number(db, number)}
             if fill is not None:
                 body = {**body, **fill(db)}
-            entry = self._build_entry(type_, body)
-            self._insert(db, entry)
+            entry, body_text = self._build_entry(type_, body)
+            self._insert(db, entry, body_text)
             for effect in effects:
                 effect(db, entry)
         self._committed(entry, number)
         return entry
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, entry: Entry) -> None:
+    def _insert(db: sqlite3.Connection, entry: Entry, body_text: str | None = None) -> None:
+        """Store ``entry``; ``body_text``: its body's canonical JSON, if already made."""
         values = row_values(
             entry.seq,
             entry.uuid,
             entry.type,
             entry.created_at,
-            canonical_json(entry.body),
+            canonical_json(entry.body) if body_text is None else body_text,
             entry.prev_hash,
             entry.hash,
             entry.body,
@@ -323,20 +338,21 @@ class JournalStore:
         # was: the evidence stays, and a restart cannot make it look whole.
         return self.integrity.state not in ("rolled-back", "diverged")
 
-    def _build_entry(self, type_: str, body: dict[str, Any]) -> Entry:
+    def _build_entry(self, type_: str, body: dict[str, Any]) -> tuple[Entry, str]:
+        """The next entry, and its body's canonical JSON (hashed, and stored as it is)."""
+        # Through JSON and back, so the hashed body is exactly what is stored.
+        body, body_text = canonical_body(body)
         fields = {
             "uuid": str(uuidlib.uuid4()),
             "seq": self.head_seq + 1,
             "type": type_,
             "created_at": now_with_offset(),
             "prev_hash": self.head_hash,
-            # Round-trip through JSON so the hashed body is exactly what is stored.
-            "body": json.loads(canonical_json(body)),
+            "body": body,
         }
-        return Entry(hash=entry_hash(fields), **fields)
+        return Entry(hash=entry_hash_with_body(fields, body_text), **fields), body_text
 
-    @staticmethod
-    def _next_number(db: sqlite3.Connection, series: str) -> int:
+    def _next_number(self, db: sqlite3.Connection, series: str) -> int:
         # A series' column is filled for its entry types only (rows.LOOKUP_FIELDS);
         # INDEXED BY keeps this one step at any size.
         row = db.execute(
@@ -344,8 +360,14 @@ class JournalStore:
             f" WHERE {series} IS NOT NULL ORDER BY {series} DESC LIMIT 1"
         ).fetchone()
         # After an acknowledged rollback, numbers go on after the lost ones.
-        floor = db.execute("SELECT value FROM meta WHERE key = ?", (f"floor:{series}",)).fetchone()
-        return max(row[0] if row else 0, int(floor[0]) if floor else 0) + 1
+        return max(row[0] if row else 0, self._floors.get(series, 0)) + 1
+
+    @staticmethod
+    def _read_floors(db: sqlite3.Connection) -> dict[str, int]:
+        """The floors in meta (``floor:<series>``): read at open, and only
+        acknowledge_rollback writes them, so a commit need not read them again."""
+        rows = db.execute("SELECT key, value FROM meta WHERE key LIKE 'floor:%'").fetchall()
+        return {key.removeprefix("floor:"): int(value) for key, value in rows}
 
     async def acknowledge_rollback(self, continue_from: Head | None, by: str) -> Entry:
         """A technician accepts that the journal lost its last entries; it takes entries again.
@@ -395,6 +417,7 @@ class JournalStore:
                     [(f"floor:{series}", str(floor)) for series, floor in floors.items()],
                 )
             self.numbers.update(floors)
+            self._floors.update(floors)
             self.integrity = OK
             self._committed(entry, None)
             log.warning(
@@ -439,10 +462,15 @@ class JournalStore:
 
         def __enter__(self) -> sqlite3.Connection:
             try:
-                # Set every time: a bookkeeping transaction whose end failed
-                # must not leave the next sale's commit without its fsync.
-                level = "FULL" if self.fsync else "NORMAL"
-                self.db.execute(f"PRAGMA synchronous = {level}")
+                # FULL unless known to be: a bookkeeping transaction whose end
+                # failed must not leave the next sale's commit without its fsync.
+                # (Set only when it changes: a statement less in every commit.)
+                if not self.fsync:
+                    mark_synchronous_full(self.db, False)
+                    self.db.execute("PRAGMA synchronous = NORMAL")
+                elif not getattr(self.db, "synchronous_full", False):
+                    self.db.execute("PRAGMA synchronous = FULL")
+                    mark_synchronous_full(self.db, True)
                 self.db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 self._durable_again()
@@ -468,6 +496,7 @@ class JournalStore:
         def _durable_again(self) -> None:
             if not self.fsync:
                 self.db.execute("PRAGMA synchronous = FULL")
+                mark_synchronous_full(self.db, True)
 
         def _rollback(self) -> None:
             if self.db.in_transaction:

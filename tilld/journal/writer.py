@@ -14,8 +14,10 @@ reason those transactions do not wait for an fsync: outbox.py.)
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import collections
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,18 +27,62 @@ T = TypeVar("T")
 
 FIRST, LAST = 0, 1  # priorities: everything, then sync's bookkeeping
 
+# How a job's outcome reaches whoever waits for it: (result, exception).
+Deliver = Callable[[Any, BaseException | None], None]
+
 
 class WriterThread:
+    """One thread running jobs in order, FIRST before LAST.
+
+    A job asked for from the event loop (``run``) is answered straight into
+    an asyncio future with one ``call_soon_threadsafe``: no
+    concurrent.futures.Future to chain, which halves the cost of the hop a
+    sale's commit makes to this thread and back (docs/benchmarks.md).
+    """
+
     def __init__(self, name: str) -> None:
-        self._jobs: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
-        self._order = itertools.count()  # first in, first out within a priority
+        self._jobs: tuple[collections.deque[Any], collections.deque[Any]] = (
+            collections.deque(),
+            collections.deque(),
+        )
+        # One token per job queued: the thread sleeps in C (SimpleQueue.get)
+        # while there is nothing to do, and takes the jobs in priority order.
+        self._tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._started = False
         self._closed = False
         self._lock = threading.Lock()
 
+    def run(self, fn: Callable[..., T], *args: Any, last: bool = False) -> asyncio.Future[T]:
+        """Queue ``fn(*args)``; its outcome in an asyncio future of the running loop.
+
+        A job whose future was cancelled before the thread reached it is not run."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def deliver(result: Any, exc: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, future, result, exc)
+
+        self._put(last, (future.cancelled, deliver, fn, args))
+        return future
+
     def submit(self, fn: Callable[..., T], *args: Any, last: bool = False) -> Future[T]:
+        """Queue ``fn(*args)``; its outcome in a concurrent future (for callers off the loop)."""
         future: Future[T] = Future()
+
+        def deliver(result: Any, exc: BaseException | None) -> None:
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+
+        def cancelled() -> bool:
+            return not future.set_running_or_notify_cancel()
+
+        self._put(last, (cancelled, deliver, fn, args))
+        return future
+
+    def _put(self, last: bool, job: tuple[Any, ...]) -> None:
         with self._lock:
             if self._closed:
                 # After shutdown() nothing would ever run the job: its caller
@@ -45,27 +91,55 @@ class WriterThread:
             if not self._started:
                 self._started = True
                 self._thread.start()
-            self._jobs.put((LAST if last else FIRST, next(self._order), (future, fn, args)))
-        return future
+            self._jobs[LAST if last else FIRST].append(job)
+            # Under the lock: shutdown's end token must come after this one.
+            self._tokens.put(True)
 
     def shutdown(self) -> None:
         """Let the thread end after the jobs already asked for."""
         with self._lock:
             self._closed = True
             if self._started:
-                self._jobs.put((LAST + 1, next(self._order), None))
+                self._tokens.put(False)
 
     def _serve(self) -> None:
         while True:
-            _, _, job = self._jobs.get()
-            if job is None:
+            if not self._tokens.get():
+                # The end: shutdown() queued it after every job asked for, so
+                # none is left (a job's token always comes before it).
                 return
-            future, fn, args = job
-            if not future.set_running_or_notify_cancel():
+            with self._lock:
+                first, later = self._jobs
+                cancelled, deliver, fn, args = first.popleft() if first else later.popleft()
+            if cancelled():
                 continue
             try:
                 result = fn(*args)
-            except BaseException as exc:  # handed to the awaiting coroutine
-                future.set_exception(exc)
+            except BaseException as exc:  # handed to the waiting caller
+                deliver(None, exc)
             else:
-                future.set_result(result)
+                deliver(result, None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is None:
+        future.set_result(result)
+    elif isinstance(exc, StopIteration):
+        # An asyncio future cannot carry a StopIteration; its caller still hears of it.
+        future.set_exception(RuntimeError(f"a journal job raised {exc!r}"))
+    else:
+        future.set_exception(exc)
+
+
+class WriterConnection(sqlite3.Connection):
+    """The writer's connection; it knows whether it is at ``synchronous = FULL``
+    (set after every open, and again only after a transaction without fsync)."""
+
+    synchronous_full = False
+
+
+def mark_synchronous_full(db: sqlite3.Connection, full: bool) -> None:
+    if isinstance(db, WriterConnection):
+        db.synchronous_full = full
