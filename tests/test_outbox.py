@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from tilld.chain import entry_hash
 from tilld.journal import Journal, TicketRecord, store_tickets
+from tilld.journal.batches import read_batch
+from tilld.journal.outbox import BATCH_PROCESS_FROM, RESULTS_PER_TRANSACTION
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
@@ -100,3 +102,76 @@ def test_accepted_sales_make_their_pending_tickets_valid_and_rejected_ones_do_no
     with sqlite3.connect(path) as db:
         states = dict(db.execute("SELECT code, state FROM tickets ORDER BY code"))
     assert states == {"TK0000000000": "valid", "TK0000000001": "pending", "TK0000000002": "valid"}
+
+
+def test_a_long_backlog_is_read_in_the_batch_process_exactly_as_the_bulk_thread_reads_it(
+    tmp_path,
+):
+    path = tmp_path / "journal.sqlite"
+    count = BATCH_PROCESS_FROM + 20
+
+    async def work(journal: Journal):
+        for n in range(count):
+            await journal.append("note", {"n": n, "text": "ö" * (n % 3)})
+        in_process = await journal.outbox_batch(0, count)
+        started = journal._batches._pool is not None
+        short = await journal.outbox_batch(count - 5, count)  # the bulk thread's
+        return in_process, started, short
+
+    in_process, started, short = run(with_journal(path, work))
+    assert started  # the long batch went to the process
+    with sqlite3.connect(path) as db:
+        in_thread = read_batch(db, 0, count)
+    assert in_process.payload() == in_thread.payload()
+    assert (in_process.seqs, in_process.uuids, in_process.types, in_process.encoded) == (
+        in_thread.seqs,
+        in_thread.uuids,
+        in_thread.types,
+        in_thread.encoded,
+    )
+    assert in_process.seqs == list(range(1, count + 1))
+    assert short.seqs == list(range(count - 4, count + 1))
+    first, second = in_process.halves()
+    assert first.payload()[:-2] + b"," + second.payload()[len(b'{"entries":[') :] == (
+        in_process.payload()
+    )
+
+
+def test_a_batch_s_results_are_recorded_in_slices_each_once_and_in_order(tmp_path):
+    """Recorded a slice per transaction (each waits for the one before), yet all
+    of them: every seq once, the mark at the last, every accepted sale's ticket valid."""
+    count = 2 * RESULTS_PER_TRANSACTION + 37
+    path = tmp_path / "journal.sqlite"
+
+    async def work(journal: Journal):
+        seqs = []
+        for n in range(count):
+            entry = await journal.append(
+                "sale",
+                {"receipt_no": n + 1},
+                effects=(store_tickets([TicketRecord(f"TK{n:010d}", "100", "Entré")]),),
+            )
+            seqs.append(entry.seq)
+        results = [
+            (seq, "rejected" if n % 7 == 0 else "accepted", "bad" if n % 7 == 0 else None)
+            for n, seq in enumerate(seqs)
+        ]
+        accepted = [seq for seq, status, _ in results if status == "accepted"]
+        statements: list[str] = []
+        # Every statement the writer's connection runs, seen on the writer thread.
+        await journal._on_writer(lambda: journal._db.set_trace_callback(statements.append))
+        made_valid = await journal.record_sync_results(results, accepted)
+        commits = statements.count("COMMIT")
+        await journal.record_scan_results([(seq, "registered", None) for seq in seqs])
+        return made_valid, accepted, commits, await journal.sync_marks()
+
+    made_valid, accepted, commits, marks = run(with_journal(path, work))
+    assert commits == 3  # 237 results: 100, 100 and 37
+    assert made_valid == len(accepted)
+    assert marks == (count, count)
+    with sqlite3.connect(path) as db:
+        recorded = db.execute("SELECT seq, status FROM sync_results ORDER BY rowid").fetchall()
+        valid = db.execute("SELECT count(*) FROM tickets WHERE state = 'valid'").fetchone()[0]
+        scans = db.execute("SELECT count(*) FROM scan_results").fetchone()[0]
+    assert [seq for seq, _ in recorded] == list(range(1, count + 1))
+    assert valid == len(accepted) and scans == count
