@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from tilld.chain import entry_hash
 from tilld.journal import Journal, TicketRecord, store_tickets
-from tilld.journal.batches import read_batch
+from tilld.journal.batches import BATCH_PROCESS_NICENESS, read_batch
 from tilld.journal.outbox import BATCH_PROCESS_FROM, RESULTS_PER_TRANSACTION
 
 json_values = st.recursive(
@@ -114,12 +115,17 @@ def test_a_long_backlog_is_read_in_the_batch_process_exactly_as_the_bulk_thread_
         for n in range(count):
             await journal.append("note", {"n": n, "text": "ö" * (n % 3)})
         in_process = await journal.outbox_batch(0, count)
-        started = journal._batches._pool is not None
+        pool = journal._batches._pool
+        started = pool is not None
+        # Background work: the process runs at a lower CPU priority than the daemon.
+        niceness = [os.getpriority(os.PRIO_PROCESS, pid) for pid in pool._processes]
         short = await journal.outbox_batch(count - 5, count)  # the bulk thread's
-        return in_process, started, short
+        return in_process, started, niceness, short
 
-    in_process, started, short = run(with_journal(path, work))
+    in_process, started, niceness, short = run(with_journal(path, work))
     assert started  # the long batch went to the process
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness == [min(19, own + BATCH_PROCESS_NICENESS)]
     with sqlite3.connect(path) as db:
         in_thread = read_batch(db, 0, count)
     assert in_process.payload() == in_thread.payload()

@@ -6,7 +6,8 @@ daemon's own that work holds the GIL, and every time the event loop lets
 the GIL go (each read of the scanner, each write to a socket) it waits up
 to the switch interval to get it back: a gate's answer during a
 10,000-entry drain waited for that handover dozens of times. A second
-process has a GIL of its own; the loop only receives the finished batch.
+process has a GIL of its own, and a lower CPU priority: the loop only
+receives the finished batch.
 
 The process opens its own read-only connection to the journal (WAL lets it
 read beside the writer) and is started at the first batch, not at start-up,
@@ -17,8 +18,10 @@ next batch starts a new one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ from .schema import COLUMNS
 
 log = logging.getLogger("tilld.journal")
 
+# How much lower the batch process's CPU priority is than the daemon's.
+BATCH_PROCESS_NICENESS = 10
 _quoted = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
 
 
@@ -109,6 +114,11 @@ _db: sqlite3.Connection | None = None  # the encoding process's own connection
 
 def _open_in_process(path: str) -> None:
     global _db
+    # Background work: when a core is short, the daemon's event loop (a
+    # gate's answer) runs first. Where the service may not change its
+    # priority (systemd's SystemCallFilter), it stays as it is.
+    with contextlib.suppress(OSError):
+        os.nice(BATCH_PROCESS_NICENESS)
     _db = sqlite3.connect(path, isolation_level=None, timeout=10)
     _db.execute("PRAGMA query_only = ON")
 
