@@ -6,10 +6,14 @@ import asyncio
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sims import wait_for
 
 from tilld.chain import entry_hash
 from tilld.journal import Journal, TicketRecord, store_tickets
@@ -181,3 +185,47 @@ def test_a_batch_s_results_are_recorded_in_slices_each_once_and_in_order(tmp_pat
         scans = db.execute("SELECT count(*) FROM scan_results").fetchone()[0]
     assert [seq for seq, _ in recorded] == list(range(1, count + 1))
     assert valid == len(accepted) and scans == count
+
+
+OWNER = """
+import asyncio, os, sys
+from pathlib import Path
+from tilld.journal import Journal
+
+async def main():
+    journal = Journal(Path(sys.argv[1]), "till-test")
+    await journal.open()
+    for n in range({count}):
+        await journal.append("note", {{"n": n}})
+    await journal.outbox_batch(0, {count})
+    print(*journal._batches._pool._processes, flush=True)
+    await asyncio.sleep(60)  # killed long before
+
+asyncio.run(main())
+"""
+
+
+def test_the_batch_process_ends_when_the_daemon_is_killed(tmp_path):
+    """kill -9 runs no cleanup: the batch process notices its parent is gone."""
+    script = OWNER.format(count=BATCH_PROCESS_FROM)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "journal.sqlite")],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        worker = int(owner.stdout.readline())
+        assert process_alive(worker)
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_for(lambda: not process_alive(worker), 20, what=f"batch process {worker} ended")
+
+
+def process_alive(pid: int) -> bool:
+    # Reaped by init once it exits: a zombie for a moment at most.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -23,6 +23,8 @@ import json
 import logging
 import os
 import sqlite3
+import threading
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ log = logging.getLogger("tilld.journal")
 
 # How much lower the batch process's CPU priority is than the daemon's.
 BATCH_PROCESS_NICENESS = 10
+# How often the batch process looks whether the daemon still runs.
+PARENT_CHECK_S = 0.5
 _quoted = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
 
 
@@ -112,8 +116,12 @@ def read_batch(db: sqlite3.Connection, after_seq: int, limit: int) -> OutboxBatc
 _db: sqlite3.Connection | None = None  # the encoding process's own connection
 
 
-def _open_in_process(path: str) -> None:
+def _open_in_process(path: str, parent: int) -> None:
     global _db
+    # The job queue's pipe never tells this process that the daemon is gone
+    # (it holds that pipe's other end too), so it watches for itself: a
+    # daemon killed or restarted leaves no batch process behind.
+    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
     # Background work: when a core is short, the daemon's event loop (a
     # gate's answer) runs first. Where the service may not change its
     # priority (systemd's SystemCallFilter), it stays as it is.
@@ -121,6 +129,12 @@ def _open_in_process(path: str) -> None:
         os.nice(BATCH_PROCESS_NICENESS)
     _db = sqlite3.connect(path, isolation_level=None, timeout=10)
     _db.execute("PRAGMA query_only = ON")
+
+
+def _end_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _read_in_process(after_seq: int, limit: int) -> OutboxBatch:
@@ -161,7 +175,7 @@ class BatchProcess:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_open_in_process,
-                initargs=(str(self.path),),
+                initargs=(str(self.path), os.getpid()),
             )
         return self._pool.submit(_read_in_process, after_seq, limit)
 
