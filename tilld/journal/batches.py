@@ -39,6 +39,8 @@ log = logging.getLogger("tilld.journal")
 BATCH_PROCESS_NICENESS = 10
 # How often the batch process looks whether the daemon still runs.
 PARENT_CHECK_S = 0.5
+# How long stopping waits for it (it finishes at most the batch under way).
+CLOSE_WAIT_S = 2.0
 _quoted = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
 
 
@@ -179,7 +181,14 @@ class BatchProcess:
             )
         return self._pool.submit(_read_in_process, after_seq, limit)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """End the process, waiting (on a thread, bounded) for it to go: the
+        executor then releases its queues' semaphores itself, rather than
+        leaving them to multiprocessing's resource tracker to report."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stopping = asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            try:
+                await asyncio.wait_for(stopping, CLOSE_WAIT_S)
+            except TimeoutError:
+                log.warning("the sync batch process did not end within %g s", CLOSE_WAIT_S)

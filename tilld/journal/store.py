@@ -113,7 +113,7 @@ class JournalStore:
         self._writer.shutdown()
         for pool in (self._reader, self._bulk):
             pool.shutdown(wait=False)
-        self._batches.close()
+        await self._batches.close()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
