@@ -7,6 +7,7 @@ the shipped policy file; the client is dbus-fast in the test process (root).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -366,3 +367,34 @@ def test_printing_calls_answer_at_once_while_the_printer_hangs(short_tmp):
         till.stop()
         for sim in (printer, bus):
             sim.stop()
+
+
+def test_a_scan_is_signalled_before_the_properties_it_changes_and_the_last_value_is_sent(site):
+    """The properties are told once per turn of the daemon's loop, after that
+    turn's signals: a gate's `Scanned` never waits behind a status rebuild, and
+    however many changes come at once, the last value is the one sent."""
+    till, server, dbus = site
+    server.set_mode("refuse")
+    dbus.wait_property("Mode", "server-unreachable")
+    dbus.forget_signals()
+    dbus.call("ScanSubmit", "s", TICKET_CODE)
+    order = []
+    while True:
+        member, body = dbus.signals.get(timeout=20)
+        order.append(member)
+        if member == "PropertiesChanged" and body[1].get("PendingEntries") == 1:
+            break
+    assert "Scanned" in order and order.index("Scanned") < len(order) - 1, order
+
+    # Twenty scans in one line: many changes, and PendingEntries ends at their count.
+    client = till.client()
+    codes = [f"TK{n:08d}BURST" for n in range(20)]
+    requests = [
+        {"jsonrpc": "2.0", "id": n, "method": "scan.submit", "params": {"code": code}}
+        for n, code in enumerate(codes)
+    ]
+    client.send_raw(json.dumps(requests).encode() + b"\n")
+    assert len(client.read()) == 20
+    client.close()
+    dbus.wait_property("PendingEntries", 21)
+    assert dbus.properties()["PendingEntries"] == 21

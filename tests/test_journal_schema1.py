@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, RpcError, TillProcess
 from sims import Backend, Proxy, online_config, wait_for
 
-from tilld.journal.outbox import _encode_row
+from tilld.journal.batches import _encode_row
 from tilld.journal.rows import decoded_row, row_values
 
 FIXTURE = REPO / "tests" / "golden" / "journal-schema1.sql"

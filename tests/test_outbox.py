@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sims import wait_for
 
 from tilld.chain import entry_hash
 from tilld.journal import Journal, TicketRecord, store_tickets
+from tilld.journal.batches import BATCH_PROCESS_NICENESS, read_batch
+from tilld.journal.outbox import BATCH_PROCESS_FROM, RESULTS_PER_TRANSACTION
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
@@ -100,3 +107,125 @@ def test_accepted_sales_make_their_pending_tickets_valid_and_rejected_ones_do_no
     with sqlite3.connect(path) as db:
         states = dict(db.execute("SELECT code, state FROM tickets ORDER BY code"))
     assert states == {"TK0000000000": "valid", "TK0000000001": "pending", "TK0000000002": "valid"}
+
+
+def test_a_long_backlog_is_read_in_the_batch_process_exactly_as_the_bulk_thread_reads_it(
+    tmp_path,
+):
+    path = tmp_path / "journal.sqlite"
+    count = BATCH_PROCESS_FROM + 20
+
+    async def work(journal: Journal):
+        for n in range(count):
+            await journal.append("note", {"n": n, "text": "ö" * (n % 3)})
+        in_process = await journal.outbox_batch(0, count)
+        pool = journal._batches._pool
+        started = pool is not None
+        # Background work: the process runs at a lower CPU priority than the daemon.
+        niceness = [os.getpriority(os.PRIO_PROCESS, pid) for pid in pool._processes]
+        short = await journal.outbox_batch(count - 5, count)  # the bulk thread's
+        return in_process, started, niceness, short
+
+    in_process, started, niceness, short = run(with_journal(path, work))
+    assert started  # the long batch went to the process
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness == [min(19, own + BATCH_PROCESS_NICENESS)]
+    with sqlite3.connect(path) as db:
+        in_thread = read_batch(db, 0, count)
+    assert in_process.payload() == in_thread.payload()
+    assert (in_process.seqs, in_process.uuids, in_process.types, in_process.encoded) == (
+        in_thread.seqs,
+        in_thread.uuids,
+        in_thread.types,
+        in_thread.encoded,
+    )
+    assert in_process.seqs == list(range(1, count + 1))
+    assert short.seqs == list(range(count - 4, count + 1))
+    first, second = in_process.halves()
+    assert first.payload()[:-2] + b"," + second.payload()[len(b'{"entries":[') :] == (
+        in_process.payload()
+    )
+
+
+def test_a_batch_s_results_are_recorded_in_slices_each_once_and_in_order(tmp_path):
+    """Recorded a slice per transaction (each waits for the one before), yet all
+    of them: every seq once, the mark at the last, every accepted sale's ticket valid."""
+    count = 2 * RESULTS_PER_TRANSACTION + 37
+    path = tmp_path / "journal.sqlite"
+
+    async def work(journal: Journal):
+        seqs = []
+        for n in range(count):
+            entry = await journal.append(
+                "sale",
+                {"receipt_no": n + 1},
+                effects=(store_tickets([TicketRecord(f"TK{n:010d}", "100", "Entré")]),),
+            )
+            seqs.append(entry.seq)
+        results = [
+            (seq, "rejected" if n % 7 == 0 else "accepted", "bad" if n % 7 == 0 else None)
+            for n, seq in enumerate(seqs)
+        ]
+        accepted = [seq for seq, status, _ in results if status == "accepted"]
+        statements: list[str] = []
+        # Every statement the writer's connection runs, seen on the writer thread.
+        await journal._on_writer(lambda: journal._db.set_trace_callback(statements.append))
+        made_valid = await journal.record_sync_results(results, accepted)
+        commits = statements.count("COMMIT")
+        await journal.record_scan_results([(seq, "registered", None) for seq in seqs])
+        return made_valid, accepted, commits, await journal.sync_marks()
+
+    made_valid, accepted, commits, marks = run(with_journal(path, work))
+    assert commits == 3  # 237 results: 100, 100 and 37
+    assert made_valid == len(accepted)
+    assert marks == (count, count)
+    with sqlite3.connect(path) as db:
+        recorded = db.execute("SELECT seq, status FROM sync_results ORDER BY rowid").fetchall()
+        valid = db.execute("SELECT count(*) FROM tickets WHERE state = 'valid'").fetchone()[0]
+        scans = db.execute("SELECT count(*) FROM scan_results").fetchone()[0]
+    assert [seq for seq, _ in recorded] == list(range(1, count + 1))
+    assert valid == len(accepted) and scans == count
+
+
+OWNER = """
+import asyncio, os, sys
+from pathlib import Path
+from tilld.journal import Journal
+
+async def main():
+    journal = Journal(Path(sys.argv[1]), "till-test")
+    await journal.open()
+    for n in range({count}):
+        await journal.append("note", {{"n": n}})
+    await journal.outbox_batch(0, {count})
+    print(*journal._batches._pool._processes, flush=True)
+    await asyncio.sleep(60)  # killed long before
+
+asyncio.run(main())
+"""
+
+
+def test_the_batch_process_ends_when_the_daemon_is_killed(tmp_path):
+    """kill -9 runs no cleanup: the batch process notices its parent is gone."""
+    script = OWNER.format(count=BATCH_PROCESS_FROM)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "journal.sqlite")],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        worker = int(owner.stdout.readline())
+        assert process_alive(worker)
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_for(lambda: not process_alive(worker), 20, what=f"batch process {worker} ended")
+
+
+def process_alive(pid: int) -> bool:
+    # Reaped by init once it exits: a zombie for a moment at most.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

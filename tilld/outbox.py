@@ -66,7 +66,12 @@ class Outbox:
         # The one place a local append changes the pending counts; sync
         # reports the other direction.
         self.publish()
-        self.kick()
+        # Sync is rung after this turn of the loop, not in it: the appender
+        # tells its own news next (a gate's `scanned`), and that goes out
+        # before sync's work for the entry begins. Drained no longer holds
+        # from now on.
+        self.drained.clear()
+        asyncio.get_running_loop().call_soon(self.wanted.set)
 
     # -- what selling and refunding report ----------------------------------
 

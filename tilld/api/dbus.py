@@ -397,15 +397,28 @@ class DBusService:
                 log.warning("D-Bus event queue overflowed; re-reading the till's state")
                 self.events.unsubscribe(self._subscription)
                 self._subscription = self.events.subscribe()
-            event = await self._subscription.queue.get()
+            events = [await self._subscription.queue.get()]
+            # Everything published by the time this task runs goes out
+            # together: each event's signals in order, then the properties
+            # once. A drain's `sync` events and a scan's come in the same turn
+            # of the loop, and the till's status is read once for them all
+            # (its last value, so no change is lost).
+            while not self._subscription.queue.empty():
+                events.append(self._subscription.queue.get_nowait())
             if self.bus is None:
                 continue
+            for event in events:
+                try:
+                    for member, signature, body in signals_for(event):
+                        self._emit(member, signature, body)
+                except Exception:
+                    log.exception(
+                        "could not turn a %s event into D-Bus signals", event.get("topic")
+                    )
             try:
-                for member, signature, body in signals_for(event):
-                    self._emit(member, signature, body)
                 self._emit_changed_properties()
             except Exception:
-                log.exception("could not turn a %s event into D-Bus signals", event.get("topic"))
+                log.exception("could not tell the D-Bus properties that changed")
 
     def _emit_changed_properties(self) -> None:
         current = self._read_properties()

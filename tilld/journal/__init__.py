@@ -18,7 +18,9 @@ Where things live:
   request, its state and its code), beside the receipt's entry.
 - ``writer.py``: ``WriterThread``, the one thread that writes, and the rule
   that sync's bookkeeping waits while scans and sales are queued.
-- ``outbox.py``: ``OutboxBatch`` and ``Outbox``, what sync reads and records.
+- ``outbox.py``: ``Outbox``, what sync reads and records.
+- ``batches.py``: ``OutboxBatch``, a sync batch encoded as it is sent, and
+  the process that reads and encodes a long backlog's batches.
 - ``queries.py``: ``Queries``, the reads a cashier, a report or tillctl waits for.
 
 ``Journal`` is one object made of these parts: each part is a subclass of
@@ -29,6 +31,7 @@ and the callers hold one journal; a wrapper per method would say each
 signature twice. The parts share no state but the store's.
 """
 
+from .batches import OutboxBatch
 from .control import (
     ControlCodeTables,
     expect_control_code,
@@ -51,7 +54,7 @@ from .effects import (
     store_tickets,
 )
 from .entry import Entry, Fill, SideEffect, TicketRecord, now_with_offset
-from .outbox import Outbox, OutboxBatch
+from .outbox import Outbox
 from .queries import Queries
 from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION, TICKET_COLUMNS
 from .store import JournalStore

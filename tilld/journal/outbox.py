@@ -7,51 +7,20 @@ tickets of accepted sales become valid with them.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
 
+from .batches import OutboxBatch, read_batch
 from .entry import Entry, now_with_offset
-from .rows import decoded_row
 from .schema import COLUMNS
 from .store import JournalStore
 
-
-@dataclass(frozen=True)
-class OutboxBatch:
-    """Entries on their way to the back-end, encoded as JSON where they were read.
-
-    The stored body inflates to canonical JSON, so an entry is sent without
-    parsing it and encoding it again, and none of that work is done on the
-    event loop that answers cashiers while a backlog drains.
-    """
-
-    seqs: list[int]
-    uuids: list[str]
-    types: list[str]
-    encoded: list[str]
-
-    def __len__(self) -> int:
-        return len(self.seqs)
-
-    def payload(self) -> bytes:
-        return ('{"entries":[' + ",".join(self.encoded) + "]}").encode()
-
-    def halves(self) -> tuple[OutboxBatch, OutboxBatch]:
-        mid = len(self) // 2
-        return (
-            OutboxBatch(self.seqs[:mid], self.uuids[:mid], self.types[:mid], self.encoded[:mid]),
-            OutboxBatch(self.seqs[mid:], self.uuids[mid:], self.types[mid:], self.encoded[mid:]),
-        )
-
-
-def _encode_row(decoded: tuple[Any, ...]) -> str:
-    """An entry as the back-end receives it, from its row decoded (rows.decoded_row)."""
-    seq, uuid, type_, created_at, body, prev_hash, hash_ = decoded
-    head = json.dumps({"seq": seq, "uuid": uuid, "type": type_, "created_at": created_at})
-    tail = json.dumps({"prev_hash": prev_hash, "hash": hash_})
-    return f'{head[:-1]},"body":{body},{tail[1:]}'
+# A backlog at least this long is read and encoded in the batch process
+# (batches.py); a shorter one costs the bulk thread a few milliseconds,
+# less than starting that process.
+BATCH_PROCESS_FROM = 500
+# How many results one bookkeeping transaction records: a scan or a sale
+# asked for meanwhile waits for at most one such transaction (writer.py).
+RESULTS_PER_TRANSACTION = 100
 
 
 class Outbox(JournalStore):
@@ -60,9 +29,10 @@ class Outbox(JournalStore):
     async def sync_marks(self) -> tuple[int, int]:
         """How far sync got: the last entry with a result and the last scan with one.
 
-        Results are recorded a whole batch at a time in seq order, so every
-        entry up to the first mark has a result and none after it does; the
-        same holds for scans and the second mark.
+        Results are recorded in seq order, each transaction after the one
+        before has committed, so every entry up to the first mark has a
+        result and none after it does; the same holds for scans and the
+        second mark.
         """
 
         def read() -> tuple[int, int]:
@@ -92,23 +62,9 @@ class Outbox(JournalStore):
 
     async def outbox_batch(self, after_seq: int, limit: int) -> OutboxBatch:
         """The next entries after ``after_seq`` to send, in seq order, ready to post."""
-
-        def read() -> OutboxBatch:
-            rows = [
-                decoded_row(row)
-                for row in self._read().execute(
-                    f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (after_seq, limit),
-                )
-            ]
-            return OutboxBatch(
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [r[2] for r in rows],
-                [_encode_row(r) for r in rows],
-            )
-
-        return await self._on_bulk(read)
+        if min(limit, self.head_seq - after_seq) >= BATCH_PROCESS_FROM:
+            return await self._batches.read(after_seq, limit)
+        return await self._on_bulk(lambda: read_batch(self._read(), after_seq, limit))
 
     async def outbox(self, after_seq: int, limit: int, type_: str | None = None) -> list[Entry]:
         """Entries after ``after_seq`` in seq order (only scans when ``type_`` is 'scan')."""
@@ -147,27 +103,34 @@ class Outbox(JournalStore):
         become valid. Returns how many did (counting every pending ticket per
         batch would make a long drain quadratic)."""
 
-        def write() -> int:
+        def write(part: list[tuple[int, str, str | None]], sales: list[int]) -> int:
             db = self._require_writer()
             at = now_with_offset()
             with self._transaction(db, fsync=False):
                 db.executemany(
                     "INSERT OR REPLACE INTO sync_results (seq, status, reason, at)"
                     " VALUES (?, ?, ?, ?)",
-                    [(seq, status, reason, at) for seq, status, reason in results],
+                    [(seq, status, reason, at) for seq, status, reason in part],
                 )
                 before = db.total_changes
                 db.executemany(
                     "UPDATE tickets SET state = 'valid' WHERE seq = ? AND state = 'pending'",
-                    [(seq,) for seq in accepted_sales],
+                    [(seq,) for seq in sales],
                 )
                 return db.total_changes - before
 
-        # After the scans and sales asked for meanwhile, and without an fsync
-        # of its own: a drain's bookkeeping must not stand between the gate
-        # and its answer (writer.py). A result a power cut loses is rebuilt:
-        # the entry goes again and is answered `duplicate`.
-        return await self._on_writer(write, last=True)
+        accepted = set(accepted_sales)
+        made_valid = 0
+        for part in _slices(results):
+            sales = [seq for seq, _, _ in part if seq in accepted]
+            # After the scans and sales asked for meanwhile, and without an
+            # fsync of its own: a drain's bookkeeping must not stand between
+            # the gate and its answer (writer.py). Each slice waits for the one
+            # before, so a failed one stops the rest and no result is recorded
+            # after a missing one. A result a power cut loses is rebuilt: the
+            # entry goes again and is answered `duplicate`.
+            made_valid += await self._on_writer(write, part, sales, last=True)
+        return made_valid
 
     async def pending_ticket_count(self) -> int:
         """Counted on the writer, so it is exact as of every entry appended before it
@@ -175,19 +138,26 @@ class Outbox(JournalStore):
         return await self._on_writer(lambda: _pending_tickets(self._require_writer()))
 
     async def record_scan_results(self, results: list[tuple[int, str, str | None]]) -> None:
-        def write() -> None:
+        def write(part: list[tuple[int, str, str | None]]) -> None:
             db = self._require_writer()
             at = now_with_offset()
             with self._transaction(db, fsync=False):
                 db.executemany(
                     "INSERT OR REPLACE INTO scan_results (seq, status, detail, at)"
                     " VALUES (?, ?, ?, ?)",
-                    [(seq, status, detail, at) for seq, status, detail in results],
+                    [(seq, status, detail, at) for seq, status, detail in part],
                 )
 
-        # As for the entries' results: a lost one is registered again, and the
-        # back-end answers a scan's uuid it has seen with the same result.
-        await self._on_writer(write, last=True)
+        # As for the entries' results: in order, a slice at a time; a lost one
+        # is registered again, and the back-end answers a scan's uuid it has
+        # seen with the same result.
+        for part in _slices(results):
+            await self._on_writer(write, part, last=True)
+
+
+def _slices(results: list[tuple[int, str, str | None]]) -> list[list[tuple[int, str, str | None]]]:
+    step = RESULTS_PER_TRANSACTION
+    return [results[i : i + step] for i in range(0, len(results), step)]
 
 
 def _pending_tickets(db: sqlite3.Connection) -> int:

@@ -16,7 +16,8 @@ One thread owns the write connection (writer.py); the asyncio loop never
 blocks on fsync. Two more threads, each with its own read-only connection, serve the
 reads: one the lookups a cashier waits for (a receipt, a sale), the other
 long reads (sync batches, verify, export, reports), so neither holds up a
-sale and a long read never holds up a lookup.
+sale and a long read never holds up a lookup. A long backlog's sync batches
+are read in a process of their own (batches.py), beside the GIL.
 
 This module is the core every part of the journal stands on (the package
 docstring lists the parts). It stays one file, about 550 lines,
@@ -48,6 +49,7 @@ from ..chain import (
 from ..errors import Reason, Refused, StartupError
 from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
 from ..sdnotify import Notifier
+from .batches import BatchProcess
 from .entry import Entry, Fill, SideEffect, now_with_offset
 from .migrate import migrate
 from .rows import chain_view, hash_text, row_values
@@ -74,6 +76,7 @@ class JournalStore:
         # queue behind a sync batch, a report or an export on the bulk one.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-reader")
         self._bulk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-bulk")
+        self._batches = BatchProcess(path)  # a long backlog's sync batches (batches.py)
         self._db: sqlite3.Connection | None = None
         self._readers = threading.local()  # each reader thread's read-only connection
         self.head_seq = 0
@@ -120,6 +123,7 @@ class JournalStore:
         self._writer.shutdown()
         for pool in (self._reader, self._bulk):
             pool.shutdown(wait=False)
+        await self._batches.close()
 
     def _connect(
         self, factory: type[sqlite3.Connection] = sqlite3.Connection
