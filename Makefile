@@ -94,6 +94,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench/slow_backend.py --append $(BENCH_SLOW).md \
 		--detect-when $(BENCH_SLOW).go > $(BENCH_SLOW).log 2>&1 & slow=$$!; \
 	trap 'kill $$slow 2>/dev/null || true' EXIT; \
+	trap 'kill $$slow 2>/dev/null; exit 130' INT TERM HUP; \
 	$(BIN)/python tests/bench/sale_latency.py --write $(BENCH_DOC); \
 	$(BIN)/python tests/bench/outage_figures.py --append $(BENCH_DOC); \
 	$(BIN)/python tests/bench/scan_replay.py --append $(BENCH_DOC); \

@@ -215,6 +215,26 @@ def test_an_article_found_before_a_new_catalog_is_found_as_the_new_catalog_has_i
     assert cat.find(barcode="7310000000001").price == 2500
 
 
+def test_an_article_read_while_a_new_catalog_comes_is_not_kept_for_the_new_one():
+    """A search on a thread reads a row of the old catalog; the loop takes the
+    new one before the thread stores what it read. The new catalog must not
+    answer with the old article (its price) from memory afterwards."""
+    cat = stored(json.dumps(document()))
+    dearer = [dict(a, price=2500) if a["plu"] == "300" else a for a in ARTICLES]
+    raw = json.dumps(document(version="v2", articles=dearer))
+    old_read = cat._find
+
+    def read_then_new_catalog_comes(plu, barcode):
+        article = old_read(plu, barcode)  # the old catalog's row, read first
+        cat.use(cat.replace(parse_catalog(raw, "v2"), source="v2", etag=None, digest=None))
+        return article
+
+    cat._find = read_then_new_catalog_comes
+    assert cat.find(plu="300").price == 1000  # the caller gets what it read
+    cat._find = old_read
+    assert cat.find(plu="300").price == 2500  # the new catalog, not the old article
+
+
 # -- fallback --------------------------------------------------------------
 
 

@@ -17,7 +17,12 @@ from sims import wait_for
 
 from tilld.chain import entry_hash
 from tilld.journal import Journal, TicketRecord, store_tickets
-from tilld.journal.batches import BATCH_PROCESS_NICENESS, read_batch
+from tilld.journal.batches import (
+    BATCH_PROCESS_NICENESS,
+    BatchProcess,
+    BatchProcessFailed,
+    read_batch,
+)
 from tilld.journal.outbox import BATCH_PROCESS_FROM, RESULTS_PER_TRANSACTION
 
 json_values = st.recursive(
@@ -229,3 +234,41 @@ def process_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_a_long_backlog_is_read_on_the_bulk_thread_when_the_batch_process_cannot_start(
+    tmp_path, caplog
+):
+    """The process is a speed-up, never a condition of sync: one that cannot
+    open the journal (here a folder where the file should be) leaves the
+    batch to the bulk thread, the same bytes, and says so in the log."""
+    path = tmp_path / "journal.sqlite"
+    count = BATCH_PROCESS_FROM + 10
+
+    async def work(journal: Journal):
+        for n in range(count):
+            await journal.append("note", {"n": n})
+        journal._batches = BatchProcess(tmp_path)  # a folder: the process's start fails
+        try:
+            return await journal.outbox_batch(0, count)
+        finally:
+            await journal._batches.close()
+
+    batch = run(with_journal(path, work))
+    with sqlite3.connect(path) as db:
+        assert batch.payload() == read_batch(db, 0, count).payload()
+    assert batch.seqs == list(range(1, count + 1))
+    assert "sync batch read on the bulk thread instead" in caplog.text
+
+
+def test_the_batch_process_takes_no_batch_once_the_journal_closes(tmp_path):
+    async def work() -> str:
+        batches = BatchProcess(tmp_path / "journal.sqlite")
+        await batches.close()
+        try:
+            await batches.read(0, 1000)
+        except BatchProcessFailed as exc:
+            return str(exc)
+        return "read after close"
+
+    assert run(work()) == "the journal is closing"

@@ -408,7 +408,11 @@ class Catalog:
         each time costs the event loop more than the rest of a `sale.add`.
         Articles are frozen, and ``use`` forgets them all when a catalog comes."""
         key = (plu, barcode)
-        article = self._found.get(key)
+        # The dict of the catalog in use now: a search on a thread that read
+        # the old catalog's row while ``use`` took a new one stores its
+        # article in the old dict, never in the new one.
+        found = self._found
+        article = found.get(key)
         if article is not None:
             return article
         try:
@@ -416,9 +420,9 @@ class Catalog:
         except sqlite3.DatabaseError as exc:
             raise self._damaged(exc) from None
         if article is not None:
-            if len(self._found) >= FOUND_KEPT:
-                self._found = {}
-            self._found[key] = article
+            if len(found) >= FOUND_KEPT:
+                found.clear()
+            found[key] = article
         return article
 
     def _find(self, plu: str | None, barcode: str | None) -> Article | None:

@@ -80,6 +80,9 @@ class Outbox:
 
     async def tickets_refunded(self) -> None:
         # A refunded ticket is no longer pending, synced or not.
+        await self.recount_tickets()
+
+    async def recount_tickets(self) -> None:
         self.counts["tickets"] = await self.journal.pending_ticket_count()
         self.publish()
 

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -279,7 +280,15 @@ class SyncEngine:
                 log.error("back-end rejected entry %d (%s): %s", seq, type_, result.get("reason"))
             elif type_ == "sale":
                 accepted_sales.append(seq)
-        made_valid = await self.journal.record_sync_results(recorded, accepted_sales)
+        try:
+            made_valid = await self.journal.record_sync_results(recorded, accepted_sales)
+        except Exception:
+            # Results are recorded in slices: those before the failed one
+            # stand, and their tickets left the pending count. Counted again,
+            # or the count stays high until a restart (a retry changes nothing).
+            with contextlib.suppress(Exception):
+                await self.outbox.recount_tickets()
+            raise
         done = sum(1 for _, status, _ in recorded if status != "rejected")
         if done:
             self.last_success = now_with_offset()

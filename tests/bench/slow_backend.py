@@ -17,6 +17,7 @@ minutes each, for the trade-off table in docs/benchmarks.md's reading.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import threading
@@ -35,6 +36,10 @@ DETECTION_GOAL_S = 2.5
 # (probe_interval_s, probe_timeout_s): the defaults before overlapping probes,
 # today's defaults, and a setting either side of them.
 COMPARED = [(2.0, 1.0), (0.5, 1.3), (0.5, 0.8), (1.0, 1.3), (0.4, 1.0)]
+
+
+# How long the black-hole rounds wait for make bench's other scripts.
+DETECT_WAIT_S = 3600
 
 
 def time_to_mode(listener, proxy: Proxy, mode: str, proxy_mode: str, **options) -> float:
@@ -110,7 +115,10 @@ def run_setting(
         changes = sum(event["topic"] == "mode" for event in events)
         slow = backend.request("GET", "/control/slow")
         probes = slow["answered"].get("/v1/health", 0) - before
+        waited = time.monotonic()
         while detect_when is not None and not detect_when.exists():
+            if time.monotonic() - waited > DETECT_WAIT_S:
+                raise SystemExit(f"{detect_when} did not appear within {DETECT_WAIT_S:g} s")
             time.sleep(0.2)
         holed = []
         for _ in range(rounds):
@@ -129,6 +137,9 @@ def seconds(value: float) -> str:
 
 
 def main() -> int:
+    # Killed by make (an interrupted bench), it still stops its daemon and
+    # simulators on the way out (run_setting's finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)

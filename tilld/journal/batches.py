@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -39,9 +40,14 @@ log = logging.getLogger("tilld.journal")
 BATCH_PROCESS_NICENESS = 10
 # How often the batch process looks whether the daemon still runs.
 PARENT_CHECK_S = 0.5
-# How long stopping waits for it (it finishes at most the batch under way).
-CLOSE_WAIT_S = 2.0
+# How long stopping waits for it (it finishes at most the batch under way,
+# about 25 ms); well inside the journal's own stop step (shutdown.py).
+CLOSE_WAIT_S = 0.5
 _quoted = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
+
+
+class BatchProcessFailed(Exception):
+    """The batch process could not read a batch; the bulk thread reads it instead."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,11 @@ def _open_in_process(path: str, parent: int) -> None:
     # (it holds that pipe's other end too), so it watches for itself: a
     # daemon killed or restarted leaves no batch process behind.
     threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+    # Stopping is the daemon's to do (the pool's shutdown, or the watch
+    # above): a SIGTERM to the whole service, or Ctrl-C at `tilld demo`,
+    # must not end a batch half-way and be reported as a crash.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Background work: when a core is short, the daemon's event loop (a
     # gate's answer) runs first. Where the service may not change its
     # priority (systemd's SystemCallFilter), it stays as it is.
@@ -150,8 +161,12 @@ class BatchProcess:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._pool: Executor | None = None
+        self._closed = False
+        # Two reads (one cancelled, one new) must not start two processes.
+        self._lock = threading.Lock()
 
     async def read(self, after_seq: int, limit: int) -> OutboxBatch:
+        """The batch, read in the process; BatchProcessFailed if it cannot be."""
         from concurrent.futures.process import BrokenProcessPool
 
         # Starting the process and handing it the job block (a fork, pipe
@@ -159,14 +174,21 @@ class BatchProcess:
         job = await asyncio.to_thread(self._submit, after_seq, limit)
         try:
             return await asyncio.wrap_future(job)
-        except BrokenProcessPool:
+        except BrokenProcessPool as exc:
             log.warning("the sync batch process ended unexpectedly; starting a new one")
-            pool, self._pool = self._pool, None
+            with self._lock:
+                pool, self._pool = self._pool, None
             if pool is not None:
                 pool.shutdown(wait=False)
-            raise
+            raise BatchProcessFailed(f"the sync batch process ended ({exc})") from exc
 
     def _submit(self, after_seq: int, limit: int) -> Any:
+        with self._lock:
+            if self._closed:
+                raise BatchProcessFailed("the journal is closing")
+            return self._pool_started().submit(_read_in_process, after_seq, limit)
+
+    def _pool_started(self) -> Executor:
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -179,13 +201,15 @@ class BatchProcess:
                 initializer=_open_in_process,
                 initargs=(str(self.path), os.getpid()),
             )
-        return self._pool.submit(_read_in_process, after_seq, limit)
+        return self._pool
 
     async def close(self) -> None:
         """End the process, waiting (on a thread, bounded) for it to go: the
         executor then releases its queues' semaphores itself, rather than
         leaving them to multiprocessing's resource tracker to report."""
-        pool, self._pool = self._pool, None
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
         if pool is not None:
             stopping = asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
             try:

@@ -7,12 +7,15 @@ tickets of accepted sales become valid with them.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
-from .batches import OutboxBatch, read_batch
+from .batches import BatchProcessFailed, OutboxBatch, read_batch
 from .entry import Entry, now_with_offset
 from .schema import COLUMNS
 from .store import JournalStore
+
+log = logging.getLogger("tilld.journal")
 
 # A backlog at least this long is read and encoded in the batch process
 # (batches.py); a shorter one costs the bulk thread a few milliseconds,
@@ -63,7 +66,12 @@ class Outbox(JournalStore):
     async def outbox_batch(self, after_seq: int, limit: int) -> OutboxBatch:
         """The next entries after ``after_seq`` to send, in seq order, ready to post."""
         if min(limit, self.head_seq - after_seq) >= BATCH_PROCESS_FROM:
-            return await self._batches.read(after_seq, limit)
+            try:
+                return await self._batches.read(after_seq, limit)
+            except (BatchProcessFailed, OSError) as exc:
+                # The process is a speed-up, never a condition of sync: a
+                # backlog drains on the bulk thread while it cannot run.
+                log.warning("sync batch read on the bulk thread instead: %s", exc)
         return await self._on_bulk(lambda: read_batch(self._read(), after_seq, limit))
 
     async def outbox(self, after_seq: int, limit: int, type_: str | None = None) -> list[Entry]:

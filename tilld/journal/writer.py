@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -61,7 +62,10 @@ class WriterThread:
         future: asyncio.Future[T] = loop.create_future()
 
         def deliver(result: Any, exc: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, result, exc)
+            # A loop already closed (its caller stopped waiting and the daemon
+            # is ending) has no one left to tell; the thread goes on serving.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, result, exc)
 
         self._put(last, (future.cancelled, deliver, fn, args))
         return future
