@@ -73,7 +73,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# One run writes the whole docs/benchmarks.md, in about 12 minutes on 2 cores.
+# One run writes the whole docs/benchmarks.md, in about 11 minutes on 2 cores.
 # slow_backend.py watches a slow back-end for ten minutes (the figure that
 # shows a slow back-end is not taken for an outage) alongside the others: it
 # is a sale a second and two probes, about 4 % of one core (measured: 3 s of
