@@ -5,6 +5,10 @@ restarted while the server is gone still sells, and a start does not parse
 it again. Search matches an exact PLU, an exact barcode, or a name substring
 ignoring case and diacritics, because a cashier typing "ost" on a Swedish
 keyboard-less screen means "Öst" too.
+
+It is one file, just over 500 lines: parsing, storing and finding all
+follow the one schema of the catalog's database, and split they would each
+need it.
 """
 
 from __future__ import annotations
@@ -408,9 +412,8 @@ class Catalog:
         each time costs the event loop more than the rest of a `sale.add`.
         Articles are frozen, and ``use`` forgets them all when a catalog comes."""
         key = (plu, barcode)
-        # The dict of the catalog in use now: a search on a thread that read
-        # the old catalog's row while ``use`` took a new one stores its
-        # article in the old dict, never in the new one.
+        # This catalog's dict: a search thread that read a row just before
+        # ``use`` took a new catalog stores it in the old dict, not the new.
         found = self._found
         article = found.get(key)
         if article is not None:
