@@ -17,7 +17,6 @@ minutes each, for the trade-off table in docs/benchmarks.md's reading.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
 import threading
@@ -38,10 +37,6 @@ DETECTION_GOAL_S = 2.5
 COMPARED = [(2.0, 1.0), (0.5, 1.3), (0.5, 0.8), (1.0, 1.3), (0.4, 1.0)]
 
 
-# How long the black-hole rounds wait for make bench's other scripts.
-DETECT_WAIT_S = 3600
-
-
 def time_to_mode(listener, proxy: Proxy, mode: str, proxy_mode: str, **options) -> float:
     started = time.monotonic()
     proxy.set_mode(proxy_mode, **options)
@@ -59,20 +54,8 @@ def read_until_marker(listener, events: list[dict], marker: list[str]) -> None:
             return
 
 
-def run_setting(
-    base: Path,
-    interval_s: float,
-    timeout_s: float,
-    minutes: float,
-    rounds: int,
-    detect_when: Path | None = None,
-):
-    """Mode changes in ``minutes`` of a slow back-end, then black-hole detection times.
-
-    ``detect_when``: a file to wait for before the black-hole rounds, so they
-    are timed on a quiet machine (make bench creates it when its other
-    scripts are done; the count before it takes their load on purpose).
-    """
+def run_setting(base: Path, interval_s: float, timeout_s: float, minutes: float, rounds: int):
+    """Mode changes in ``minutes`` of a slow back-end, then black-hole detection times."""
     backend = Backend(base, None, "--answer-delay", *SLOW)
     server = Proxy(base, "server", backend.address)
     server.set_mode("latency", **LONG_LINK)
@@ -115,11 +98,6 @@ def run_setting(
         changes = sum(event["topic"] == "mode" for event in events)
         slow = backend.request("GET", "/control/slow")
         probes = slow["answered"].get("/v1/health", 0) - before
-        waited = time.monotonic()
-        while detect_when is not None and not detect_when.exists():
-            if time.monotonic() - waited > DETECT_WAIT_S:
-                raise SystemExit(f"{detect_when} did not appear within {DETECT_WAIT_S:g} s")
-            time.sleep(0.2)
         holed = []
         for _ in range(rounds):
             holed.append(time_to_mode(listener, server, "server-unreachable", "blackhole"))
@@ -137,17 +115,11 @@ def seconds(value: float) -> str:
 
 
 def main() -> int:
-    # Killed by make (an interrupted bench), it still stops its daemon and
-    # simulators on the way out (run_setting's finally).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare", action="store_true", help="several probe settings")
     parser.add_argument("--append", help="append the results as Markdown to this file")
-    parser.add_argument(
-        "--detect-when", type=Path, help="wait for this file before the black-hole rounds"
-    )
     args = parser.parse_args()
     defaults = ConnectivitySection()
     settings = COMPARED if args.compare else [(defaults.probe_interval_s, defaults.probe_timeout_s)]
@@ -155,7 +127,7 @@ def main() -> int:
     for interval_s, timeout_s in settings:
         base = Path(tempfile.mkdtemp(prefix="tilld-bench-"))
         changes, elapsed, sales, probe_rate, holed, slow = run_setting(
-            base, interval_s, timeout_s, args.minutes, args.rounds, args.detect_when
+            base, interval_s, timeout_s, args.minutes, args.rounds
         )
         default = (defaults.probe_interval_s, defaults.probe_timeout_s)
         is_default = (interval_s, timeout_s) == default
@@ -181,8 +153,7 @@ def main() -> int:
         f"second. Mode changes counted over {args.minutes:g} minutes (each one a false",
         f"alarm); then the proxy black-holes the back-end, {args.rounds} rounds, median",
         "(min-max) from the switch to the `server-unreachable` event. Probes: health",
-        "requests answered per second. In `make bench` the ten minutes run alongside the",
-        "other scripts (the Makefile says why); the black-hole rounds wait until they are done.",
+        "requests answered per second.",
     ]
     body = table(
         (
