@@ -25,8 +25,6 @@ class CardRefunds(Protocol):
 
     async def refund(self, body: dict[str, Any], original_cards: list[str]) -> Entry: ...
 
-    def refund_in_doubt_for(self, receipt_no: int) -> bool: ...
-
 
 class Refunds:
     def __init__(
@@ -64,7 +62,7 @@ class Refunds:
         # once its receipt is marked as refunding, so a customer at the
         # terminal does not hold up refunds of other receipts.
         async with self._lock:
-            self._refuse_if_refunding(receipt_no)
+            await self._refuse_if_refunding(receipt_no)
             earlier = [e.body for e in await self.journal.refunds_of(receipt_no)]
             plan = plan_refund(original.body, earlier, lines)
             mode = self.connectivity().mode.value
@@ -95,7 +93,7 @@ class Refunds:
             self._refunding.discard(receipt_no)
         return {"receipt_no": entry.body["receipt_no"], "seq": entry.seq, "refund": entry.body}
 
-    def _refuse_if_refunding(self, receipt_no: int) -> None:
+    async def _refuse_if_refunding(self, receipt_no: int) -> None:
         if receipt_no in self._refunding:
             raise Refused(
                 Reason.REFUND_IN_PROGRESS,
@@ -103,7 +101,14 @@ class Refunds:
                 "then refund what is left.",
                 receipt_no=receipt_no,
             )
-        if self.card.refund_in_doubt_for(receipt_no):
+        # Asked of the journal, not of the card desk: a resolved refund's
+        # receipt closes its intent in the journal's transaction, and the desk
+        # hears of it only after what follows the commit (a control unit's code).
+        if any(
+            intent.body.get("kind") == "refund"
+            and intent.body.get("original_receipt_no") == receipt_no
+            for intent in await self.journal.open_card_intents()
+        ):
             raise Refused(
                 Reason.CARD_PAYMENT_IN_DOUBT,
                 f"A card refund of receipt {receipt_no} is still in doubt; tilld asks the "

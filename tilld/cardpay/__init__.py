@@ -140,9 +140,6 @@ class CardPayments:
         """Is a card payment of this sale waiting at the terminal (for the customer)?"""
         return sale_id in self.desk.running
 
-    def refund_in_doubt_for(self, receipt_no: int) -> bool:
-        return self.desk.refund_in_doubt_for(receipt_no)
-
     def internet_back(self) -> None:
         """Flush the terminal's stored offline payments now the internet is back."""
         self.offline_store.internet_back()

@@ -119,12 +119,6 @@ class TerminalDesk:
     def in_doubt_for(self, sale_id: str) -> bool:
         return any(body["sale_id"] == sale_id for body in self.doubts.values())
 
-    def refund_in_doubt_for(self, receipt_no: int) -> bool:
-        return any(
-            body.get("kind") == "refund" and body.get("original_receipt_no") == receipt_no
-            for body in self.doubts.values()
-        )
-
     async def ask(self, doubt: InDoubt) -> TerminalResult:
         assert self.terminal is not None
         try:
