@@ -20,6 +20,7 @@ import pytest
 from inprocess import Rig, RunningTill, off_loop, run, running_till
 
 from tilld.errors import Reason, Refused
+from tilld.journal import Entry
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +171,8 @@ def test_a_card_refund_in_doubt_is_settled_as_its_receipt_commits(site) -> None:
     """Once the refund receipt is in the journal, a second refund finds nothing left.
 
     The resolver holds here after the commit, where registering the receipt
-    with a control unit can take a second: a cashier asking then was told
-    the refund was still in doubt (test_card_payments saw it once in twenty).
+    with a control unit can take seconds: a cashier asking then was told the
+    refund was still in doubt (CI caught it once in test_card_payments).
     """
     rig, base = site
 
@@ -187,7 +188,7 @@ def test_a_card_refund_in_doubt_is_settled_as_its_receipt_commits(site) -> None:
             committed, release = asyncio.Event(), asyncio.Event()
             issued = registering.issued
 
-            async def held_after_commit(entry):  # type: ignore[no-untyped-def]
+            async def held_after_commit(entry: Entry) -> dict[str, Any] | None:
                 committed.set()
                 await release.wait()
                 return await issued(entry)
