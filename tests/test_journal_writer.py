@@ -14,27 +14,34 @@ def test_bookkeeping_waits_behind_everything_else_and_keeps_its_own_order() -> N
     writer = WriterThread("test-writer")
     ran: list[str] = []
     gate = threading.Event()
-    first = writer.submit(gate.wait, 10)  # holds the thread while the rest queue up
-    jobs = [
-        writer.submit(ran.append, "result 1", last=True),
-        writer.submit(ran.append, "sale"),
-        writer.submit(ran.append, "result 2", last=True),
-        writer.submit(ran.append, "scan"),
-    ]
-    gate.set()
-    assert first.result(10) is True
-    for job in jobs:
-        job.result(10)
+
+    async def main() -> None:
+        first = writer.run(gate.wait, 10)  # holds the thread while the rest queue up
+        jobs = [
+            writer.run(ran.append, "result 1", last=True),
+            writer.run(ran.append, "sale"),
+            writer.run(ran.append, "result 2", last=True),
+            writer.run(ran.append, "scan"),
+        ]
+        gate.set()
+        assert await first is True
+        await asyncio.gather(*jobs)
+
+    asyncio.run(main())
     assert ran == ["sale", "scan", "result 1", "result 2"]
     writer.shutdown()
 
 
 def test_a_job_after_shutdown_is_refused_at_once_not_left_waiting() -> None:
     writer = WriterThread("test-writer")
-    assert writer.submit(lambda: 1).result(10) == 1
-    writer.shutdown()
-    with pytest.raises(RuntimeError, match="journal is closed"):
-        writer.submit(lambda: 2)
+
+    async def main() -> None:
+        assert await writer.run(lambda: 1) == 1
+        writer.shutdown()
+        with pytest.raises(RuntimeError, match="journal is closed"):
+            writer.run(lambda: 2)
+
+    asyncio.run(main())
 
 
 def test_an_error_in_a_job_reaches_its_caller_and_the_thread_goes_on() -> None:
@@ -43,9 +50,12 @@ def test_an_error_in_a_job_reaches_its_caller_and_the_thread_goes_on() -> None:
     def fails() -> None:
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
-        writer.submit(fails).result(10)
-    assert writer.submit(lambda: "still writing").result(10) == "still writing"
+    async def main() -> None:
+        with pytest.raises(OSError, match="disk full"):
+            await writer.run(fails)
+        assert await writer.run(lambda: "still writing") == "still writing"
+
+    asyncio.run(main())
     writer.shutdown()
 
 

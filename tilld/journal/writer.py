@@ -21,7 +21,6 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,8 +34,8 @@ Deliver = Callable[[Any, BaseException | None], None]
 class WriterThread:
     """One thread running jobs in order, FIRST before LAST.
 
-    A job asked for from the event loop (``run``) is answered straight into
-    an asyncio future with one ``call_soon_threadsafe``: no
+    Jobs are asked for from the event loop (``run``), and each is answered
+    straight into an asyncio future with one ``call_soon_threadsafe``: no
     concurrent.futures.Future to chain, which halves the cost of the hop a
     sale's commit makes to this thread and back (docs/benchmarks.md).
     """
@@ -68,22 +67,6 @@ class WriterThread:
                 loop.call_soon_threadsafe(_settle, future, result, exc)
 
         self._put(last, (future.cancelled, deliver, fn, args))
-        return future
-
-    def submit(self, fn: Callable[..., T], *args: Any, last: bool = False) -> Future[T]:
-        """Queue ``fn(*args)``; its outcome in a concurrent future (for callers off the loop)."""
-        future: Future[T] = Future()
-
-        def deliver(result: Any, exc: BaseException | None) -> None:
-            if exc is None:
-                future.set_result(result)
-            else:
-                future.set_exception(exc)
-
-        def cancelled() -> bool:
-            return not future.set_running_or_notify_cancel()
-
-        self._put(last, (cancelled, deliver, fn, args))
         return future
 
     def _put(self, last: bool, job: tuple[Any, ...]) -> None:
