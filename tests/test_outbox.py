@@ -261,6 +261,30 @@ def test_a_long_backlog_is_read_on_the_bulk_thread_when_the_batch_process_cannot
     assert "sync batch read on the bulk thread instead" in caplog.text
 
 
+def test_no_batch_process_reads_a_file_that_replaced_the_journal_while_tilld_ran(tmp_path, caplog):
+    """A backup restored over the journal of a running till: the process would
+    open the new file by its path and send what is in it, not what the till
+    wrote. The batch comes from the journal the writer has open instead."""
+    path = tmp_path / "journal.sqlite"
+    count = BATCH_PROCESS_FROM + 10
+
+    async def work(journal: Journal):
+        for n in range(count // 2):
+            await journal.append("note", {"n": n})
+        with sqlite3.connect(path) as live, sqlite3.connect(tmp_path / "backup.sqlite") as copy:
+            live.backup(copy)
+        for n in range(count // 2, count):
+            await journal.append("note", {"n": n})
+        os.replace(tmp_path / "backup.sqlite", path)
+        batch = await journal.outbox_batch(0, count)
+        return batch, journal._batches._pool
+
+    batch, pool = run(with_journal(path, work))
+    assert pool is None  # no process was started on the restored file
+    assert batch.seqs == list(range(1, count + 1))  # all the writer wrote, the backup has half
+    assert f"{path} is no longer the journal tilld has open" in caplog.text
+
+
 def test_the_batch_process_takes_no_batch_once_the_journal_closes(tmp_path):
     async def work() -> str:
         batches = BatchProcess(tmp_path / "journal.sqlite")

@@ -12,7 +12,9 @@ receives the finished batch.
 The process opens its own read-only connection to the journal (WAL lets it
 read beside the writer) and is started at the first batch, not at start-up,
 so a till that never drains a backlog never pays for it. If it dies, the
-next batch starts a new one.
+next batch starts a new one. It opens the journal by its path, possibly
+hours after the writer did, so it is started only while that path still
+names the file the writer has open.
 """
 
 from __future__ import annotations
@@ -155,11 +157,19 @@ def _read_in_process(after_seq: int, limit: int) -> OutboxBatch:
     return read_batch(_db, after_seq, limit)
 
 
+def file_identity(path: Path) -> tuple[int, int]:
+    """Which file ``path`` names now: its device and inode."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
 class BatchProcess:
     """One process that reads and encodes sync batches; started at the first one."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The file the journal's writer opened (file_identity), once it has.
+        self.journal_file: tuple[int, int] | None = None
         self._pool: Executor | None = None
         self._closed = False
         # Two reads (one cancelled, one new) must not start two processes.
@@ -190,6 +200,7 @@ class BatchProcess:
 
     def _pool_started(self) -> Executor:
         if self._pool is None:
+            self._refuse_another_file()
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
@@ -202,6 +213,15 @@ class BatchProcess:
                 initargs=(str(self.path), os.getpid()),
             )
         return self._pool
+
+    def _refuse_another_file(self) -> None:
+        if self.journal_file is not None and file_identity(self.path) != self.journal_file:
+            raise BatchProcessFailed(
+                f"{self.path} is no longer the journal tilld has open: the file was replaced "
+                "or moved while tilld ran. tilld goes on with the journal it has open, but "
+                "starts with whatever is at that path next time: stop tilld and find out "
+                "what replaced the file before starting it again"
+            )
 
     async def close(self) -> None:
         """End the process, waiting (on a thread, bounded) for it to go: the

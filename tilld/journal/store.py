@@ -49,7 +49,7 @@ from ..chain import (
 from ..errors import Reason, Refused, StartupError
 from ..integrity import OK, ROLLBACK_ACKNOWLEDGED, Head, HeadFile, Verdict, judge, worse
 from ..sdnotify import Notifier
-from .batches import BatchProcess
+from .batches import BatchProcess, file_identity
 from .entry import Entry, Fill, SideEffect, now_with_offset
 from .migrate import migrate
 from .rows import chain_view, hash_text, row_values
@@ -158,6 +158,7 @@ class JournalStore:
             # One transaction: a new journal's schema costs one fsync, not ~25.
             db.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
             self._db = db
+            self._batches.journal_file = file_identity(self.path)
             self._check_owner(db)
             row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         except StartupError:
