@@ -349,6 +349,33 @@ def test_rejected_entry_stays_visible_and_does_not_block_later_ones(site):
     assert 1 in stored and 4 in stored and 2 not in stored
 
 
+def test_an_entry_damaged_on_disk_stops_sync_before_it_and_says_which(site):
+    site.server.set_mode("refuse")
+    site.wait_mode("server-unreachable")
+    for _ in range(3):
+        sell(site.client)
+    site.client.close()
+    site.till.kill()
+    db = journal_rows.connect(site.till.state_dir / "journal.sqlite")
+    db.execute("DROP TRIGGER entries_no_update")
+    db.execute("UPDATE entries SET body = X'01FFFFFFFF' WHERE seq = 2")  # no deflate stream
+    db.commit()
+    db.close()
+    site.till = TillProcess(site.till.base, site.till.config).start()
+    site.client = site.till.client()
+    site.server.set_mode("pass")
+
+    def last_error() -> str:
+        return site.status()["sync"]["last_error"] or ""
+
+    wait_for(lambda: "journal entry 2 (sale)" in last_error(), what="the damaged entry named")
+    assert "tillctl journal verify" in last_error()
+    # What comes before it is sent; nothing from it on.
+    wait_for(lambda: [e["seq"] for e in site.backend.journal(TILL)] == [1], what="entry 1 sent")
+    assert site.status()["sync"]["unsent"] == 2
+    assert "<2>tilld.sync: sync stopped: journal entry 2 (sale)" in site.till.log()
+
+
 def test_wrong_token_is_a_configuration_problem_shown_in_status_not_an_outage(site):
     site.server.set_mode("http401")
     sell(site.client)

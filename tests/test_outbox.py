@@ -10,13 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sims import wait_for
 
 from tilld.chain import entry_hash
-from tilld.journal import Journal, TicketRecord, store_tickets
+from tilld.journal import Journal, TicketRecord, UnreadableEntry, store_tickets
 from tilld.journal.batches import (
     BATCH_PROCESS_NICENESS,
     BatchProcess,
@@ -283,6 +284,31 @@ def test_no_batch_process_reads_a_file_that_replaced_the_journal_while_tilld_ran
     assert pool is None  # no process was started on the restored file
     assert batch.seqs == list(range(1, count + 1))  # all the writer wrote, the backup has half
     assert f"{path} is no longer the journal tilld has open" in caplog.text
+
+
+def test_a_batch_stops_before_an_entry_damaged_on_disk_and_then_names_it(tmp_path):
+    """Read in the batch process: what comes before the damaged entry is sent,
+    then the next batch, which starts at it, fails naming it (not a zlib error)."""
+    path = tmp_path / "journal.sqlite"
+    count = BATCH_PROCESS_FROM + 10
+
+    async def work(journal: Journal):
+        for n in range(count):
+            await journal.append("note", {"n": n})
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TRIGGER entries_no_update")
+            db.execute("UPDATE entries SET body = X'01FFFFFFFF' WHERE seq = 5")
+        before = await journal.outbox_batch(0, count)
+        started = journal._batches._pool is not None
+        with pytest.raises(UnreadableEntry) as damaged:
+            await journal.outbox_batch(4, count)
+        return before, started, str(damaged.value)
+
+    before, started, message = run(with_journal(path, work))
+    assert started  # both batches were long enough for the process
+    assert before.seqs == [1, 2, 3, 4]
+    assert message.startswith("journal entry 5 (note) cannot be read back")
+    assert "tillctl journal verify" in message
 
 
 def test_the_batch_process_takes_no_batch_once_the_journal_closes(tmp_path):

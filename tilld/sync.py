@@ -29,7 +29,7 @@ from drivers.backoff import backoff_delay
 
 from .backend import BackendClient, BackendError
 from .integrity import Head
-from .journal import Entry, Journal, OutboxBatch, now_with_offset
+from .journal import Entry, Journal, OutboxBatch, UnreadableEntry, now_with_offset
 from .outbox import Outbox
 
 log = logging.getLogger("tilld.sync")
@@ -152,6 +152,17 @@ class SyncEngine:
                 log.warning("sync paused: %s; retrying in %.1f s", exc.message, delay)
                 self.outbox.sync_progress(error=exc.message)
                 await asyncio.sleep(delay)
+                self._wanted.set()
+                continue
+            except UnreadableEntry as exc:
+                # Nothing after it may go (the back-end judges each entry
+                # against the one before), so sync waits here, and says why
+                # where a technician looks: status, the sync event, the log.
+                if self.last_error != str(exc):
+                    log.critical("sync stopped: %s", exc)
+                self.last_error = str(exc)
+                self.outbox.sync_progress(error=self.last_error)
+                await asyncio.sleep(self.backoff_cap_s)
                 self._wanted.set()
                 continue
             except Exception:

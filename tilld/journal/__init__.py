@@ -56,6 +56,7 @@ from .effects import (
 from .entry import Entry, Fill, SideEffect, TicketRecord, now_with_offset
 from .outbox import Outbox
 from .queries import Queries
+from .rows import UnreadableEntry
 from .schema import COLUMNS, NUMBER_SERIES, SCHEMA, SCHEMA_VERSION, TICKET_COLUMNS
 from .store import JournalStore
 
@@ -79,6 +80,7 @@ __all__ = [
     "OutboxBatch",
     "SideEffect",
     "TicketRecord",
+    "UnreadableEntry",
     "close_card_intent",
     "count_card",
     "expect_control_code",

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .rows import decoded_row
+from .rows import decoded_row, readable_prefix
 from .schema import COLUMNS
 
 log = logging.getLogger("tilld.journal")
@@ -104,13 +104,13 @@ def _encode_row(decoded: tuple[Any, ...]) -> str:
 
 def read_batch(db: sqlite3.Connection, after_seq: int, limit: int) -> OutboxBatch:
     """The next entries after ``after_seq`` to send, in seq order, ready to post."""
-    rows = [
-        decoded_row(row)
-        for row in db.execute(
+    rows = readable_prefix(
+        decoded_row,
+        db.execute(
             f"SELECT {COLUMNS} FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
-        )
-    ]
+        ),
+    )
     encoded = [_encode_row(r) for r in rows]
     return OutboxBatch(
         [r[0] for r in rows],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .rows import decoded_row
+from .rows import decoded_row, unreadable
 
 if TYPE_CHECKING:
     import sqlite3
@@ -48,7 +48,11 @@ class Entry:
     def from_row(cls, row: sqlite3.Row | tuple) -> Entry:
         """An entry from its row (schema.COLUMNS), stored in either format (rows.py)."""
         seq, uuid, type_, created_at, body, prev_hash, hash_ = decoded_row(row)
-        return cls(seq, uuid, type_, created_at, json.loads(body), prev_hash, hash_)
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise unreadable(seq, type_, exc) from exc
+        return cls(seq, uuid, type_, created_at, parsed, prev_hash, hash_)
 
 
 @dataclass(frozen=True)

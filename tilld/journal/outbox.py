@@ -12,6 +12,7 @@ import sqlite3
 
 from .batches import BatchProcessFailed, OutboxBatch, read_batch
 from .entry import Entry, now_with_offset
+from .rows import readable_prefix
 from .schema import COLUMNS
 from .store import JournalStore
 
@@ -83,7 +84,7 @@ class Outbox(JournalStore):
             rows = self._read().execute(
                 f"SELECT {COLUMNS} FROM entries WHERE {where} ORDER BY seq LIMIT ?", args
             )
-            return [Entry.from_row(r) for r in rows]
+            return readable_prefix(Entry.from_row, rows)
 
         return await self._on_bulk(read)
 

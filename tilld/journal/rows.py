@@ -25,7 +25,10 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 FORMAT_DEFLATE = 1
 
@@ -212,15 +215,48 @@ def chain_view(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def decoded_row(row: tuple[Any, ...]) -> tuple[int, str, str, str, str, str, str]:
-    """seq, uuid, type, created_at, canonical body text, prev_hash, hash of a row (COLUMNS)."""
-    seq, uuid, type_, created_at, body, prev_hash, hash_ = row
-    return (
-        seq,
-        uuid_text(uuid),
-        type_,
-        created_at,
-        body_text(body),
-        hash_text(prev_hash),
-        hash_text(hash_),
+class UnreadableEntry(ValueError):
+    """A stored entry that cannot be read back: its row was damaged on disk or edited."""
+
+
+def unreadable(seq: Any, type_: Any, exc: Exception) -> UnreadableEntry:
+    return UnreadableEntry(
+        f"journal entry {seq} ({type_}) cannot be read back: its stored row is damaged "
+        f"({exc}). Run `tillctl journal verify` and call a technician; until it is dealt "
+        "with, sync sends nothing from this entry on (the back-end has those before it)"
     )
+
+
+def readable_prefix(decode: Callable[[Any], T], rows: Iterable[Any]) -> list[T]:
+    """The rows decoded, up to the first that cannot be read back.
+
+    What comes before a damaged entry is still sent; the damaged one raises
+    (UnreadableEntry) when it comes first, so sync stops at it, naming it."""
+    decoded: list[T] = []
+    for row in rows:
+        try:
+            decoded.append(decode(row))
+        except UnreadableEntry:
+            if not decoded:
+                raise
+            break
+    return decoded
+
+
+def decoded_row(row: tuple[Any, ...]) -> tuple[int, str, str, str, str, str, str]:
+    """seq, uuid, type, created_at, canonical body text, prev_hash, hash of a row (COLUMNS).
+
+    Raises UnreadableEntry, naming the entry, for a row that cannot be read back."""
+    seq, uuid, type_, created_at, body, prev_hash, hash_ = row
+    try:
+        return (
+            seq,
+            uuid_text(uuid),
+            type_,
+            created_at,
+            body_text(body),
+            hash_text(prev_hash),
+            hash_text(hash_),
+        )
+    except (ValueError, zlib.error) as exc:
+        raise unreadable(seq, type_, exc) from exc
