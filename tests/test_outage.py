@@ -325,7 +325,10 @@ def test_kill_between_sending_a_batch_and_recording_results_causes_no_duplicate(
     assert statuses == {"duplicate": 10}
 
 
-def test_rejected_entry_stays_visible_and_does_not_block_later_ones(site):
+def _second_of_three_offline_sales_changed(site, body_sql: str) -> None:
+    """Three sales while the server is gone; then, tilld killed, the second's
+    stored body is set to ``body_sql`` (an editor's hand, a disk's fault) and
+    tilld started again."""
     site.server.set_mode("refuse")
     site.wait_mode("server-unreachable")
     for _ in range(3):
@@ -334,11 +337,15 @@ def test_rejected_entry_stays_visible_and_does_not_block_later_ones(site):
     site.till.kill()
     db = journal_rows.connect(site.till.state_dir / "journal.sqlite")
     db.execute("DROP TRIGGER entries_no_update")
-    db.execute("UPDATE entries SET body = replace(body_text(body), '3500', '1') WHERE seq = 2")
+    db.execute(f"UPDATE entries SET body = {body_sql} WHERE seq = 2")
     db.commit()
     db.close()
     site.till = TillProcess(site.till.base, site.till.config).start()
     site.client = site.till.client()
+
+
+def test_rejected_entry_stays_visible_and_does_not_block_later_ones(site):
+    _second_of_three_offline_sales_changed(site, "replace(body_text(body), '3500', '1')")
     sell(site.client)
     site.server.set_mode("pass")
     wait_for(lambda: site.status()["sync"]["unsent"] == 0, what="drained past the rejected one")
@@ -350,19 +357,7 @@ def test_rejected_entry_stays_visible_and_does_not_block_later_ones(site):
 
 
 def test_an_entry_damaged_on_disk_stops_sync_before_it_and_says_which(site):
-    site.server.set_mode("refuse")
-    site.wait_mode("server-unreachable")
-    for _ in range(3):
-        sell(site.client)
-    site.client.close()
-    site.till.kill()
-    db = journal_rows.connect(site.till.state_dir / "journal.sqlite")
-    db.execute("DROP TRIGGER entries_no_update")
-    db.execute("UPDATE entries SET body = X'01FFFFFFFF' WHERE seq = 2")  # no deflate stream
-    db.commit()
-    db.close()
-    site.till = TillProcess(site.till.base, site.till.config).start()
-    site.client = site.till.client()
+    _second_of_three_offline_sales_changed(site, "X'01FFFFFFFF'")  # no deflate stream in it
     site.server.set_mode("pass")
 
     def last_error() -> str:
