@@ -193,7 +193,7 @@ def chain_view(row: tuple[Any, ...]) -> dict[str, Any]:
     try:
         seq, uuid, type_, created_at, body, prev_hash, hash_ = decoded_row(row)
         parsed = json.loads(body)
-    except (ValueError, zlib.error):
+    except ValueError:  # UnreadableEntry among them
         seq, uuid, type_, created_at, _body, prev_hash, hash_ = row
         return {
             "seq": seq,
@@ -223,7 +223,7 @@ def unreadable(seq: Any, type_: Any, exc: Exception) -> UnreadableEntry:
     return UnreadableEntry(
         f"journal entry {seq} ({type_}) cannot be read back: its stored row is damaged "
         f"({exc}). Run `tillctl journal verify` and call a technician; until it is dealt "
-        "with, sync sends nothing from this entry on (the back-end has those before it)"
+        "with, sync sends the entries before it and nothing from it on"
     )
 
 
