@@ -60,6 +60,11 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 TOPICS = tuple(KINDS)
 QUEUE_LIMIT = 1000
+# How many queued events a pump (socket or D-Bus) sends before it lets the
+# loop run something else. Sync answers a batch of scans with a burst of
+# `registered` events; sent in one go they held the loop 10-26 ms, and a
+# gate's next scan waited that long for its read.
+EVENTS_PER_TURN = 16
 
 
 class Subscription:

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from ..errors import StartupError
-from ..events import EventBus, Subscription
+from ..events import EVENTS_PER_TURN, EventBus, Subscription
 from .jsonrpc import FORBIDDEN, INVALID_REQUEST, PARSE_ERROR, Dispatcher, error
 from .operations import SubscribeParams
 from .roles import Caller, Role, RoleMap, peer_caller
@@ -391,9 +391,15 @@ class Connection:
 
     async def _pump_events(self, subscription: Subscription) -> None:
         # An overflowed queue is full, so get() never waits once it happens.
+        sent = 0
         while not subscription.overflowed:
             event = await subscription.queue.get()
             await self._send({"jsonrpc": "2.0", "method": "event", "params": event})
+            sent += 1
+            # Neither get() nor the write waits while events are queued and
+            # the client reads: a burst would hold the loop to the end.
+            if sent % EVENTS_PER_TURN == 0:
+                await asyncio.sleep(0)
         notice = {
             "topic": "overflow",
             "message": "events dropped: read faster and call events.subscribe again",
