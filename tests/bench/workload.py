@@ -98,6 +98,7 @@ class Site:
     server: Proxy
     till: TillProcess
     client: Client
+    backend_db: Path | None = None  # a database kept off the till's disk, removed at stop
 
     def status(self) -> dict[str, Any]:
         return self.client.call("status.get")
@@ -110,19 +111,50 @@ class Site:
         self.till.stop()
         self.server.stop()
         self.backend.stop()
+        if self.backend_db is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.backend_db}{suffix}").unlink(missing_ok=True)
 
 
-def start_site(base: Path, extra: dict[str, dict[str, Any]] | None = None) -> Site:
-    """A till on fast probes (tests' online_config) against the back-end; back online."""
-    backend = Backend(base)
+def start_site(
+    base: Path, extra: dict[str, dict[str, Any]] | None = None, *, elsewhere: bool = False
+) -> Site:
+    """A till on fast probes (tests' online_config) against the back-end; back online.
+
+    ``elsewhere``: the back-end and the proxy stand for a server and a network
+    that are not on the till, as at a venue. They run under SCHED_IDLE (a core
+    only when the till and the script leave one), and the back-end's database
+    is on tmpfs, so its writes do not queue on the till's disk. For figures of
+    the till's own answers while it syncs; a drain's rate needs the back-end's
+    full share, and keeps it.
+    """
+    backend_db = _off_this_disk(base) if elsewhere else None
+    backend = Backend(base, backend_db)
     server = Proxy(base, "server", backend.address)
+    if elsewhere:
+        for process in (backend.proc, server.proc):
+            _idle_priority(process.pid)
     config = online_config(backend, server, None)
     for key, values in (extra or {}).items():
         config.setdefault(key, {}).update(values)
     till = TillProcess(base, config).start()
-    site = Site(backend, server, till, till.client())
+    site = Site(backend, server, till, till.client(), backend_db)
     site.wait_mode("online")
     return site
+
+
+def _off_this_disk(base: Path) -> Path:
+    """Where the back-end's database goes to stay off the till's disk: tmpfs if there is one."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm / f"tilld-bench-backend-{os.getpid()}-{base.name}.sqlite"
+    return base / "backend.sqlite"
+
+
+def _idle_priority(pid: int) -> None:
+    """SCHED_IDLE for every thread of ``pid``; threads it starts later inherit it."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
 
 
 def backend_down_config() -> tuple[socket.socket, dict[str, dict[str, Any]]]:
