@@ -97,6 +97,49 @@ def test_the_unit_is_a_notify_service_with_watchdog_reload_and_no_capabilities()
     assert str(load_settings("/dev/null")[0].api.socket_path) == "/run/tilld/tilld.sock"
 
 
+def syscalls_in(group: str) -> set[str]:
+    """The system calls ``systemd-analyze syscall-filter`` lists for a name or a @group."""
+    if not group.startswith("@"):
+        return {group}
+    listed = subprocess.run(
+        [analyze, "syscall-filter", "--no-pager", group],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    names: set[str] = set()
+    for line in listed.splitlines()[1:]:
+        word = line.strip()
+        if word and not word.startswith("#"):
+            names |= syscalls_in(word)
+    return names
+
+
+def effective_syscall_filter() -> set[str]:
+    """The unit's allowed system calls: its SystemCallFilter lines applied in order.
+
+    The first line is an allow list; each later one adds (or, with ~, takes
+    away) what it names, as systemd.exec(5) says of a mixed list."""
+    allowed: set[str] = set()
+    for key, value in unit_settings():
+        if key != "SystemCallFilter":
+            continue
+        deny = value.startswith("~")
+        named = set().union(*(syscalls_in(word) for word in value.lstrip("~").split()))
+        allowed = allowed - named if deny else allowed | named
+    return allowed
+
+
+@needs_analyze
+def test_the_batch_process_may_lower_its_priority_and_nothing_else_of_resources():
+    allowed = effective_syscall_filter()
+    # tilld/journal/batches.py's os.nice: getpriority, then setpriority.
+    assert {"getpriority", "setpriority"} <= allowed
+    assert not (syscalls_in("@resources") - {"setpriority"}) & allowed
+    assert not syscalls_in("@privileged") & allowed
+
+
 def test_the_example_configuration_is_valid():
     settings, _ = load_settings(str(REPO / "systemd" / "tilld.toml.example"))
     assert settings.paths.state_dir == Path("/var/lib/tilld")  # StateDirectory=tilld

@@ -138,8 +138,8 @@ def _open_in_process(path: str, parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Background work: when a core is short, the daemon's event loop (a
-    # gate's answer) runs first. Where the service may not change its
-    # priority (systemd's SystemCallFilter), it stays as it is.
+    # gate's answer) runs first. The shipped unit lets setpriority through
+    # its SystemCallFilter for this; where a service may not, it stays as is.
     with contextlib.suppress(OSError):
         os.nice(BATCH_PROCESS_NICENESS)
     _db = sqlite3.connect(path, isolation_level=None, timeout=10)
