@@ -9,7 +9,10 @@ other appends its section through `append_section`, and
 closes the file with the list of goals met and missed in this run, then the
 hand-written "Reading the figures" section carried over from the previous
 file (it explains the figures of the run it was written for; its date says
-which). Figures are never pass/fail: a missed goal is written down, not raised.
+which). `make bench-scale`'s section (the 10,000,000-entry journal, an hour's
+work not part of `make bench`) is carried over the same way, before the
+goals, and says its own date; `place_section` puts a new one there.
+Figures are never pass/fail: a missed goal is written down, not raised.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from pathlib import Path
 
 COMMAND = "make bench"
 READING = "## Reading the figures"
+GOALS = "## Goals in this run"
+# Written by `make bench-scale` alone; `make bench` keeps the last one.
+KEPT_SECTION = "## Seven years on one till: a big journal"
 MET, MISSED = "MET", "MISSED"
 
 
@@ -106,15 +112,28 @@ def section(title: str, intro: Sequence[str], body: Sequence[str]) -> str:
     return "\n".join(["", f"## {title}", "", *intro, "", *body]) + "\n"
 
 
-def _stash_path(path: Path) -> Path:
+def _stash_path(path: Path, what: str = "reading") -> Path:
     key = re.sub(r"[^A-Za-z0-9]+", "-", str(path.resolve())).strip("-")
-    return Path(tempfile.gettempdir()) / f"tilld-bench-reading-{os.getuid()}-{key}.md"
+    return Path(tempfile.gettempdir()) / f"tilld-bench-{what}-{os.getuid()}-{key}.md"
+
+
+def cut_section(text: str, heading: str) -> tuple[str, str]:
+    """The section under ``heading`` (to the next "## " heading or the end), and the rest."""
+    start = text.find(heading + "\n")
+    if start < 0:
+        return "", text
+    end = text.find("\n## ", start + len(heading))
+    end = len(text) if end < 0 else end + 1
+    return text[start:end].rstrip("\n") + "\n", text[:start] + text[end:]
 
 
 def write_header(path: Path) -> None:
-    """Start a new benchmarks file, keeping its old "Reading the figures" for `finish`."""
+    """Start a new benchmarks file, keeping its old reading and bench-scale section for `finish`."""
     if path.exists():
         old = path.read_text(encoding="utf-8")
+        kept, old = cut_section(old, KEPT_SECTION)
+        if kept:
+            _stash_path(path, "kept").write_text(kept, encoding="utf-8")
         if READING in old:
             _stash_path(path).write_text(old[old.index(READING) :], encoding="utf-8")
     text = "\n".join(
@@ -142,9 +161,30 @@ def append_section(path: str | None, text: str) -> None:
             out.write(text)
 
 
-def finish(path: Path) -> None:
-    """The goals of this run, met and missed, then the carried-over reading of the figures."""
-    text = path.read_text(encoding="utf-8")
+def place_section(path: str | None, heading: str, text: str) -> None:
+    """Put ``text`` in place of the file's section under ``heading``, before the goals.
+
+    For `make bench-scale`, which runs after a `make bench` has finished the
+    file: its section goes with the other figures, and its goals into the
+    list, which is made again from the tables."""
+    print(text)
+    if not path:
+        return
+    file = Path(path)
+    _, rest = cut_section(file.read_text(encoding="utf-8") if file.exists() else "", heading)
+    if GOALS not in rest:
+        file.write_text(rest + text, encoding="utf-8")
+        return
+    figures = rest[: rest.index(GOALS)].rstrip("\n") + "\n" + text
+    file.write_text(figures + _goals(figures) + "\n" + _reading_of(rest), encoding="utf-8")
+
+
+def _reading_of(text: str) -> str:
+    return text[text.index(READING) :] if READING in text else f"{READING}\n\n(none yet)\n"
+
+
+def _goals(text: str) -> str:
+    """The "Goals in this run" section for the figures in ``text``."""
     met, missed = [], []
     heading = ""
     for line in text.splitlines():
@@ -157,13 +197,23 @@ def finish(path: Path) -> None:
             missed.append(figure)
         elif f": {MET}" in line:
             met.append(figure)
-    lines = ["", "## Goals in this run", ""]
+    lines = ["", GOALS, ""]
     lines += [f"- {MISSED}: {figure}" for figure in missed]
     lines += [f"- {MET}: {figure}" for figure in met]
+    return "\n".join(lines) + "\n"
+
+
+def finish(path: Path) -> None:
+    """The kept bench-scale section, the goals of this run, then the carried-over reading."""
+    kept = _stash_path(path, "kept")
+    if kept.exists():
+        with open(path, "a", encoding="utf-8") as out:
+            out.write("\n" + kept.read_text(encoding="utf-8"))
+        kept.unlink()
     stash = _stash_path(path)
-    reading = stash.read_text(encoding="utf-8") if stash.exists() else f"{READING}\n\n(none yet)\n"
+    reading = stash.read_text(encoding="utf-8") if stash.exists() else _reading_of("")
     with open(path, "a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n\n" + reading)
+        out.write(_goals(path.read_text(encoding="utf-8")) + "\n" + reading)
     stash.unlink(missing_ok=True)
 
 
