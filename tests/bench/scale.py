@@ -24,6 +24,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -87,6 +88,7 @@ def main() -> int:
     )
     parser.add_argument("--append", help="append the results as Markdown to this file")
     args = parser.parse_args()
+    started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     base = Path(tempfile.mkdtemp(prefix="tilld-bench-scale-"))
     cache = args.cache or base / "cache"
     holder, down = backend_down_config()
@@ -166,7 +168,9 @@ def main() -> int:
         ),
     ]
     intro = [
-        "Produced by `make bench-scale` (`.venv/bin/python tests/bench/scale.py`), not by",
+        # Dated: `make bench` keeps this section through its own runs (report.py).
+        f"Produced by `make bench-scale` on {started_at} UTC"
+        " (`.venv/bin/python tests/bench/scale.py`), not by",
         f"`make bench`: a {args.entries:,}-entry journal (three sales to one ticket scan, all",
         "synced), as cold_start.py builds its million. Start to READY: median of",
         f"{args.starts} starts after one unmeasured, back-end down. Sale: {args.rounds}",
