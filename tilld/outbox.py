@@ -20,9 +20,9 @@ from .journal import Entry, Journal
 # meanwhile goes in the same request. A gate's scans and a busy till's sales
 # then cost the back-end one request a burst, and the till's sync work (a
 # request, its bookkeeping) lands after the next scan's answer rather than on
-# it: 2,000 idle scans of tests/bench/scan_latency.py had a ticket p99 of
-# 3.5-3.9 ms with sync rung at once, 2.8-3.2 ms with this. A tenth of a
-# second is nothing to the back-end.
+# it: 2,000 idle scans 4 ms apart (scan_latency.py's idle part, two runs
+# each way) had a ticket p99 of 3.5-3.9 ms with sync rung at once, 2.8-3.2 ms
+# with this. A tenth of a second is nothing to the back-end.
 GATHER_S = 0.1
 
 
