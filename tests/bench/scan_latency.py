@@ -121,11 +121,21 @@ class FsyncBeside:
         self._thread.join(10)
 
     def _probe(self) -> None:
-        while not self._stop.is_set():
-            began = time.perf_counter()
-            (seconds,) = fsync_samples(self.directory, 1)
-            self.samples.append((began, seconds))
-            self._stop.wait(FSYNC_BESIDE_EVERY_S)
+        # One file appended to, as fsync_samples does for the idle baseline:
+        # a new file each time would time its creation too.
+        path = self.directory / "fsync-beside"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        block = os.urandom(4096)
+        try:
+            while not self._stop.is_set():
+                began = time.perf_counter()
+                os.write(fd, block)
+                os.fsync(fd)
+                self.samples.append((began, time.perf_counter() - began))
+                self._stop.wait(FSYNC_BESIDE_EVERY_S)
+        finally:
+            os.close(fd)
+            path.unlink()
 
     def within(self, began: float, ended: float) -> list[float]:
         return [s for at, s in self.samples if began <= at and at + s <= ended]
