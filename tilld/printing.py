@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from drivers.escpos.render import preload, render
 
 from .errors import Reason, Refused
 from .fiscal import COPY, receipt_kind
+from .ids import time_ordered_uuid
 from .journal import Entry, Journal, start_print_job
 from .receipt import (
     PrintMarks,
@@ -55,7 +55,7 @@ RETRY_PAUSE_S = 1.0
 class PrintJob:
     receipt_no: int
     copy: bool
-    job_id: str = field(default_factory=lambda: str(uuidlib.uuid4()))
+    job_id: str = field(default_factory=time_ordered_uuid)
     attempts: int = 0
     done: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()

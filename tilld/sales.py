@@ -7,12 +7,12 @@ and the journal body of a completed, voided or refunded sale.
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .catalog import Article
 from .errors import Reason, Refused
+from .ids import time_ordered_uuid
 from .money import vat_breakdown
 
 MAX_QUANTITY = 999
@@ -123,7 +123,7 @@ class Sale:
 
     @classmethod
     def new(cls, opened_at: str, training: bool = False, sale_id: str | None = None) -> Sale:
-        return cls(sale_id=sale_id or str(uuidlib.uuid4()), opened_at=opened_at, training=training)
+        return cls(sale_id=sale_id or time_ordered_uuid(), opened_at=opened_at, training=training)
 
     @property
     def total(self) -> int:
@@ -219,7 +219,7 @@ class Sale:
                 )
             change = amount - due
         return Payment(
-            payment_id=str(uuidlib.uuid4()),
+            payment_id=time_ordered_uuid(),
             method=method,
             amount=amount - change,
             tendered=amount,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import uuid as uuidlib
 from typing import Any
 
 from drivers.terminal import InDoubt, Outcome, TerminalResult, TerminalUnavailable
 
 from ..errors import Reason, Refused
+from ..ids import time_ordered_uuid
 from ..journal import Entry, Journal, open_card_intent
 from .desk import TerminalDesk, doubt_body
 from .doubts import DoubtResolver
@@ -44,7 +44,7 @@ class CardRefunding:
                     "An earlier card payment's outcome is still unknown; tilld asks the "
                     "terminal again by itself. Refund in cash or by manual Swish meanwhile.",
                 )
-            amount, payment_id = body["total"], str(uuidlib.uuid4())
+            amount, payment_id = body["total"], time_ordered_uuid()
             doubt = terminal.doubt_record(amount, payment_id, kind="refund")
             intent = {
                 **doubt_body(body["original_sale_id"], payment_id, amount, doubt),
