@@ -381,8 +381,8 @@ class DBusService:
         )
 
     def _read_properties(self) -> dict[str, Any]:
-        status = self.till.status()
-        return {p.name: p.read(status) for p in PROPERTIES}
+        summary = self.till.summary()
+        return {p.name: p.read(summary) for p in PROPERTIES}
 
     @staticmethod
     def _variant(name: str, value: Any) -> Variant:
@@ -405,7 +405,7 @@ class DBusService:
             # What was published by the time this task runs goes out together,
             # up to EVENTS_PER_TURN: each event's signals in order, then the
             # properties once. A drain's `sync` events and a scan's come in
-            # the same turn of the loop, and the till's status is read once
+            # the same turn of the loop, and the till's summary is read once
             # for them all (its last value, so no change is lost); in a
             # longer burst, once after its last events.
             queue = self._subscription.queue
@@ -423,7 +423,7 @@ class DBusService:
                     )
             # A turn of the loop between the signals and the properties: the
             # socket's pumps, woken by the same events, write theirs before
-            # this reads the till's whole status (a third of a millisecond).
+            # this reads the till's summary (Till.summary).
             # A gate's `scanned` then waits for the signals alone.
             await asyncio.sleep(0)
             turns_without_properties += 1
