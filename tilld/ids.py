@@ -18,9 +18,11 @@ import os
 import time
 
 
-def time_ordered_uuid() -> str:
-    """A new version-7 UUID as canonical text: 48 bits of Unix milliseconds first."""
-    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+def time_ordered_uuid(unix_ms: int | None = None) -> str:
+    """A new version-7 UUID as canonical text: 48 bits of Unix milliseconds (now) first."""
+    if unix_ms is None:
+        unix_ms = time.time_ns() // 1_000_000
+    raw = bytearray(unix_ms.to_bytes(6, "big") + os.urandom(10))
     raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
     raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC's variant
     h = raw.hex()

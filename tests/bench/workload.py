@@ -28,6 +28,7 @@ from conftest import DEMO_CATALOG, Client, TillProcess
 from sims import Backend, Proxy, online_config, wait_for
 
 from tilld.chain import canonical_json, entry_hash
+from tilld.ids import time_ordered_uuid
 from tilld.journal import SCHEMA
 from tilld.journal.rows import body_text, hash_text, row_values
 from tilld.journal.schema import STORED_COLUMNS
@@ -316,12 +317,12 @@ def _fill(path: Path, entries: int) -> None:
     while seq < entries:
         chunk = []
         size = min(50_000, entries - seq)
-        uuids = _uuid4s(3 * size)
+        uuids = _uuid4s(size)
         for n in range(size):
             seq += 1
             clock += step
             at = clock.isoformat(timespec="milliseconds")
-            uuid = uuids[3 * n]
+            uuid = uuids[n]
             if seq % 4 == 0:
                 type_ = "scan"
                 keys = {"code": f"TKB{seq:010d}"}
@@ -329,10 +330,12 @@ def _fill(path: Path, entries: int) -> None:
             else:
                 type_ = "sale"
                 receipt_no += 1
-                keys = {"receipt_no": receipt_no, "sale_id": uuids[3 * n + 1]}
+                # As tilld makes them (tilld/ids.py): in time order.
+                unix_ms = int(clock.timestamp() * 1000)
+                keys = {"receipt_no": receipt_no, "sale_id": time_ordered_uuid(unix_ms)}
                 body_json = (
                     sale_json.replace("@AT@", at)
-                    .replace("@PAYMENT@", uuids[3 * n + 2])
+                    .replace("@PAYMENT@", time_ordered_uuid(unix_ms))
                     .replace("@NO@", str(receipt_no))
                     .replace("@SALE@", keys["sale_id"])
                 )
