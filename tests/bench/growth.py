@@ -4,9 +4,9 @@
 
 Two daemons run side by side with the same 50,000-article catalog and no
 back-end: one on an empty journal (the baseline), one on the million-entry
-journal cold_start.py builds (reused from --cache). Measurements alternate
-between them in small rounds, so a burst of load from elsewhere on the
-machine falls on both alike. Figures: the durable cash sale (open, three
+journal cold_start.py builds (reused from --cache). The two are called in
+turn, one call each, so a burst of load from elsewhere on the machine falls
+on both alike. Figures: the durable cash sale (open, three
 lines, pay) and catalog.search for a name (many hits, stops at the limit)
 and for a name nothing matches (every article's name is looked at).
 """
@@ -23,7 +23,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import Client, TillProcess
 from report import append_section, median, ms, percentile, section, table, verdict
-from workload import big_journal, install_journal, sale_latencies, write_big_catalog
+from workload import (
+    big_journal,
+    in_turn,
+    install_journal,
+    one_sale,
+    sale_latencies,
+    write_big_catalog,
+)
 
 ARTICLES = 50_000
 ENTRIES = 1_000_000
@@ -63,12 +70,12 @@ def main() -> int:
             sale_latencies(client, 5)
             search_latencies(client, QUERIES["miss"], 5)
         for _ in range(args.rounds):
-            for name, client in clients.items():
-                whole, _pay = sale_latencies(client, args.per_round)
-                samples.setdefault((name, "sale"), []).extend(whole)
-                for kind, query in QUERIES.items():
-                    found = search_latencies(client, query, args.per_round)
-                    samples.setdefault((name, kind), []).extend(found)
+            measures = {"sale": one_sale}
+            for kind, query in QUERIES.items():
+                measures[kind] = lambda c, q=query: search_latencies(c, q, 1)[0]
+            for kind, measure in measures.items():
+                for name, taken in in_turn(clients, args.per_round, measure).items():
+                    samples.setdefault((name, kind), []).extend(taken)
         for client in clients.values():
             client.close()
     finally:
@@ -98,7 +105,8 @@ def main() -> int:
         "Produced by `make bench` (`.venv/bin/python tests/bench/growth.py`): two daemons",
         f"side by side, same {ARTICLES:,}-article catalog, no back-end; one on an empty journal",
         f"(baseline), one on the {args.entries:,}-entry journal of the cold-start figures.",
-        f"{args.rounds} alternating rounds of {args.per_round} calls of each kind per daemon.",
+        f"{args.rounds} rounds of {args.per_round} calls of each kind per daemon, the two called",
+        "in turn, one call each.",
     ]
     body = table(
         (

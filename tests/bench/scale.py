@@ -34,7 +34,9 @@ from report import KEPT_SECTION, median, ms, place_section, section, table, verd
 from workload import (
     backend_down_config,
     big_journal,
+    in_turn,
     install_journal,
+    one_sale,
     sale_latencies,
     verify,
     write_big_catalog,
@@ -62,24 +64,15 @@ def where_bytes_go(path: Path, entries: int) -> list[tuple[str, str, str]]:
 
 
 def sale_rounds(clients: dict, rounds: int, per_round: int) -> tuple[list[float], dict]:
-    """Per round, the big journal's sale p50 over the empty one's; and all samples.
-
-    The daemons sell in turn, one sale each, the first of each pair
-    alternating: load from elsewhere on the machine then falls on both
-    alike. (Selling 30 on one, then 30 on the other, moved one round's
-    ratio by up to 40 % either way on this machine.)
-    """
-    names = list(clients)
-    ratios, samples = [], {name: [] for name in names}
+    """Per round, the big journal's sale p50 over the empty one's (the two
+    selling in turn); and all samples."""
+    ratios, samples = [], {name: [] for name in clients}
     for client in clients.values():  # warm-up, not counted
         sale_latencies(client, 5)
     for _ in range(rounds):
-        whole: dict[str, list[float]] = {name: [] for name in names}
-        for n in range(per_round):
-            for name in names if n % 2 == 0 else reversed(names):
-                whole[name] += sale_latencies(clients[name], 1)[0]
-        for name in names:
-            samples[name] += whole[name]
+        whole = in_turn(clients, per_round, one_sale)
+        for name, taken in whole.items():
+            samples[name] += taken
         ratios.append(median(whole["big"]) / median(whole["empty"]))
     return ratios, samples
 
