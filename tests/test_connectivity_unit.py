@@ -154,3 +154,62 @@ def test_while_up_the_next_probe_starts_before_a_slow_one_has_answered():
     most_held, told, up = asyncio.run(scenario())
     assert most_held >= 2
     assert told == ["online"] and up  # slow answers within the timeout: no mode change
+
+
+def test_a_fact_back_up_while_its_down_probe_hangs_goes_on_the_beat_at_once():
+    """Seen in make bench's slow back-end: black-hole detection took 2.65-2.75 s.
+
+    While down, a watch sends one probe at a time. If the fact comes back up
+    another way (an older probe's late answer, or here a real request) while
+    that probe hangs, the beat must start then: it used to wait out the hung
+    probe's whole timeout plus an interval, and a server that went silent
+    again right away was noticed that much later.
+    """
+    import asyncio
+
+    from tilld.connectivity import ConnectivityMonitor
+
+    async def scenario() -> tuple[int, bool]:
+        behaviour = "answer"
+        started: list[str] = []
+
+        async def probe_server() -> None:
+            started.append(behaviour)
+            if behaviour == "refuse":
+                raise ConnectionRefusedError("refused")
+            if behaviour == "hang":
+                await asyncio.sleep(3600)  # the probe's timeout ends it
+
+        monitor = ConnectivityMonitor(
+            server_probe=probe_server,
+            internet_probes=[],
+            interval_s=0.05,
+            backoff_cap_s=0.05,
+            probe_timeout_s=5,
+            on_change=lambda state: None,
+        )
+        await monitor.start()
+        try:
+            async with asyncio.timeout(20):
+                while not monitor.server.up:
+                    await asyncio.sleep(0.01)
+                behaviour = "refuse"
+                while monitor.server.up:
+                    await asyncio.sleep(0.01)
+                behaviour = "hang"
+                while "hang" not in started:  # the down watch's one probe now hangs
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.1)
+                hung = len(started)
+                behaviour = "answer"
+                monitor.report_server(True, None)  # a real request answered
+                assert monitor.server.up
+                await asyncio.sleep(1.0)  # well inside the hung probe's 5 s timeout
+                beat = started[hung:]
+        finally:
+            await monitor.stop()
+        return len(beat), all(b == "answer" for b in beat)
+
+    probes_after, all_answered = asyncio.run(scenario())
+    # On the beat (0.05 s): about 20 probes in that second; none while it waited.
+    assert probes_after >= 5 and all_answered

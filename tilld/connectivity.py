@@ -109,6 +109,9 @@ class ConnectivityMonitor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._probes: dict[str, set[asyncio.Task[None]]] = {}  # in flight, per fact
         self._wake = {"server": asyncio.Event(), "internet": asyncio.Event()}
+        # Set when a fact comes back up: a watch waiting for its one probe
+        # while down goes back on the beat at once (_watch).
+        self._back = {"server": asyncio.Event(), "internet": asyncio.Event()}
         self._session: aiohttp.ClientSession | None = None
         if server_probe is None:
             self.server.last_error = "no back-end configured (backend.url is empty)"
@@ -208,7 +211,10 @@ class ConnectivityMonitor:
 
     def _record(self, fact: Fact, ok: bool, error: str | None, probe_no: int | None = None) -> None:
         before = self.state
-        if fact.record(ok, error, probe_no) and fact.up is False:
+        flipped = fact.record(ok, error, probe_no)
+        if flipped and fact.up:
+            self._back[fact.name].set()
+        elif flipped:
             log.warning("%s unreachable: %s", fact.name, error)
         elif not ok and fact.failures == 1 and fact.up:
             log.info("%s probe failed once (%s); confirming", fact.name, error)
@@ -256,7 +262,17 @@ class ConnectivityMonitor:
                 if wake.is_set():
                     await asyncio.sleep(max(0.0, started + CONFIRM_DELAY_S - loop.time()))
                 continue
-            await asyncio.wait({task})
+            # Down: one probe at a time. The fact may come back up meanwhile
+            # by another way (an older probe's late answer, a real request);
+            # then it goes on the beat from now, not once this probe has timed out: a
+            # back-end that went silent again would be noticed that much later.
+            back = self._back[fact.name]
+            back.clear()
+            came_back = asyncio.ensure_future(back.wait())
+            try:
+                await asyncio.wait({task, came_back}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                came_back.cancel()
             if fact.up:
                 attempt, delay = 0, self.interval_s
             else:
