@@ -264,8 +264,8 @@ class ConnectivityMonitor:
                 continue
             # Down: one probe at a time. The fact may come back up meanwhile
             # by another way (an older probe's late answer, a real request);
-            # then it goes on the beat from now, not once this probe has timed out: a
-            # back-end that went silent again would be noticed that much later.
+            # then it goes on the beat from now, not once this probe has timed
+            # out, or a back-end silent again at once is noticed that late.
             back = self._back[fact.name]
             back.clear()
             came_back = asyncio.ensure_future(back.wait())

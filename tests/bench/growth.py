@@ -69,10 +69,10 @@ def main() -> int:
         for client in clients.values():  # warm-up, not counted
             sale_latencies(client, 5)
             search_latencies(client, QUERIES["miss"], 5)
+        measures = {"sale": one_sale}
+        for kind, query in QUERIES.items():
+            measures[kind] = lambda c, q=query: search_latencies(c, q, 1)[0]
         for _ in range(args.rounds):
-            measures = {"sale": one_sale}
-            for kind, query in QUERIES.items():
-                measures[kind] = lambda c, q=query: search_latencies(c, q, 1)[0]
             for kind, measure in measures.items():
                 for name, taken in in_turn(clients, args.per_round, measure).items():
                     samples.setdefault((name, kind), []).extend(taken)
