@@ -38,7 +38,8 @@ def test_ids_a_millisecond_apart_sort_in_the_order_they_were_made():
 
 
 def test_ids_made_in_one_millisecond_are_still_distinct():
-    ids = [time_ordered_uuid() for _ in range(20_000)]
+    ids = [time_ordered_uuid(unix_ms=1_795_838_400_000) for _ in range(20_000)]
+    assert len({i[:13] for i in ids}) == 1  # all of them in that one millisecond
     assert len(set(ids)) == len(ids)
 
 
